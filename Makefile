@@ -1,0 +1,42 @@
+# batchstore — the two commands: `make run` (the service on the embedded default) and
+# `make test` (installs what the suites need, then runs every suite).
+
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/batchstore-target
+export CARGO_TERM_COLOR ?= never
+CARGO ?= cargo
+
+.PHONY: run build test test-rust lint fmt deps bench-metastore clean-data
+
+## run: the metastore on SQLite (./batchstore.db) and a local warehouse (./warehouse), 127.0.0.1:50051
+run:
+	$(CARGO) run --release -p batchstore-metastore --bin metastore -- serve
+
+build:
+	$(CARGO) build --workspace --bins
+
+## test: every suite (Rust now; Python and R join as their packages land)
+test: deps lint test-rust
+
+test-rust: build
+	$(CARGO) test --workspace --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## deps: system packages the suites need, installed only when missing (idempotent)
+deps:
+	@bash scripts/install-deps.sh
+
+## bench-metastore: commit throughput/latency and resolve latency on SQLite and PostgreSQL
+bench-metastore: deps
+	$(CARGO) build --release -p batchstore-metastore -p batchstore-bench
+	BATCHSTORE_METASTORE_BIN=$(CARGO_TARGET_DIR)/release/metastore \
+	  $(CARGO_TARGET_DIR)/release/metastore-bench $(BENCH_ARGS)
+
+clean-data:
+	rm -rf batchstore.db batchstore.db-wal batchstore.db-shm warehouse

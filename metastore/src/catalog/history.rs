@@ -1,0 +1,221 @@
+//! History and rollback. History is append-only: a rollback appends an entry that points the
+//! partition back at an older batch; nothing is ever deleted or rewritten.
+
+use super::reads::parse_token;
+use super::{Catalog, PartitionRow};
+use crate::error::{CatalogError, CatalogResult};
+use crate::model::{
+    CommittedVersion, ExpectedCurrent, HistoryRecord, Page, PartitionValues, RollbackTarget,
+};
+use sqlx::{AssertSqlSafe, Row};
+
+impl Catalog {
+    /// A partition's history, newest first. The page token is the last version returned.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing table or a partition never written.
+    pub async fn history(
+        &self,
+        namespace: &str,
+        table: &str,
+        partition: &[(String, String)],
+        page_size_requested: i32,
+        page_token: &str,
+    ) -> CatalogResult<Page<HistoryRecord>> {
+        let table = self.table(namespace, table).await?;
+        let values = PartitionValues::from_pairs(&table.keys, partition)?;
+        let p = self.written_partition(&table, &values).await?;
+        let before = match parse_token(page_token)? {
+            0 => i64::MAX,
+            v => v,
+        };
+        let limit = super::page_size(page_size_requested);
+        let rows = sqlx::query(
+            "SELECT version, batch_id, operation, actor, message, committed_at_us, rows, bytes \
+             FROM history WHERE partition_id = $1 AND version < $2 \
+             ORDER BY version DESC LIMIT $3",
+        )
+        .bind(p.id)
+        .bind(before)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut entries = rows
+            .iter()
+            .map(|row| {
+                let version: i64 = row.try_get("version")?;
+                Ok(HistoryRecord {
+                    version,
+                    batch_id: row.try_get("batch_id")?,
+                    operation: row.try_get("operation")?,
+                    actor: row.try_get("actor")?,
+                    message: row.try_get("message")?,
+                    committed_at: row.try_get("committed_at_us")?,
+                    rows: row.try_get("rows")?,
+                    bytes: row.try_get("bytes")?,
+                    current: version == p.current_version,
+                })
+            })
+            .collect::<CatalogResult<Vec<_>>>()?;
+        Ok(super::namespaces::paginate(&mut entries, limit, |e| {
+            e.version.to_string()
+        }))
+    }
+
+    /// Points a partition back at a batch from its history, as a new version.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing partition, version or batch; `FailedPrecondition` when the
+    /// target is already current; `Conflict` when `expected` does not match.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn rollback(
+        &self,
+        namespace: &str,
+        table: &str,
+        partition: &[(String, String)],
+        target: &RollbackTarget,
+        expected: Option<ExpectedCurrent>,
+        message: &str,
+        actor: &str,
+    ) -> CatalogResult<CommittedVersion> {
+        let table = self.table(namespace, table).await?;
+        let values = PartitionValues::from_pairs(&table.keys, partition)?;
+        let name = values.describe(&table.keys);
+        let p = self.written_partition(&table, &values).await?;
+        let (target_batch, target_version, rows, bytes) =
+            self.rollback_target(&p, target, &name).await?;
+        if p.current_batch_id.as_deref() == Some(target_batch.as_str()) {
+            return Err(CatalogError::FailedPrecondition(format!(
+                "partition {name} of {} already points at batch {target_batch} (version {}); \
+                 there is nothing to roll back",
+                table.qualified(),
+                p.current_version
+            )));
+        }
+        let message = if message.is_empty() {
+            format!("rollback to version {target_version}")
+        } else {
+            message.to_owned()
+        };
+
+        let mut tx = self.pool.begin().await?;
+        let guard = match &expected {
+            None => "",
+            Some(ExpectedCurrent::Nothing) => " AND current_batch_id IS NULL",
+            Some(ExpectedCurrent::Batch(_)) => " AND current_batch_id = $5",
+        };
+        let sql = format!(
+            "{}{guard} RETURNING current_version, updated_at_us",
+            self.sql(
+                "UPDATE partitions SET current_batch_id = $1, current_version = current_version + 1, \
+                        rows = $2, bytes = $3, updated_at_us = {max}({now}, updated_at_us + 1) \
+                 WHERE id = $4"
+            )
+            .0
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(&target_batch)
+            .bind(rows)
+            .bind(bytes)
+            .bind(p.id);
+        if let Some(ExpectedCurrent::Batch(b)) = &expected {
+            query = query.bind(b);
+        }
+        let Some(row) = query.fetch_optional(&mut *tx).await? else {
+            let now = sqlx::query(
+                "SELECT current_batch_id, current_version FROM partitions WHERE id = $1",
+            )
+            .bind(p.id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let batch: Option<String> = now.try_get("current_batch_id")?;
+            let version: i64 = now.try_get("current_version")?;
+            return Err(CatalogError::Conflict(format!(
+                "conflict on partition {name} of {}: it is now at batch {} (version {version}), \
+                 not at the expected batch; another write committed first. Check the history \
+                 and retry",
+                table.qualified(),
+                batch.unwrap_or_default()
+            )));
+        };
+        let version: i64 = row.try_get("current_version")?;
+        let committed_at: i64 = row.try_get("updated_at_us")?;
+        sqlx::query(
+            "INSERT INTO history (partition_id, version, batch_id, operation, actor, message, \
+                                  committed_at_us, rows, bytes) \
+             VALUES ($1, $2, $3, 'rollback', $4, $5, $6, $7, $8)",
+        )
+        .bind(p.id)
+        .bind(version)
+        .bind(&target_batch)
+        .bind(actor)
+        .bind(&message)
+        .bind(committed_at)
+        .bind(rows)
+        .bind(bytes)
+        .execute(&mut *tx)
+        .await?;
+        let target_name = format!("{}/{name}@{target_batch}", table.qualified());
+        self.audit(&mut tx, actor, "rollback", &target_name, &message)
+            .await?;
+        tx.commit().await?;
+        Ok(CommittedVersion {
+            batch_id: target_batch,
+            namespace: table.namespace.clone(),
+            table: table.name.clone(),
+            partition: values.pairs(&table.keys),
+            version,
+            committed_at,
+            rows,
+            bytes,
+        })
+    }
+
+    /// `(batch_id, version, rows, bytes)` of the history entry a rollback returns to.
+    async fn rollback_target(
+        &self,
+        p: &PartitionRow,
+        target: &RollbackTarget,
+        name: &str,
+    ) -> CatalogResult<(String, i64, i64, i64)> {
+        let row = match target {
+            RollbackTarget::Version(v) => {
+                sqlx::query(
+                    "SELECT batch_id, version, rows, bytes FROM history \
+                     WHERE partition_id = $1 AND version = $2",
+                )
+                .bind(p.id)
+                .bind(*v)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| {
+                    CatalogError::NotFound(format!(
+                        "partition {name} has no version {v}; its versions are 1 to {}",
+                        p.current_version
+                    ))
+                })?
+            }
+            RollbackTarget::Batch(batch) => {
+                sqlx::query(
+                    "SELECT batch_id, version, rows, bytes FROM history \
+                     WHERE partition_id = $1 AND batch_id = $2 ORDER BY version LIMIT 1",
+                )
+                .bind(p.id)
+                .bind(batch)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| {
+                    CatalogError::NotFound(format!(
+                        "batch {batch} was never committed to partition {name}; pick a batch from its history"
+                    ))
+                })?
+            }
+        };
+        Ok((
+            row.try_get("batch_id")?,
+            row.try_get("version")?,
+            row.try_get("rows")?,
+            row.try_get("bytes")?,
+        ))
+    }
+}

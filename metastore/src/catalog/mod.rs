@@ -1,0 +1,415 @@
+//! The catalog: namespaces, tables, partitions, batches, history, tags and lineage in SQL.
+//!
+//! One implementation serves SQLite and PostgreSQL through sqlx's `Any` driver with runtime
+//! queries; the few dialect differences (the clock, `GREATEST`) are filled into query templates
+//! by [`Catalog::sql`]. Every invariant of the commit protocol is enforced inside a database
+//! transaction here, never by the client:
+//! - a partition's pointer moves only by a compare-and-swap `UPDATE … RETURNING` that also
+//!   increments its version, so versions are 1, 2, 3… without gaps even across replicas;
+//! - history rows are only ever inserted;
+//! - timestamps come from the database clock and never run backwards within a partition.
+
+mod history;
+mod namespaces;
+mod reads;
+mod tables;
+mod tags;
+mod writes;
+
+use crate::error::{CatalogError, CatalogResult};
+use crate::model::{Micros, PartitionKeyDef, PartitionValues, TableRecord};
+use crate::names::quote_for_message;
+use crate::warehouse::Warehouse;
+use sha2::{Digest, Sha256};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row, SqlStr};
+use std::borrow::Cow;
+use std::time::Duration;
+
+/// The two supported databases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// Picks the dialect from a database URL.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for any other scheme.
+    pub fn from_url(url: &str) -> CatalogResult<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Dialect::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Dialect::Postgres)
+        } else {
+            Err(CatalogError::InvalidArgument(format!(
+                "unsupported database URL {}; use sqlite://FILE or postgres://USER@HOST/DB",
+                quote_for_message(url)
+            )))
+        }
+    }
+
+    /// The catalog clock in microseconds, as an SQL expression.
+    fn now(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
+            Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)",
+        }
+    }
+
+    /// The two-argument maximum function.
+    fn max(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "MAX",
+            Dialect::Postgres => "GREATEST",
+        }
+    }
+
+    fn migration_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => include_str!("../../../migrations/sqlite/0001_catalog.sql"),
+            Dialect::Postgres => include_str!("../../../migrations/postgres/0001_catalog.sql"),
+        }
+    }
+}
+
+/// Tunables of the catalog.
+#[derive(Debug, Clone)]
+pub struct CatalogSettings {
+    /// Lease given to a pending batch when the client asks for none.
+    pub default_lease: Duration,
+    /// Longest lease a client may ask for.
+    pub max_lease: Duration,
+    /// Connections to PostgreSQL (SQLite always uses one writer connection).
+    pub max_connections: u32,
+}
+
+impl Default for CatalogSettings {
+    fn default() -> Self {
+        CatalogSettings {
+            default_lease: Duration::from_secs(3600),
+            max_lease: Duration::from_secs(7 * 24 * 3600),
+            max_connections: 16,
+        }
+    }
+}
+
+/// The catalog over a database pool and a warehouse.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pool: AnyPool,
+    dialect: Dialect,
+    warehouse: Warehouse,
+    settings: CatalogSettings,
+}
+
+impl Catalog {
+    /// Connects to the database and applies pending migrations.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database cannot be reached; `Internal` when a migration fails.
+    pub async fn connect(
+        database_url: &str,
+        warehouse: Warehouse,
+        settings: CatalogSettings,
+    ) -> CatalogResult<Self> {
+        let (pool, dialect) = connect_pool(database_url, settings.max_connections).await?;
+        run_migrations(&pool, dialect).await?;
+        Ok(Catalog {
+            pool,
+            dialect,
+            warehouse,
+            settings,
+        })
+    }
+
+    /// The warehouse this catalog hands out locations in.
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Fills the dialect's clock (`{now}`) and maximum (`{max}`) into a query template.
+    fn sql(&self, template: &'static str) -> AssertSqlSafe<String> {
+        AssertSqlSafe(
+            template
+                .replace("{now}", self.dialect.now())
+                .replace("{max}", self.dialect.max()),
+        )
+    }
+
+    /// Looks up a live table by name.
+    ///
+    /// # Errors
+    /// `NotFound` saying whether the namespace or the table is missing.
+    /// Uses the pool: never call it while holding a transaction (SQLite has one connection).
+    async fn table(&self, namespace: &str, table: &str) -> CatalogResult<TableRecord> {
+        let row = sqlx::query(
+            "SELECT t.id, n.name AS namespace, t.name, t.partition_keys, t.arrow_schema, \
+                    t.created_at_us, t.partition_count \
+             FROM tables t JOIN namespaces n ON n.id = t.namespace_id \
+             WHERE n.name = $1 AND t.name = $2 \
+               AND t.dropped_at_us IS NULL AND n.dropped_at_us IS NULL",
+        )
+        .bind(namespace)
+        .bind(table)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => self.table_from_row(&row),
+            None => Err(self.table_not_found(namespace, table).await),
+        }
+    }
+
+    async fn table_not_found(&self, namespace: &str, table: &str) -> CatalogError {
+        let namespace_exists = self.namespace_id(namespace).await.is_ok();
+        if namespace_exists {
+            CatalogError::NotFound(format!(
+                "table {namespace}.{} does not exist; create it first (tablectl table create)",
+                quote_for_message(table).trim_matches('"')
+            ))
+        } else {
+            CatalogError::NotFound(format!(
+                "namespace {} does not exist; create it first (tablectl namespace create)",
+                quote_for_message(namespace)
+            ))
+        }
+    }
+
+    fn table_from_row(&self, row: &AnyRow) -> CatalogResult<TableRecord> {
+        let keys_json: String = row.try_get("partition_keys")?;
+        let keys: Vec<PartitionKeyDef> = serde_json::from_str(&keys_json)
+            .map_err(|e| CatalogError::Internal(format!("bad partition keys in catalog: {e}")))?;
+        let namespace: String = row.try_get("namespace")?;
+        let name: String = row.try_get("name")?;
+        let location = self
+            .warehouse
+            .location_url(&crate::layout::table_dir(&namespace, &name));
+        Ok(TableRecord {
+            id: row.try_get("id")?,
+            namespace,
+            name,
+            keys,
+            arrow_schema: row.try_get("arrow_schema")?,
+            created_at: row.try_get("created_at_us")?,
+            partition_count: row.try_get("partition_count")?,
+            location,
+        })
+    }
+
+    /// Finds a partition row: `(id, current_batch_id, current_version)`.
+    async fn partition<'e, E>(
+        &self,
+        executor: E,
+        table: &TableRecord,
+        values: &PartitionValues,
+    ) -> CatalogResult<Option<PartitionRow>>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        let row = sqlx::query(
+            "SELECT id, current_batch_id, current_version FROM partitions \
+             WHERE table_id = $1 AND partition_hash = $2",
+        )
+        .bind(table.id)
+        .bind(partition_hash(values))
+        .fetch_optional(executor)
+        .await?;
+        row.map(|row| {
+            Ok(PartitionRow {
+                id: row.try_get("id")?,
+                current_batch_id: row.try_get("current_batch_id")?,
+                current_version: row.try_get("current_version")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Like [`Self::partition`] but the partition must have at least one version.
+    async fn written_partition(
+        &self,
+        table: &TableRecord,
+        values: &PartitionValues,
+    ) -> CatalogResult<PartitionRow> {
+        match self.partition(&self.pool, table, values).await? {
+            Some(p) if p.current_version > 0 => Ok(p),
+            _ => Err(CatalogError::NotFound(format!(
+                "partition {} of {} has never been written",
+                values.describe(&table.keys),
+                table.qualified()
+            ))),
+        }
+    }
+
+    async fn namespace_id(&self, namespace: &str) -> CatalogResult<i64> {
+        sqlx::query("SELECT id FROM namespaces WHERE name = $1 AND dropped_at_us IS NULL")
+            .bind(namespace)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| row.try_get::<i64, _>("id").map_err(CatalogError::from))
+            .transpose()?
+            .ok_or_else(|| {
+                CatalogError::NotFound(format!(
+                    "namespace {} does not exist; create it first (tablectl namespace create)",
+                    quote_for_message(namespace)
+                ))
+            })
+    }
+
+    /// Records an audit event inside the caller's transaction.
+    async fn audit(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: &str,
+    ) -> CatalogResult<()> {
+        sqlx::query(self.sql(
+            "INSERT INTO audit_events (at_us, actor, action, target, detail) \
+             VALUES ({now}, $1, $2, $3, $4)",
+        ))
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(detail)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Opens a pool on `database_url` with the settings each dialect needs.
+async fn connect_pool(
+    database_url: &str,
+    max_connections: u32,
+) -> CatalogResult<(AnyPool, Dialect)> {
+    let dialect = Dialect::from_url(database_url)?;
+    sqlx::any::install_default_drivers();
+    let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+    let pool = match dialect {
+        // SQLite allows one writer at a time; one connection serialises commits without
+        // SQLITE_BUSY and costs nothing for reads of a local file.
+        Dialect::Sqlite => options.max_connections(1).after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                Ok(())
+            })
+        }),
+        Dialect::Postgres => options.max_connections(max_connections),
+    }
+    .connect(database_url)
+    .await
+    .map_err(|e| {
+        CatalogError::Unavailable(format!(
+            "cannot open the catalog database {}: {e}",
+            redact_url(database_url)
+        ))
+    })?;
+    Ok((pool, dialect))
+}
+
+/// Applies the embedded migrations for the dialect (idempotent; replicas may race safely, as
+/// sqlx takes an advisory lock on PostgreSQL).
+async fn run_migrations(pool: &AnyPool, dialect: Dialect) -> CatalogResult<()> {
+    let migration = Migration::new(
+        1,
+        Cow::Borrowed("catalog"),
+        MigrationType::Simple,
+        SqlStr::from_static(dialect.migration_sql()),
+        false,
+    );
+    Migrator::with_migrations(vec![migration])
+        .run(pool)
+        .await
+        .map_err(|e| CatalogError::Internal(format!("applying catalog migrations failed: {e}")))
+}
+
+/// Applies pending migrations to a database and closes the connection (`metastore migrate`).
+///
+/// # Errors
+/// `Unavailable` when the database cannot be reached; `Internal` when a migration fails.
+pub async fn migrate_database(database_url: &str) -> CatalogResult<()> {
+    let (pool, dialect) = connect_pool(database_url, 1).await?;
+    let result = run_migrations(&pool, dialect).await;
+    pool.close().await;
+    result
+}
+
+/// The parts of a partition row most operations need.
+#[derive(Debug, Clone)]
+struct PartitionRow {
+    id: i64,
+    current_batch_id: Option<String>,
+    current_version: i64,
+}
+
+/// The stored identity of a partition: hex SHA-256 of its canonical JSON values.
+fn partition_hash(values: &PartitionValues) -> String {
+    Sha256::digest(values.to_json().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A timestamp for messages: RFC 3339, UTC.
+fn format_micros(micros: Micros) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .unwrap_or_else(|| format!("{micros} µs"))
+}
+
+/// Checks a page size: 0 means the default, anything above the maximum is capped.
+fn page_size(requested: i32) -> i64 {
+    const DEFAULT: i64 = 1000;
+    const MAX: i64 = 10_000;
+    match requested {
+        n if n <= 0 => DEFAULT,
+        n => i64::from(n).min(MAX),
+    }
+}
+
+/// Hides a password in a database URL before it reaches a log or an error.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn page_sizes_are_bounded() {
+        assert_eq!(page_size(0), 1000);
+        assert_eq!(page_size(5), 5);
+        assert_eq!(page_size(i32::MAX), 10_000);
+    }
+}

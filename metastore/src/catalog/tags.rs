@@ -1,0 +1,200 @@
+//! Tags name a committed batch of a table (and pin it against garbage collection); lineage
+//! records which batches a commit was computed from.
+
+use super::Catalog;
+use crate::error::{CatalogError, CatalogResult};
+use crate::model::{PartitionValues, TableRecord, TagRecord, TagTarget};
+use crate::names::validate_tag_name;
+use sqlx::Row;
+
+impl Catalog {
+    /// Creates a tag on a committed batch of the table.
+    ///
+    /// # Errors
+    /// `AlreadyExists` when the tag exists; `NotFound` for a missing table, batch or version.
+    pub async fn create_tag(
+        &self,
+        namespace: &str,
+        table: &str,
+        name: &str,
+        target: &TagTarget,
+        actor: &str,
+    ) -> CatalogResult<TagRecord> {
+        validate_tag_name(name)?;
+        let table = self.table(namespace, table).await?;
+        let batch_id = match target {
+            TagTarget::Batch(batch_id) => batch_id.clone(),
+            TagTarget::PartitionVersion(pairs, version) => {
+                let values = PartitionValues::from_pairs(&table.keys, pairs)?;
+                let p = self.written_partition(&table, &values).await?;
+                if *version == 0 {
+                    p.current_batch_id.unwrap_or_default()
+                } else {
+                    let row = sqlx::query(
+                        "SELECT batch_id FROM history WHERE partition_id = $1 AND version = $2",
+                    )
+                    .bind(p.id)
+                    .bind(*version)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| {
+                        CatalogError::NotFound(format!(
+                            "partition {} has no version {version}; its versions are 1 to {}",
+                            values.describe(&table.keys),
+                            p.current_version
+                        ))
+                    })?;
+                    row.try_get("batch_id")?
+                }
+            }
+        };
+        let batch = self.batch(&batch_id, false).await?;
+        if batch.table.id != table.id || batch.version.is_none() {
+            return Err(CatalogError::NotFound(format!(
+                "batch {batch_id} is not a committed batch of {}",
+                table.qualified()
+            )));
+        }
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(self.sql(
+            "INSERT INTO tags (table_id, name, batch_id, created_at_us) VALUES ($1, $2, $3, {now}) \
+             RETURNING created_at_us",
+        ))
+        .bind(table.id)
+        .bind(name)
+        .bind(&batch_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match CatalogError::from(e) {
+            CatalogError::AlreadyExists(_) => CatalogError::AlreadyExists(format!(
+                "tag {name} already exists on {}; delete it first to move it",
+                table.qualified()
+            )),
+            other => other,
+        })?;
+        let created_at: i64 = inserted.try_get("created_at_us")?;
+        self.audit(
+            &mut tx,
+            actor,
+            "tag",
+            &format!("{}:{name}", table.qualified()),
+            &batch_id,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(TagRecord {
+            name: name.to_owned(),
+            batch_id,
+            partition: batch.partition.pairs(&table.keys),
+            version: batch.version.unwrap_or_default(),
+            created_at,
+        })
+    }
+
+    /// The tags of a table, by name.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing table.
+    pub async fn list_tags(&self, namespace: &str, table: &str) -> CatalogResult<Vec<TagRecord>> {
+        let table = self.table(namespace, table).await?;
+        let rows = sqlx::query(
+            "SELECT g.name, g.batch_id, g.created_at_us, b.version, p.partition_values \
+             FROM tags g JOIN batches b ON b.batch_id = g.batch_id \
+                  JOIN partitions p ON p.id = b.partition_id \
+             WHERE g.table_id = $1 ORDER BY g.name",
+        )
+        .bind(table.id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let values =
+                    PartitionValues::from_json(&row.try_get::<String, _>("partition_values")?)?;
+                Ok(TagRecord {
+                    name: row.try_get("name")?,
+                    batch_id: row.try_get("batch_id")?,
+                    partition: values.pairs(&table.keys),
+                    version: row
+                        .try_get::<Option<i64>, _>("version")?
+                        .unwrap_or_default(),
+                    created_at: row.try_get("created_at_us")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes a tag (the batch stays).
+    ///
+    /// # Errors
+    /// `NotFound` for a missing table or tag.
+    pub async fn delete_tag(
+        &self,
+        namespace: &str,
+        table: &str,
+        name: &str,
+        actor: &str,
+    ) -> CatalogResult<()> {
+        let table = self.table(namespace, table).await?;
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM tags WHERE table_id = $1 AND name = $2")
+            .bind(table.id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(CatalogError::NotFound(format!(
+                "tag {} does not exist on {}",
+                crate::names::quote_for_message(name),
+                table.qualified()
+            )));
+        }
+        self.audit(
+            &mut tx,
+            actor,
+            "untag",
+            &format!("{}:{name}", table.qualified()),
+            "",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The batch a tag names.
+    pub(super) async fn tag_batch(&self, table: &TableRecord, tag: &str) -> CatalogResult<String> {
+        validate_tag_name(tag)?;
+        let row = sqlx::query("SELECT batch_id FROM tags WHERE table_id = $1 AND name = $2")
+            .bind(table.id)
+            .bind(tag)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| {
+                CatalogError::NotFound(format!("tag {tag} does not exist on {}", table.qualified()))
+            })?;
+        Ok(row.try_get("batch_id")?)
+    }
+
+    /// Lineage of a batch: `(inputs, outputs)`.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown batch.
+    pub async fn lineage(&self, batch_id: &str) -> CatalogResult<(Vec<String>, Vec<String>)> {
+        self.batch(batch_id, false).await?;
+        let inputs =
+            sqlx::query("SELECT input_batch_id AS id FROM lineage WHERE batch_id = $1 ORDER BY 1")
+                .bind(batch_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let outputs =
+            sqlx::query("SELECT batch_id AS id FROM lineage WHERE input_batch_id = $1 ORDER BY 1")
+                .bind(batch_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let ids = |rows: Vec<sqlx::any::AnyRow>| -> CatalogResult<Vec<String>> {
+            rows.iter()
+                .map(|r| Ok(r.try_get::<String, _>("id")?))
+                .collect()
+        };
+        Ok((ids(inputs)?, ids(outputs)?))
+    }
+}

@@ -1,0 +1,90 @@
+//! The catalog's error type: one variant per condition a caller can act on.
+//!
+//! Every message is a sentence for a person: what happened and, where there is one, what to do.
+//! Database errors are converted here, once; the gRPC layer maps these variants to status codes
+//! in `service::status`, once.
+
+use thiserror::Error;
+
+/// Why a catalog operation failed.
+#[derive(Debug, Error)]
+pub enum CatalogError {
+    /// The request itself is malformed: a bad name, a missing partition key, an unknown type.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A namespace, table, partition, version, batch or tag does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The thing to create exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The request is well-formed but the catalog's state refuses it (files missing, lease
+    /// expired, batch aborted, namespace not empty).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A write's schema does not match the table's; the message names the column.
+    #[error("{0}")]
+    SchemaMismatch(String),
+    /// Compare-and-swap failed: another commit moved the partition first. Retry after re-reading.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database or the object store cannot be reached right now. Safe to retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected state; the message says where.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CatalogError {
+    /// True when the same request may succeed if sent again unchanged.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, CatalogError::Unavailable(_))
+    }
+}
+
+/// Result alias for catalog operations.
+pub type CatalogResult<T> = Result<T, CatalogError>;
+
+impl From<sqlx::Error> for CatalogError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => CatalogError::AlreadyExists(
+                format!("the catalog already holds this entry ({})", db.message()),
+            ),
+            sqlx::Error::Database(db) if is_transient_sqlstate(db.code().as_deref()) => {
+                CatalogError::Unavailable(format!(
+                    "the catalog database is busy ({}); retry the request",
+                    db.message()
+                ))
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => CatalogError::Unavailable(format!(
+                "the catalog database is unreachable ({error}); check that it is running"
+            )),
+            _ => CatalogError::Internal(format!("catalog database error: {error}")),
+        }
+    }
+}
+
+/// SQLSTATEs (PostgreSQL) and extended result codes (SQLite) that mean "try again".
+fn is_transient_sqlstate(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        // serialization_failure, deadlock_detected, lock_not_available, admin/crash shutdown
+        Some("40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03")
+        // SQLITE_BUSY, SQLITE_LOCKED and their extended codes
+        | Some("5" | "6" | "261" | "517" | "262")
+    )
+}
+
+impl From<object_store::Error> for CatalogError {
+    fn from(error: object_store::Error) -> Self {
+        CatalogError::Unavailable(format!(
+            "the warehouse storage could not be reached: {error}"
+        ))
+    }
+}

@@ -1,0 +1,460 @@
+//! Domain types of the catalog, free of SQL and gRPC.
+//!
+//! The service converts wire messages into these, the catalog works on them, and nothing here
+//! knows which database or transport is in use.
+
+use crate::error::{CatalogError, CatalogResult};
+use crate::names::{self, NameKind};
+use serde::{Deserialize, Serialize};
+
+/// Microseconds since the Unix epoch, UTC, as assigned by the catalog.
+pub type Micros = i64;
+
+/// The type of a partition key; values are normalised to its canonical text form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionKeyType {
+    String,
+    Int64,
+    Date,
+}
+
+impl PartitionKeyType {
+    /// Canonical text of `value` for this type: integers without leading zeros or `+`,
+    /// dates as `YYYY-MM-DD`, strings unchanged.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when the value does not parse as the key's type.
+    pub fn canonical(self, key: &str, value: &str) -> CatalogResult<String> {
+        names::validate_partition_value(key, value)?;
+        match self {
+            PartitionKeyType::String => Ok(value.to_owned()),
+            PartitionKeyType::Int64 => value
+                .trim()
+                .parse::<i64>()
+                .map(|n| n.to_string())
+                .map_err(|_| {
+                    CatalogError::InvalidArgument(format!(
+                        "partition key {key} is an int64 key, but the value {} is not a whole number",
+                        names::quote_for_message(value)
+                    ))
+                }),
+            PartitionKeyType::Date => chrono::NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .map_err(|_| {
+                    CatalogError::InvalidArgument(format!(
+                        "partition key {key} is a date key, but the value {} is not a date in the form YYYY-MM-DD",
+                        names::quote_for_message(value)
+                    ))
+                }),
+        }
+    }
+}
+
+/// A partition key of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionKeyDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub key_type: PartitionKeyType,
+}
+
+/// Checks a table's partition keys: valid names, no duplicates, at most 16.
+///
+/// # Errors
+/// `InvalidArgument` naming the offending key.
+pub fn validate_partition_keys(keys: &[PartitionKeyDef]) -> CatalogResult<()> {
+    if keys.len() > names::MAX_PARTITION_KEYS {
+        return Err(CatalogError::InvalidArgument(format!(
+            "a table has at most {} partition keys; {} were given",
+            names::MAX_PARTITION_KEYS,
+            keys.len()
+        )));
+    }
+    for (i, key) in keys.iter().enumerate() {
+        names::validate_name(NameKind::PartitionKey, &key.name)?;
+        if keys[..i].iter().any(|k| k.name == key.name) {
+            return Err(CatalogError::InvalidArgument(format!(
+                "partition key {} is listed twice",
+                key.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One value per partition key, canonical, in the table's key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionValues(pub Vec<String>);
+
+impl PartitionValues {
+    /// Matches `(key, value)` pairs from a request against the table's keys: every key exactly
+    /// once, no others, each value canonical for its type.
+    ///
+    /// # Errors
+    /// `InvalidArgument` saying which key is missing, unknown, repeated or badly typed.
+    pub fn from_pairs(keys: &[PartitionKeyDef], pairs: &[(String, String)]) -> CatalogResult<Self> {
+        for (i, (key, _)) in pairs.iter().enumerate() {
+            if !keys.iter().any(|k| &k.name == key) {
+                let known = key_list(keys);
+                return Err(CatalogError::InvalidArgument(format!(
+                    "{} is not a partition key of this table (its keys are: {known})",
+                    names::quote_for_message(key)
+                )));
+            }
+            if pairs[..i].iter().any(|(k, _)| k == key) {
+                return Err(CatalogError::InvalidArgument(format!(
+                    "partition key {key} is given twice"
+                )));
+            }
+        }
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some((_, value)) = pairs.iter().find(|(k, _)| k == &key.name) else {
+                return Err(CatalogError::InvalidArgument(format!(
+                    "partition key {} is missing; this table is partitioned by {}",
+                    key.name,
+                    key_list(keys)
+                )));
+            };
+            values.push(key.key_type.canonical(&key.name, value)?);
+        }
+        Ok(PartitionValues(values))
+    }
+
+    /// The stable identity stored in the catalog: a JSON array of the values.
+    pub fn to_json(&self) -> String {
+        serde_json::Value::from(self.0.clone()).to_string()
+    }
+
+    /// Parses what `to_json` stored.
+    ///
+    /// # Errors
+    /// `Internal` if the catalog holds something else.
+    pub fn from_json(json: &str) -> CatalogResult<Self> {
+        serde_json::from_str(json)
+            .map(PartitionValues)
+            .map_err(|e| CatalogError::Internal(format!("bad partition values in catalog: {e}")))
+    }
+
+    /// `ds=20161031/region=eu`, for messages.
+    pub fn describe(&self, keys: &[PartitionKeyDef]) -> String {
+        if keys.is_empty() {
+            return "(the only partition)".to_owned();
+        }
+        keys.iter()
+            .zip(&self.0)
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    k.name,
+                    names::quote_for_message(v).trim_matches('"')
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// Pairs of key name and value, in key order.
+    pub fn pairs(&self, keys: &[PartitionKeyDef]) -> Vec<(String, String)> {
+        keys.iter()
+            .zip(&self.0)
+            .map(|(k, v)| (k.name.clone(), v.clone()))
+            .collect()
+    }
+}
+
+fn key_list(keys: &[PartitionKeyDef]) -> String {
+    if keys.is_empty() {
+        "no keys at all: give no partition values".to_owned()
+    } else {
+        keys.iter()
+            .map(|k| k.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A table as the catalog knows it.
+#[derive(Debug, Clone)]
+pub struct TableRecord {
+    pub id: i64,
+    pub namespace: String,
+    pub name: String,
+    pub keys: Vec<PartitionKeyDef>,
+    pub arrow_schema: Option<Vec<u8>>,
+    pub created_at: Micros,
+    pub partition_count: i64,
+    pub location: String,
+}
+
+impl TableRecord {
+    /// `namespace.table`, for messages.
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
+    }
+}
+
+/// A namespace.
+#[derive(Debug, Clone)]
+pub struct NamespaceRecord {
+    pub name: String,
+    pub created_at: Micros,
+}
+
+/// A file in a batch directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataFile {
+    pub path: String,
+    pub size_bytes: i64,
+    pub rows: i64,
+}
+
+/// Life cycle of a batch: pending → committed, or pending → aborted / abandoned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchState {
+    Pending,
+    Committed,
+    Aborted,
+    Abandoned,
+}
+
+impl BatchState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchState::Pending => "pending",
+            BatchState::Committed => "committed",
+            BatchState::Aborted => "aborted",
+            BatchState::Abandoned => "abandoned",
+        }
+    }
+
+    /// # Errors
+    /// `Internal` for a state the catalog should never hold.
+    pub fn parse(s: &str) -> CatalogResult<Self> {
+        match s {
+            "pending" => Ok(BatchState::Pending),
+            "committed" => Ok(BatchState::Committed),
+            "aborted" => Ok(BatchState::Aborted),
+            "abandoned" => Ok(BatchState::Abandoned),
+            other => Err(CatalogError::Internal(format!(
+                "unknown batch state {other}"
+            ))),
+        }
+    }
+}
+
+/// A batch and where it stands.
+#[derive(Debug, Clone)]
+pub struct BatchRecord {
+    pub batch_id: String,
+    pub table: TableRecord,
+    pub partition_id: i64,
+    pub partition: PartitionValues,
+    pub state: BatchState,
+    pub location: String,
+    pub created_at: Micros,
+    pub lease_expires_at: Micros,
+    pub version: Option<i64>,
+    pub committed_at: Option<Micros>,
+    pub rows: i64,
+    pub bytes: i64,
+    pub files: Vec<DataFile>,
+}
+
+/// What BeginWrite hands the client.
+#[derive(Debug, Clone)]
+pub struct PendingBatch {
+    pub batch_id: String,
+    pub location: String,
+    pub lease_expires_at: Micros,
+    pub current_batch_id: Option<String>,
+    pub current_version: i64,
+}
+
+/// What the commit-and-swap expects to find as the partition's current batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpectedCurrent {
+    /// The partition has never been written.
+    Nothing,
+    /// The partition currently points at this batch.
+    Batch(String),
+}
+
+/// One partition's part of a commit.
+#[derive(Debug, Clone)]
+pub struct PartitionUpdate {
+    pub batch_id: String,
+    pub files: Vec<DataFile>,
+    pub arrow_schema: Vec<u8>,
+    pub expected: Option<ExpectedCurrent>,
+    pub inputs: Vec<String>,
+}
+
+/// A version created by a commit or rollback.
+#[derive(Debug, Clone)]
+pub struct CommittedVersion {
+    pub batch_id: String,
+    pub namespace: String,
+    pub table: String,
+    pub partition: Vec<(String, String)>,
+    pub version: i64,
+    pub committed_at: Micros,
+    pub rows: i64,
+    pub bytes: i64,
+}
+
+/// The result of a commit.
+#[derive(Debug, Clone)]
+pub struct CommitOutcome {
+    pub committed: Vec<CommittedVersion>,
+    pub already_committed: bool,
+}
+
+/// One entry of a partition's history.
+#[derive(Debug, Clone)]
+pub struct HistoryRecord {
+    pub version: i64,
+    pub batch_id: String,
+    pub operation: String,
+    pub actor: String,
+    pub message: String,
+    pub committed_at: Micros,
+    pub rows: i64,
+    pub bytes: i64,
+    pub current: bool,
+}
+
+/// Which version of a partition a read wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    Current,
+    Version(i64),
+    Batch(String),
+    Tag(String),
+    AsOf(Micros),
+}
+
+/// A partition resolved to one batch, with everything needed to read it.
+#[derive(Debug, Clone)]
+pub struct ResolvedPartition {
+    pub partition: Vec<(String, String)>,
+    pub batch_id: String,
+    pub version: i64,
+    pub location: String,
+    pub files: Vec<DataFile>,
+    pub rows: i64,
+    pub bytes: i64,
+    pub committed_at: Micros,
+    pub arrow_schema: Vec<u8>,
+}
+
+/// A partition in a listing.
+#[derive(Debug, Clone)]
+pub struct PartitionSummary {
+    pub partition: Vec<(String, String)>,
+    pub batch_id: String,
+    pub version: i64,
+    pub rows: i64,
+    pub bytes: i64,
+    pub updated_at: Micros,
+}
+
+/// A tag naming a batch.
+#[derive(Debug, Clone)]
+pub struct TagRecord {
+    pub name: String,
+    pub batch_id: String,
+    pub partition: Vec<(String, String)>,
+    pub version: i64,
+    pub created_at: Micros,
+}
+
+/// What a tag points at when it is created.
+#[derive(Debug, Clone)]
+pub enum TagTarget {
+    Batch(String),
+    /// Version 0 means the partition's current version.
+    PartitionVersion(Vec<(String, String)>, i64),
+}
+
+/// What a rollback returns to.
+#[derive(Debug, Clone)]
+pub enum RollbackTarget {
+    Version(i64),
+    Batch(String),
+}
+
+/// A page of results and the token for the next page ("" when done).
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Vec<PartitionKeyDef> {
+        vec![
+            PartitionKeyDef {
+                name: "ds".into(),
+                key_type: PartitionKeyType::Date,
+            },
+            PartitionKeyDef {
+                name: "shard".into(),
+                key_type: PartitionKeyType::Int64,
+            },
+        ]
+    }
+
+    #[test]
+    fn values_are_canonical_and_in_key_order() {
+        let pairs = vec![
+            ("shard".into(), "007".into()),
+            ("ds".into(), "2016-10-31".into()),
+        ];
+        let values = PartitionValues::from_pairs(&keys(), &pairs).expect("valid");
+        assert_eq!(values.0, vec!["2016-10-31".to_owned(), "7".to_owned()]);
+        assert_eq!(values.to_json(), r#"["2016-10-31","7"]"#);
+    }
+
+    #[test]
+    fn missing_unknown_and_mistyped_keys_are_refused() {
+        let missing = PartitionValues::from_pairs(&keys(), &[("ds".into(), "2016-10-31".into())]);
+        assert!(
+            missing
+                .expect_err("missing")
+                .to_string()
+                .contains("shard is missing")
+        );
+        let unknown = PartitionValues::from_pairs(
+            &keys(),
+            &[
+                ("ds".into(), "2016-10-31".into()),
+                ("x".into(), "1".into()),
+                ("shard".into(), "1".into()),
+            ],
+        );
+        assert!(
+            unknown
+                .expect_err("unknown")
+                .to_string()
+                .contains("not a partition key")
+        );
+        let bad_date = PartitionValues::from_pairs(
+            &keys(),
+            &[
+                ("ds".into(), "2016-02-30".into()),
+                ("shard".into(), "1".into()),
+            ],
+        );
+        assert!(
+            bad_date
+                .expect_err("date")
+                .to_string()
+                .contains("YYYY-MM-DD")
+        );
+    }
+}

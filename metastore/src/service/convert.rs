@@ -1,0 +1,268 @@
+//! Conversions between wire messages and catalog types. Input is validated here only as far as
+//! its shape goes; the catalog checks meaning.
+
+use crate::error::{CatalogError, CatalogResult};
+use crate::model::{
+    BatchRecord, BatchState, CommittedVersion, DataFile, ExpectedCurrent, HistoryRecord,
+    NamespaceRecord, PartitionKeyDef, PartitionKeyType, PartitionSummary, PartitionUpdate,
+    ResolvedPartition, RollbackTarget, Selector, TableRecord, TagRecord, TagTarget,
+};
+use crate::names::{NameKind, validate_name};
+use batchstore_proto::v1 as pb;
+
+/// `(namespace, table)` of a table reference, names validated.
+pub fn table_ref(table: Option<&pb::TableRef>) -> CatalogResult<(String, String)> {
+    let table = table.ok_or_else(|| {
+        CatalogError::InvalidArgument(
+            "the request names no table; set table.namespace and table.table".into(),
+        )
+    })?;
+    validate_name(NameKind::Namespace, &table.namespace)?;
+    validate_name(NameKind::Table, &table.table)?;
+    Ok((table.namespace.clone(), table.table.clone()))
+}
+
+pub fn partition_pairs(spec: Option<&pb::PartitionSpec>) -> Vec<(String, String)> {
+    spec.map(|s| {
+        s.values
+            .iter()
+            .map(|v| (v.key.clone(), v.value.clone()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+pub fn partition_spec(pairs: &[(String, String)]) -> pb::PartitionSpec {
+    pb::PartitionSpec {
+        values: pairs
+            .iter()
+            .map(|(key, value)| pb::PartitionValue {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub fn key_from_pb(key: &pb::PartitionKey) -> CatalogResult<PartitionKeyDef> {
+    let key_type = match pb::PartitionKeyType::try_from(key.r#type) {
+        Ok(pb::PartitionKeyType::Unspecified | pb::PartitionKeyType::String) => {
+            PartitionKeyType::String
+        }
+        Ok(pb::PartitionKeyType::Int64) => PartitionKeyType::Int64,
+        Ok(pb::PartitionKeyType::Date) => PartitionKeyType::Date,
+        Err(_) => {
+            return Err(CatalogError::InvalidArgument(format!(
+                "partition key {} has an unknown type {}; use string, int64 or date",
+                key.name, key.r#type
+            )));
+        }
+    };
+    Ok(PartitionKeyDef {
+        name: key.name.clone(),
+        key_type,
+    })
+}
+
+fn key_to_pb(key: &PartitionKeyDef) -> pb::PartitionKey {
+    let key_type = match key.key_type {
+        PartitionKeyType::String => pb::PartitionKeyType::String,
+        PartitionKeyType::Int64 => pb::PartitionKeyType::Int64,
+        PartitionKeyType::Date => pb::PartitionKeyType::Date,
+    };
+    pb::PartitionKey {
+        name: key.name.clone(),
+        r#type: key_type as i32,
+    }
+}
+
+pub fn table_to_pb(table: &TableRecord) -> pb::Table {
+    pb::Table {
+        namespace: table.namespace.clone(),
+        name: table.name.clone(),
+        partition_keys: table.keys.iter().map(key_to_pb).collect(),
+        arrow_schema: table.arrow_schema.clone().unwrap_or_default(),
+        created_at_micros: table.created_at,
+        location: table.location.clone(),
+        partition_count: table.partition_count,
+    }
+}
+
+pub fn namespace_to_pb(ns: &NamespaceRecord) -> pb::Namespace {
+    pb::Namespace {
+        name: ns.name.clone(),
+        created_at_micros: ns.created_at,
+    }
+}
+
+fn file_from_pb(file: &pb::DataFile) -> DataFile {
+    DataFile {
+        path: file.path.clone(),
+        size_bytes: file.size_bytes,
+        rows: file.rows,
+    }
+}
+
+fn file_to_pb(file: &DataFile) -> pb::DataFile {
+    pb::DataFile {
+        path: file.path.clone(),
+        size_bytes: file.size_bytes,
+        rows: file.rows,
+    }
+}
+
+/// "" is no expectation; "-" expects a partition never written; anything else a batch id.
+pub fn expected_from_pb(expected: Option<&String>) -> Option<ExpectedCurrent> {
+    match expected.map(String::as_str) {
+        None => None,
+        Some("-") => Some(ExpectedCurrent::Nothing),
+        Some(batch) => Some(ExpectedCurrent::Batch(batch.to_owned())),
+    }
+}
+
+pub fn update_from_pb(update: pb::PartitionUpdate) -> PartitionUpdate {
+    PartitionUpdate {
+        expected: expected_from_pb(update.expected_current_batch_id.as_ref()),
+        files: update.files.iter().map(file_from_pb).collect(),
+        batch_id: update.batch_id,
+        arrow_schema: update.arrow_schema,
+        inputs: update.input_batch_ids,
+    }
+}
+
+pub fn committed_to_pb(c: &CommittedVersion) -> pb::CommittedPartition {
+    pb::CommittedPartition {
+        batch_id: c.batch_id.clone(),
+        namespace: c.namespace.clone(),
+        table: c.table.clone(),
+        partition: Some(partition_spec(&c.partition)),
+        version: c.version,
+        committed_at_micros: c.committed_at,
+        rows: c.rows,
+        bytes: c.bytes,
+    }
+}
+
+pub fn batch_to_pb(b: &BatchRecord) -> pb::Batch {
+    let state = match b.state {
+        BatchState::Pending => pb::BatchState::Pending,
+        BatchState::Committed => pb::BatchState::Committed,
+        BatchState::Aborted => pb::BatchState::Aborted,
+        BatchState::Abandoned => pb::BatchState::Abandoned,
+    };
+    pb::Batch {
+        batch_id: b.batch_id.clone(),
+        namespace: b.table.namespace.clone(),
+        table: b.table.name.clone(),
+        partition: Some(partition_spec(&b.partition.pairs(&b.table.keys))),
+        state: state as i32,
+        location: b.location.clone(),
+        created_at_micros: b.created_at,
+        lease_expires_at_micros: b.lease_expires_at,
+        version: b.version.unwrap_or_default(),
+        rows: b.rows,
+        bytes: b.bytes,
+        files: b.files.iter().map(file_to_pb).collect(),
+    }
+}
+
+pub fn selector_from_pb(selector: Option<&pb::Selector>) -> CatalogResult<Selector> {
+    use pb::selector::Kind;
+    Ok(match selector.and_then(|s| s.kind.as_ref()) {
+        None | Some(Kind::Current(_)) => Selector::Current,
+        Some(Kind::Version(v)) if *v >= 1 => Selector::Version(*v),
+        Some(Kind::Version(v)) => {
+            return Err(CatalogError::InvalidArgument(format!(
+                "version {v} does not exist; versions start at 1"
+            )));
+        }
+        Some(Kind::BatchId(b)) => Selector::Batch(b.clone()),
+        Some(Kind::Tag(t)) => Selector::Tag(t.clone()),
+        Some(Kind::AsOfMicros(t)) => Selector::AsOf(*t),
+    })
+}
+
+pub fn resolved_to_pb(r: ResolvedPartition) -> pb::ResolvedPartition {
+    pb::ResolvedPartition {
+        partition: Some(partition_spec(&r.partition)),
+        files: r.files.iter().map(file_to_pb).collect(),
+        batch_id: r.batch_id,
+        version: r.version,
+        location: r.location,
+        rows: r.rows,
+        bytes: r.bytes,
+        committed_at_micros: r.committed_at,
+        arrow_schema: r.arrow_schema,
+    }
+}
+
+pub fn summary_to_pb(s: PartitionSummary) -> pb::PartitionInfo {
+    pb::PartitionInfo {
+        partition: Some(partition_spec(&s.partition)),
+        batch_id: s.batch_id,
+        version: s.version,
+        rows: s.rows,
+        bytes: s.bytes,
+        updated_at_micros: s.updated_at,
+    }
+}
+
+pub fn history_to_pb(h: HistoryRecord) -> pb::HistoryEntry {
+    pb::HistoryEntry {
+        version: h.version,
+        batch_id: h.batch_id,
+        operation: h.operation,
+        actor: h.actor,
+        message: h.message,
+        committed_at_micros: h.committed_at,
+        rows: h.rows,
+        bytes: h.bytes,
+        current: h.current,
+    }
+}
+
+pub fn rollback_target_from_pb(
+    target: Option<&pb::rollback_request::Target>,
+) -> CatalogResult<RollbackTarget> {
+    use pb::rollback_request::Target;
+    match target {
+        Some(Target::ToVersion(v)) if *v >= 1 => Ok(RollbackTarget::Version(*v)),
+        Some(Target::ToVersion(v)) => Err(CatalogError::InvalidArgument(format!(
+            "cannot roll back to version {v}; versions start at 1"
+        ))),
+        Some(Target::ToBatchId(b)) => Ok(RollbackTarget::Batch(b.clone())),
+        None => Err(CatalogError::InvalidArgument(
+            "a rollback needs a target: to_version or to_batch_id".into(),
+        )),
+    }
+}
+
+pub fn tag_target_from_pb(
+    target: Option<&pb::create_tag_request::Target>,
+) -> CatalogResult<TagTarget> {
+    use pb::create_tag_request::Target;
+    match target {
+        Some(Target::BatchId(b)) => Ok(TagTarget::Batch(b.clone())),
+        Some(Target::PartitionVersion(pv)) if pv.version >= 0 => Ok(TagTarget::PartitionVersion(
+            partition_pairs(pv.partition.as_ref()),
+            pv.version,
+        )),
+        Some(Target::PartitionVersion(pv)) => Err(CatalogError::InvalidArgument(format!(
+            "version {} does not exist; versions start at 1 (0 means current)",
+            pv.version
+        ))),
+        None => Err(CatalogError::InvalidArgument(
+            "a tag needs a target: batch_id or partition_version".into(),
+        )),
+    }
+}
+
+pub fn tag_to_pb(t: TagRecord) -> pb::Tag {
+    pb::Tag {
+        partition: Some(partition_spec(&t.partition)),
+        name: t.name,
+        batch_id: t.batch_id,
+        version: t.version,
+        created_at_micros: t.created_at,
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the system packages the test suites need, only when they are missing.
+# Safe to run again and again; never prompts (CI has no standard input).
+set -euo pipefail
+
+need=()
+command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+# PostgreSQL must accept connections on 127.0.0.1:5432 (the tests also start it themselves).
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  version=$(ls /etc/postgresql | sort -n | tail -1)
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+fi

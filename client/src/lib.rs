@@ -1,4 +1,24 @@
-//! The batchstore client library (issue: client and tablectl). For now it re-exports the wire
-//! contract so front ends have one crate to depend on.
+//! The batchstore client: the one library every front end (tablectl, Python, R) uses.
+//!
+//! It talks gRPC to the metastore for everything about *what* a partition is, and reads and
+//! writes Parquet straight to storage (local disk or S3) for the data itself:
+//! - [`Client::write`] / [`Client::write_partitions`]: Arrow → Parquet (zstd) → a fresh batch →
+//!   one atomic commit, with optional compare-and-swap;
+//! - [`Client::read`]: a selection (current, version, batch, tag, as-of; projection; many
+//!   partitions with their keys as columns) → Arrow;
+//! - history, rollback, tags, tables and namespaces.
+
+pub mod client;
+pub mod error;
+pub mod read;
+pub mod schema;
+pub mod storage;
+pub mod types;
+pub mod write;
 
 pub use batchstore_proto as proto;
+pub use client::{Client, DEFAULT_ENDPOINT, RollbackTo, TagTarget};
+pub use error::{ClientError, Result};
+pub use read::{PartitionColumns, ReadRequest, ReadResult};
+pub use types::*;
+pub use write::{PartitionData, Progress, WriteOptions, WriteRequest};

@@ -184,7 +184,8 @@ pub struct TableRecord {
     pub keys: Vec<PartitionKeyDef>,
     pub arrow_schema: Option<Vec<u8>>,
     pub created_at: Micros,
-    pub partition_count: i64,
+    /// Partitions with at least one version; counted only by `Catalog::get_table`.
+    pub partition_count: Option<i64>,
     pub location: String,
 }
 

@@ -14,7 +14,7 @@ use batchstore_proto::v1::metastore_server::MetastoreServer;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 /// Everything `metastore serve` needs.
 #[derive(Debug, Clone)]
@@ -65,7 +65,10 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await;
     sweeper.abort();
     catalog.close().await;

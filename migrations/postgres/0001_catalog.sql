@@ -15,7 +15,6 @@ CREATE TABLE tables (
     name            TEXT    NOT NULL,
     partition_keys  TEXT    NOT NULL,           -- JSON: [{"name": "ds", "type": "string"}]
     arrow_schema    BYTEA,                       -- Arrow IPC schema; NULL until fixed
-    partition_count BIGINT  NOT NULL DEFAULT 0, -- partitions with at least one version
     created_at_us   BIGINT  NOT NULL,
     dropped_at_us   BIGINT
 );
@@ -33,6 +32,8 @@ CREATE TABLE partitions (
     updated_at_us     BIGINT  NOT NULL
 );
 CREATE UNIQUE INDEX partitions_identity ON partitions (table_id, partition_hash);
+-- Written partitions in creation order: listing pages, counts, whole-table reads.
+CREATE INDEX partitions_written ON partitions (table_id, id) WHERE current_version > 0;
 
 CREATE TABLE batches (
     batch_id            TEXT    PRIMARY KEY,    -- UUIDv7

@@ -153,7 +153,7 @@ impl Catalog {
     async fn table(&self, namespace: &str, table: &str) -> CatalogResult<TableRecord> {
         let row = sqlx::query(
             "SELECT t.id, n.name AS namespace, t.name, t.partition_keys, t.arrow_schema, \
-                    t.created_at_us, t.partition_count \
+                    t.created_at_us \
              FROM tables t JOIN namespaces n ON n.id = t.namespace_id \
              WHERE n.name = $1 AND t.name = $2 \
                AND t.dropped_at_us IS NULL AND n.dropped_at_us IS NULL",
@@ -199,7 +199,7 @@ impl Catalog {
             keys,
             arrow_schema: row.try_get("arrow_schema")?,
             created_at: row.try_get("created_at_us")?,
-            partition_count: row.try_get("partition_count")?,
+            partition_count: None,
             location,
         })
     }

@@ -6,6 +6,7 @@ use crate::error::{CatalogError, CatalogResult};
 use crate::model::{Page, PartitionKeyDef, TableRecord, validate_partition_keys};
 use crate::names::{NameKind, validate_name};
 use crate::schema;
+use sqlx::Row;
 
 impl Catalog {
     /// Creates a table. With `if_not_exists`, an existing table with the same partition keys is
@@ -68,7 +69,15 @@ impl Catalog {
     /// # Errors
     /// `NotFound` naming the missing namespace or table.
     pub async fn get_table(&self, namespace: &str, name: &str) -> CatalogResult<TableRecord> {
-        self.table(namespace, name).await
+        let mut table = self.table(namespace, name).await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM partitions WHERE table_id = $1 AND current_version > 0",
+        )
+        .bind(table.id)
+        .fetch_one(&self.pool)
+        .await?;
+        table.partition_count = Some(row.try_get("n")?);
+        Ok(table)
     }
 
     /// Lists live tables ordered by namespace and name, optionally in one namespace. The page
@@ -89,7 +98,7 @@ impl Catalog {
         let (after_ns, after_table) = page_token.split_once('.').unwrap_or((page_token, ""));
         let rows = sqlx::query(
             "SELECT t.id, n.name AS namespace, t.name, t.partition_keys, t.arrow_schema, \
-                    t.created_at_us, t.partition_count \
+                    t.created_at_us \
              FROM tables t JOIN namespaces n ON n.id = t.namespace_id \
              WHERE t.dropped_at_us IS NULL AND n.dropped_at_us IS NULL \
                AND ($1 = '' OR n.name = $1) \

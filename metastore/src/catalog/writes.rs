@@ -199,14 +199,6 @@ impl Catalog {
         let mut committed = Vec::with_capacity(prepared.len());
         for p in prepared {
             let (version, committed_at) = self.swap_partition(conn, p).await?;
-            if version == 1 {
-                sqlx::query(
-                    "UPDATE tables SET partition_count = partition_count + 1 WHERE id = $1",
-                )
-                .bind(p.batch.table.id)
-                .execute(&mut *conn)
-                .await?;
-            }
             sqlx::query(
                 "INSERT INTO history (partition_id, version, batch_id, operation, actor, message, \
                                       committed_at_us, rows, bytes) \
@@ -467,12 +459,14 @@ impl Catalog {
     ) -> CatalogResult<BatchRecord> {
         check_batch_id(batch_id)?;
         let row = sqlx::query(
-            "SELECT b.batch_id, b.partition_id, b.state, b.location, b.created_at_us, \
-                    b.lease_expires_at_us, b.version, b.committed_at_us, b.rows, b.bytes, \
-                    p.partition_values, n.name AS namespace, t.name AS table_name \
+            "SELECT t.id, n.name AS namespace, t.name, t.partition_keys, t.arrow_schema, \
+                    t.created_at_us, \
+                    b.batch_id, b.partition_id, b.state, b.location, \
+                    b.created_at_us AS batch_created_at_us, b.lease_expires_at_us, b.version, \
+                    b.committed_at_us, b.rows, b.bytes, p.partition_values \
              FROM batches b JOIN partitions p ON p.id = b.partition_id \
                   JOIN tables t ON t.id = b.table_id JOIN namespaces n ON n.id = t.namespace_id \
-             WHERE b.batch_id = $1 AND t.dropped_at_us IS NULL",
+             WHERE b.batch_id = $1 AND t.dropped_at_us IS NULL AND n.dropped_at_us IS NULL",
         )
         .bind(batch_id)
         .fetch_optional(&self.pool)
@@ -482,9 +476,7 @@ impl Catalog {
                 "batch {batch_id} does not exist (or its table was dropped)"
             ))
         })?;
-        let namespace: String = row.try_get("namespace")?;
-        let table_name: String = row.try_get("table_name")?;
-        let table = self.table(&namespace, &table_name).await?;
+        let table = self.table_from_row(&row)?;
         let files = if with_files {
             self.files_of(&[batch_id.to_owned()])
                 .await?
@@ -500,7 +492,7 @@ impl Catalog {
             partition: PartitionValues::from_json(&row.try_get::<String, _>("partition_values")?)?,
             state: BatchState::parse(&row.try_get::<String, _>("state")?)?,
             location: row.try_get("location")?,
-            created_at: row.try_get("created_at_us")?,
+            created_at: row.try_get("batch_created_at_us")?,
             lease_expires_at: row.try_get("lease_expires_at_us")?,
             version: row.try_get("version")?,
             committed_at: row.try_get("committed_at_us")?,

@@ -84,7 +84,7 @@ pub fn table_to_pb(table: &TableRecord) -> pb::Table {
         arrow_schema: table.arrow_schema.clone().unwrap_or_default(),
         created_at_micros: table.created_at,
         location: table.location.clone(),
-        partition_count: table.partition_count,
+        partition_count: table.partition_count.unwrap_or(-1),
     }
 }
 

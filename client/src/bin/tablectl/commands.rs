@@ -1,0 +1,554 @@
+//! The work behind each `tablectl` command: call the client library, print the result.
+
+use crate::cli::*;
+use crate::files;
+use crate::output::{self, partition_object, size, time};
+use crate::progress::Bar;
+use anyhow::{Context, Result, bail};
+use batchstore_client::{
+    Client, CommitInfo, Expected, KeyType, PartitionData, PartitionKey, PartitionSpec, Progress,
+    ReadRequest, RollbackTo, Selector, TableName, TagTarget, WriteOptions, describe_partition,
+};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Runs one parsed command.
+///
+/// # Errors
+/// Whatever the command met; the caller prints it as one line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let client = Client::connect(cli.endpoint.as_deref()).await?;
+    let json = cli.json;
+    match cli.command {
+        Command::Namespace(command) => namespace(&client, command, json).await,
+        Command::Table(command) => table(&client, command, json).await,
+        Command::Write(args) => write(&client, args, json).await,
+        Command::Read(args) => read(&client, args, json).await,
+        Command::Partitions(args) => {
+            partitions(&client, &TableName::parse(&args.table)?, json).await
+        }
+        Command::History(args) => history(&client, args, json).await,
+        Command::Rollback(args) => rollback(&client, args, json).await,
+        Command::Tag(command) => tag(&client, command, json).await,
+    }
+}
+
+/// `-p` values → a partition spec: `KEY=VALUE` when KEY looks like a key name, else positional.
+fn partition_spec(values: &[String]) -> PartitionSpec {
+    PartitionSpec(
+        values
+            .iter()
+            .map(|text| match text.split_once('=') {
+                Some((key, value)) if looks_like_key(key) => {
+                    (Some(key.to_owned()), value.to_owned())
+                }
+                _ => (None, text.clone()),
+            })
+            .collect(),
+    )
+}
+
+fn looks_like_key(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn expected(text: Option<String>) -> Option<Expected> {
+    text.map(|t| match t.as_str() {
+        "-" | "none" => Expected::Nothing,
+        _ => Expected::Batch(t),
+    })
+}
+
+async fn namespace(client: &Client, command: NamespaceCommand, json: bool) -> Result<()> {
+    match command {
+        NamespaceCommand::Create {
+            name,
+            if_not_exists,
+        } => {
+            let created = client.create_namespace(&name, if_not_exists).await?;
+            if json {
+                output::json(&json!({ "namespace": name, "created": created }))
+            } else {
+                println!(
+                    "{} namespace {name}",
+                    if created { "created" } else { "kept existing" }
+                );
+                Ok(())
+            }
+        }
+        NamespaceCommand::List => {
+            let namespaces = client.list_namespaces().await?;
+            if json {
+                let list: Vec<_> = namespaces
+                    .iter()
+                    .map(|(n, t)| json!({ "name": n, "created_at": t }))
+                    .collect();
+                return output::json(&list);
+            }
+            output::table(
+                &["namespace", "created"],
+                namespaces
+                    .iter()
+                    .map(|(n, t)| vec![n.clone(), time(t)])
+                    .collect(),
+            );
+            Ok(())
+        }
+        NamespaceCommand::Drop { name } => {
+            client.drop_namespace(&name).await?;
+            output::done(
+                json,
+                json!({ "dropped": name }),
+                format!("dropped namespace {name}"),
+            )
+        }
+    }
+}
+
+fn parse_key(text: &str) -> Result<PartitionKey> {
+    let (name, key_type) = match text.split_once(':') {
+        Some((name, t)) => (name, KeyType::parse(t)?),
+        None => (text, KeyType::String),
+    };
+    Ok(PartitionKey {
+        name: name.to_owned(),
+        key_type,
+    })
+}
+
+async fn table(client: &Client, command: TableCommand, json: bool) -> Result<()> {
+    match command {
+        TableCommand::Create {
+            table,
+            partition_keys,
+            if_not_exists,
+        } => {
+            let name = TableName::parse(&table)?;
+            let keys = partition_keys
+                .iter()
+                .map(|k| parse_key(k))
+                .collect::<Result<Vec<_>>>()?;
+            let (info, created) = client
+                .create_table(&name, &keys, None, if_not_exists)
+                .await?;
+            if json {
+                return output::json(&json!({ "table": info, "created": created }));
+            }
+            println!(
+                "{} table {name} at {}",
+                if created { "created" } else { "kept existing" },
+                info.location
+            );
+            Ok(())
+        }
+        TableCommand::List { namespace } => {
+            let tables = client.list_tables(namespace.as_deref()).await?;
+            if json {
+                return output::json(&tables);
+            }
+            let rows = tables
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.name.to_string(),
+                        t.partition_keys
+                            .iter()
+                            .map(|k| k.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        t.partition_count.to_string(),
+                        time(&t.created_at),
+                    ]
+                })
+                .collect();
+            output::table(&["table", "partition keys", "partitions", "created"], rows);
+            Ok(())
+        }
+        TableCommand::Describe { table } => {
+            let info = client.get_table(&TableName::parse(&table)?).await?;
+            if json {
+                return output::json(&info);
+            }
+            println!("table      {}", info.name);
+            println!("location   {}", info.location);
+            println!("created    {}", time(&info.created_at));
+            println!("partitions {}", info.partition_count);
+            let keys: Vec<Vec<String>> = info
+                .partition_keys
+                .iter()
+                .map(|k| vec![k.name.clone(), format!("{:?}", k.key_type).to_lowercase()])
+                .collect();
+            output::table(&["partition key", "type"], keys);
+            if info.columns.is_empty() {
+                println!("schema     not fixed yet (the first write fixes it)");
+            } else {
+                output::table(
+                    &["column", "type"],
+                    info.columns
+                        .iter()
+                        .map(|(n, t)| vec![n.clone(), t.clone()])
+                        .collect(),
+                );
+            }
+            Ok(())
+        }
+        TableCommand::Drop { table } => {
+            client.drop_table(&TableName::parse(&table)?).await?;
+            output::done(
+                json,
+                json!({ "dropped": table }),
+                format!("dropped table {table}"),
+            )
+        }
+    }
+}
+
+fn print_commit(what: &str, table: &TableName, c: &CommitInfo, json: bool) -> Result<()> {
+    if json {
+        return output::json(&json!({
+            "batch_id": c.batch_id,
+            "version": c.version,
+            "rows": c.rows,
+            "bytes": c.bytes,
+            "committed_at": c.committed_at,
+            "partition": partition_object(&c.partition),
+        }));
+    }
+    println!(
+        "{what} {table} {}: version {}, batch {}, {} rows, {}",
+        describe_partition(&c.partition),
+        c.version,
+        c.batch_id,
+        c.rows,
+        size(c.bytes)
+    );
+    Ok(())
+}
+
+async fn write(client: &Client, args: WriteArgs, json: bool) -> Result<()> {
+    let table = TableName::parse(&args.target.table)?;
+    let (data, total_rows) = files::open_input(&args.file)?;
+    let bar = Bar::rows(total_rows, "writing").map(Arc::new);
+    let options = WriteOptions {
+        rows_per_file: args.rows_per_file,
+        ..WriteOptions::default()
+    };
+    let progress = bar.clone().map(|b| b as Arc<dyn Progress>);
+    let committed = client
+        .write(
+            &table,
+            PartitionData {
+                partition: partition_spec(&args.target.partition),
+                expected: expected(args.expect_batch),
+                data,
+            },
+            &args.message,
+            &options,
+            progress,
+        )
+        .await;
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    print_commit("wrote", &table, &committed?, json)
+}
+
+fn selector(args: &ReadArgs) -> Result<Selector> {
+    Ok(if let Some(v) = args.version {
+        Selector::Version(v)
+    } else if let Some(b) = &args.batch {
+        Selector::Batch(b.clone())
+    } else if let Some(t) = &args.tag {
+        Selector::Tag(t.clone())
+    } else if let Some(t) = &args.as_of {
+        Selector::AsOf(parse_time(t)?)
+    } else {
+        Selector::Current
+    })
+}
+
+/// RFC 3339, `YYYY-MM-DD HH:MM:SS[.f]` (UTC) or `YYYY-MM-DD` (midnight UTC).
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(Utc.from_utc_datetime(&t));
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).context("midnight")?));
+    }
+    bail!(
+        "cannot read {text:?} as a time; use RFC 3339 (2016-10-31T12:00:00Z), \"2016-10-31 12:00:00\" (UTC) or 2016-10-31"
+    )
+}
+
+async fn read(client: &Client, args: ReadArgs, json: bool) -> Result<()> {
+    let table = TableName::parse(&args.table)?;
+    let partitions = if args.partition.is_empty() {
+        Vec::new()
+    } else {
+        vec![partition_spec(&args.partition)]
+    };
+    let request = ReadRequest {
+        table: Some(table.clone()),
+        partitions,
+        selector: selector(&args)?,
+        columns: args.columns.clone(),
+        ..ReadRequest::default()
+    };
+    let bar = args
+        .output
+        .as_ref()
+        .and_then(|_| Bar::rows(None, "reading"))
+        .map(Arc::new);
+    let result = client
+        .read(&request, bar.clone().map(|b| b as Arc<dyn Progress>))
+        .await;
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    let result = result?;
+    if let Some(path) = &args.output {
+        files::write_output(path, result.schema.clone(), &result.batches)?;
+        if json {
+            return output::json(
+                &json!({ "output": path, "rows": result.num_rows(), "partitions": result.partitions }),
+            );
+        }
+        println!(
+            "saved {} rows from {} partition(s) to {}",
+            result.num_rows(),
+            result.partitions.len(),
+            path.display()
+        );
+        return Ok(());
+    }
+    let mut shown = Vec::new();
+    let mut left = args.limit;
+    for batch in &result.batches {
+        if left == 0 {
+            break;
+        }
+        let take = batch.num_rows().min(left);
+        shown.push(batch.slice(0, take));
+        left -= take;
+    }
+    if json {
+        let rows = arrow_json_rows(&shown)?;
+        return output::json(
+            &json!({ "rows": rows, "total_rows": result.num_rows(), "partitions": result.partitions }),
+        );
+    }
+    if shown.is_empty() {
+        println!("(no rows)");
+    } else {
+        println!("{}", arrow_cast::pretty::pretty_format_batches(&shown)?);
+    }
+    println!(
+        "{} rows × {} columns from {} partition(s){}",
+        result.num_rows(),
+        result.schema.fields().len(),
+        result.partitions.len(),
+        if result.num_rows() > args.limit {
+            format!(
+                "; first {} shown (--limit, or -o FILE to save all)",
+                args.limit
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// Rows as JSON objects of display strings (for `read --json` without -o).
+fn arrow_json_rows(
+    batches: &[arrow_array::RecordBatch],
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| arrow_cast::display::ArrayFormatter::try_new(c.as_ref(), &Default::default()))
+            .collect::<Result<Vec<_>, _>>()?;
+        for i in 0..batch.num_rows() {
+            let mut row = serde_json::Map::new();
+            for (field, formatter) in batch.schema().fields().iter().zip(&formatters) {
+                let value = if batch
+                    .column(batch.schema().index_of(field.name())?)
+                    .is_null(i)
+                {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::Value::String(formatter.value(i).to_string())
+                };
+                row.insert(field.name().clone(), value);
+            }
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+async fn partitions(client: &Client, table: &TableName, json: bool) -> Result<()> {
+    let partitions = client.partitions(table).await?;
+    if json {
+        let list: Vec<_> = partitions
+            .iter()
+            .map(|p| {
+                json!({
+                    "partition": partition_object(&p.partition),
+                    "batch_id": p.batch_id,
+                    "version": p.version,
+                    "rows": p.rows,
+                    "bytes": p.bytes,
+                    "updated_at": p.updated_at,
+                })
+            })
+            .collect();
+        return output::json(&list);
+    }
+    let rows = partitions
+        .iter()
+        .map(|p| {
+            vec![
+                describe_partition(&p.partition),
+                p.version.to_string(),
+                p.batch_id.clone(),
+                p.rows.to_string(),
+                size(p.bytes),
+                time(&p.updated_at),
+            ]
+        })
+        .collect();
+    output::table(
+        &["partition", "version", "batch", "rows", "size", "updated"],
+        rows,
+    );
+    Ok(())
+}
+
+async fn history(client: &Client, args: PartitionArgs, json: bool) -> Result<()> {
+    let table = TableName::parse(&args.table)?;
+    let entries = client
+        .history(&table, &partition_spec(&args.partition))
+        .await?;
+    if json {
+        return output::json(&entries);
+    }
+    let rows = entries
+        .iter()
+        .map(|h| {
+            vec![
+                format!("{}{}", h.version, if h.current { " *" } else { "" }),
+                h.operation.clone(),
+                h.batch_id.clone(),
+                h.rows.to_string(),
+                size(h.bytes),
+                time(&h.committed_at),
+                h.actor.clone(),
+                h.message.clone(),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "version",
+            "operation",
+            "batch",
+            "rows",
+            "size",
+            "committed",
+            "actor",
+            "message",
+        ],
+        rows,
+    );
+    Ok(())
+}
+
+async fn rollback(client: &Client, args: RollbackArgs, json: bool) -> Result<()> {
+    let table = TableName::parse(&args.target.table)?;
+    let target = match (args.to_version, args.to_batch) {
+        (Some(v), _) => RollbackTo::Version(v),
+        (None, Some(b)) => RollbackTo::Batch(b),
+        (None, None) => bail!("give --to-version N or --to-batch ID"),
+    };
+    let committed = client
+        .rollback(
+            &table,
+            &partition_spec(&args.target.partition),
+            target,
+            expected(args.expect_batch),
+            &args.message,
+        )
+        .await?;
+    print_commit("rolled back", &table, &committed, json)
+}
+
+async fn tag(client: &Client, command: TagCommand, json: bool) -> Result<()> {
+    match command {
+        TagCommand::Create {
+            table,
+            name,
+            partition,
+            version,
+            batch,
+        } => {
+            let table = TableName::parse(&table)?;
+            let target = match batch {
+                Some(batch) => TagTarget::Batch(batch),
+                None => TagTarget::Version(partition_spec(&partition), version.unwrap_or(0)),
+            };
+            let tag = client.create_tag(&table, &name, target).await?;
+            if json {
+                return output::json(&tag);
+            }
+            println!(
+                "tagged {} version {} (batch {}) as {}",
+                describe_partition(&tag.partition),
+                tag.version,
+                tag.batch_id,
+                tag.name
+            );
+            Ok(())
+        }
+        TagCommand::List { table } => {
+            let tags = client.list_tags(&TableName::parse(&table)?).await?;
+            if json {
+                return output::json(&tags);
+            }
+            let rows = tags
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.name.clone(),
+                        describe_partition(&t.partition),
+                        t.version.to_string(),
+                        t.batch_id.clone(),
+                        time(&t.created_at),
+                    ]
+                })
+                .collect();
+            output::table(&["tag", "partition", "version", "batch", "created"], rows);
+            Ok(())
+        }
+        TagCommand::Delete { table, name } => {
+            client.delete_tag(&TableName::parse(&table)?, &name).await?;
+            output::done(
+                json,
+                json!({ "deleted": name }),
+                format!("deleted tag {name}"),
+            )
+        }
+    }
+}

@@ -1,0 +1,576 @@
+//! The client: one connection to a metastore plus the stores batch locations live in.
+//!
+//! Metadata calls (namespaces, tables, history, rollback, tags) are here; the data path is in
+//! `write` and `read`. A `Client` is cheap to clone and safe to share between tasks.
+
+use crate::error::{ClientError, Result};
+use crate::storage::Stores;
+use crate::types::*;
+use batchstore_proto::v1 as pb;
+use batchstore_proto::v1::metastore_client::MetastoreClient;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Where to find the metastore when no endpoint is given and `BATCHSTORE_ENDPOINT` is unset.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
+
+/// A connection to a batchstore metastore.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub(crate) rpc: MetastoreClient<Channel>,
+    pub(crate) stores: Arc<Stores>,
+    pub(crate) actor: String,
+    endpoint: String,
+}
+
+impl Client {
+    /// Connects to `endpoint`, or `BATCHSTORE_ENDPOINT`, or the local default.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a malformed endpoint; `Unavailable` when nothing answers there.
+    pub async fn connect(endpoint: Option<&str>) -> Result<Self> {
+        let endpoint = match endpoint {
+            Some(e) if !e.is_empty() => e.to_owned(),
+            _ => std::env::var("BATCHSTORE_ENDPOINT")
+                .ok()
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
+        };
+        let endpoint = if endpoint.contains("://") {
+            endpoint
+        } else {
+            format!("http://{endpoint}")
+        };
+        let channel = Endpoint::from_shared(endpoint.clone())
+            .map_err(|e| {
+                ClientError::InvalidArgument(format!("bad metastore endpoint {endpoint:?}: {e}"))
+            })?
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| {
+                ClientError::Unavailable(format!(
+                    "cannot reach the metastore at {endpoint} ({e}); start it (make run) or set \
+                     BATCHSTORE_ENDPOINT to its address"
+                ))
+            })?;
+        let rpc = MetastoreClient::new(channel)
+            .max_decoding_message_size(512 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024);
+        let actor = std::env::var("BATCHSTORE_ACTOR")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "anonymous".to_owned());
+        Ok(Client {
+            rpc,
+            stores: Arc::new(Stores::default()),
+            actor,
+            endpoint,
+        })
+    }
+
+    /// The endpoint this client talks to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Names who acts in history and audit (default: `BATCHSTORE_ACTOR`, else `USER`).
+    pub fn set_actor(&mut self, actor: impl Into<String>) {
+        self.actor = actor.into();
+    }
+
+    /// Creates a namespace; returns false when it already existed and `if_not_exists` is set.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad name; `AlreadyExists` unless `if_not_exists`.
+    pub async fn create_namespace(&self, name: &str, if_not_exists: bool) -> Result<bool> {
+        let response = self
+            .rpc
+            .clone()
+            .create_namespace(pb::CreateNamespaceRequest {
+                name: name.into(),
+                if_not_exists,
+            })
+            .await?;
+        Ok(response.into_inner().created)
+    }
+
+    /// Every namespace, by name.
+    ///
+    /// # Errors
+    /// When the metastore cannot be reached.
+    pub async fn list_namespaces(&self) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .rpc
+                .clone()
+                .list_namespaces(pb::ListNamespacesRequest {
+                    page_size: 0,
+                    page_token: token,
+                })
+                .await?
+                .into_inner();
+            out.extend(
+                page.namespaces
+                    .into_iter()
+                    .map(|n| (n.name, from_micros(n.created_at_micros))),
+            );
+            if page.next_page_token.is_empty() {
+                return Ok(out);
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// Drops an empty namespace.
+    ///
+    /// # Errors
+    /// `NotFound`; `FailedPrecondition` while it has tables.
+    pub async fn drop_namespace(&self, name: &str) -> Result<()> {
+        self.rpc
+            .clone()
+            .drop_namespace(pb::DropNamespaceRequest { name: name.into() })
+            .await?;
+        Ok(())
+    }
+
+    /// Creates a table with partition keys and, optionally, its schema.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing namespace; `AlreadyExists`; `InvalidArgument`.
+    pub async fn create_table(
+        &self,
+        table: &TableName,
+        keys: &[PartitionKey],
+        schema: Option<&arrow_schema::Schema>,
+        if_not_exists: bool,
+    ) -> Result<(TableInfo, bool)> {
+        let response = self
+            .rpc
+            .clone()
+            .create_table(pb::CreateTableRequest {
+                table: Some(table_ref(table)),
+                partition_keys: keys.iter().map(key_to_pb).collect(),
+                arrow_schema: schema.map(crate::schema::encode).unwrap_or_default(),
+                if_not_exists,
+            })
+            .await?
+            .into_inner();
+        let info = table_info(response.table.ok_or_else(|| missing("table"))?)?;
+        Ok((info, response.created))
+    }
+
+    /// Describes a table.
+    ///
+    /// # Errors
+    /// `NotFound` naming the missing namespace or table.
+    pub async fn get_table(&self, table: &TableName) -> Result<TableInfo> {
+        let response = self
+            .rpc
+            .clone()
+            .get_table(pb::GetTableRequest {
+                table: Some(table_ref(table)),
+            })
+            .await?
+            .into_inner();
+        table_info(response.table.ok_or_else(|| missing("table"))?)
+    }
+
+    /// Tables, in one namespace or all.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing namespace.
+    pub async fn list_tables(&self, namespace: Option<&str>) -> Result<Vec<TableInfo>> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .rpc
+                .clone()
+                .list_tables(pb::ListTablesRequest {
+                    namespace: namespace.unwrap_or_default().into(),
+                    page_size: 0,
+                    page_token: token,
+                })
+                .await?
+                .into_inner();
+            for table in page.tables {
+                out.push(table_info(table)?);
+            }
+            if page.next_page_token.is_empty() {
+                return Ok(out);
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// Drops a table (its batches stay until garbage collection).
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn drop_table(&self, table: &TableName) -> Result<()> {
+        self.rpc
+            .clone()
+            .drop_table(pb::DropTableRequest {
+                table: Some(table_ref(table)),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Turns a user's partition spec into `(key, value)` pairs, mapping positional values to the
+    /// table's keys in order (this asks the metastore for the table only when needed).
+    ///
+    /// # Errors
+    /// `InvalidArgument` when there are more values than keys or keys are mixed wrongly.
+    pub async fn partition_pairs(
+        &self,
+        table: &TableName,
+        spec: &PartitionSpec,
+    ) -> Result<Vec<(String, String)>> {
+        if spec.0.iter().all(|(k, _)| k.is_some()) {
+            return Ok(spec
+                .0
+                .iter()
+                .map(|(k, v)| (k.clone().unwrap_or_default(), v.clone()))
+                .collect());
+        }
+        let info = self.get_table(table).await?;
+        pair_with_keys(&info.partition_keys, spec, table)
+    }
+
+    /// Every partition with its current batch.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing table.
+    pub async fn partitions(&self, table: &TableName) -> Result<Vec<PartitionInfo>> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .rpc
+                .clone()
+                .list_partitions(pb::ListPartitionsRequest {
+                    table: Some(table_ref(table)),
+                    page_size: 0,
+                    page_token: token,
+                })
+                .await?
+                .into_inner();
+            out.extend(page.partitions.into_iter().map(|p| PartitionInfo {
+                partition: pairs(p.partition.as_ref()),
+                batch_id: p.batch_id,
+                version: p.version,
+                rows: p.rows,
+                bytes: p.bytes,
+                updated_at: from_micros(p.updated_at_micros),
+            }));
+            if page.next_page_token.is_empty() {
+                return Ok(out);
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// A partition's history, newest first.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing table or a partition never written.
+    pub async fn history(
+        &self,
+        table: &TableName,
+        partition: &PartitionSpec,
+    ) -> Result<Vec<HistoryEntry>> {
+        let spec = partition_spec(&self.partition_pairs(table, partition).await?);
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .rpc
+                .clone()
+                .get_history(pb::GetHistoryRequest {
+                    table: Some(table_ref(table)),
+                    partition: Some(spec.clone()),
+                    page_size: 0,
+                    page_token: token,
+                })
+                .await?
+                .into_inner();
+            out.extend(page.entries.into_iter().map(|h| HistoryEntry {
+                version: h.version,
+                batch_id: h.batch_id,
+                operation: h.operation,
+                actor: h.actor,
+                message: h.message,
+                committed_at: from_micros(h.committed_at_micros),
+                rows: h.rows,
+                bytes: h.bytes,
+                current: h.current,
+            }));
+            if page.next_page_token.is_empty() {
+                return Ok(out);
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// Points a partition back at an earlier version or batch (a new version; nothing deleted).
+    ///
+    /// # Errors
+    /// `NotFound`; `Conflict` when `expected` does not match; `FailedPrecondition` when the
+    /// target is already current.
+    pub async fn rollback(
+        &self,
+        table: &TableName,
+        partition: &PartitionSpec,
+        target: RollbackTo,
+        expected: Option<Expected>,
+        message: &str,
+    ) -> Result<CommitInfo> {
+        let spec = partition_spec(&self.partition_pairs(table, partition).await?);
+        let target = match target {
+            RollbackTo::Version(v) => pb::rollback_request::Target::ToVersion(v),
+            RollbackTo::Batch(b) => pb::rollback_request::Target::ToBatchId(b),
+        };
+        let response = self
+            .rpc
+            .clone()
+            .rollback(pb::RollbackRequest {
+                table: Some(table_ref(table)),
+                partition: Some(spec),
+                target: Some(target),
+                expected_current_batch_id: expected.map(expected_to_pb),
+                message: message.into(),
+                actor: self.actor.clone(),
+            })
+            .await?
+            .into_inner();
+        Ok(commit_info(
+            response.committed.ok_or_else(|| missing("committed"))?,
+            false,
+        ))
+    }
+
+    /// Tags a partition's version (0 = current) or a batch.
+    ///
+    /// # Errors
+    /// `AlreadyExists`; `NotFound`.
+    pub async fn create_tag(
+        &self,
+        table: &TableName,
+        name: &str,
+        target: TagTarget,
+    ) -> Result<TagInfo> {
+        let target = match target {
+            TagTarget::Batch(b) => pb::create_tag_request::Target::BatchId(b),
+            TagTarget::Version(partition, version) => {
+                let spec = partition_spec(&self.partition_pairs(table, &partition).await?);
+                pb::create_tag_request::Target::PartitionVersion(pb::PartitionVersion {
+                    partition: Some(spec),
+                    version,
+                })
+            }
+        };
+        let response = self
+            .rpc
+            .clone()
+            .create_tag(pb::CreateTagRequest {
+                table: Some(table_ref(table)),
+                name: name.into(),
+                target: Some(target),
+            })
+            .await?
+            .into_inner();
+        Ok(tag_info(response.tag.ok_or_else(|| missing("tag"))?))
+    }
+
+    /// The tags of a table.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing table.
+    pub async fn list_tags(&self, table: &TableName) -> Result<Vec<TagInfo>> {
+        let response = self
+            .rpc
+            .clone()
+            .list_tags(pb::ListTagsRequest {
+                table: Some(table_ref(table)),
+            })
+            .await?;
+        Ok(response
+            .into_inner()
+            .tags
+            .into_iter()
+            .map(tag_info)
+            .collect())
+    }
+
+    /// Deletes a tag.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn delete_tag(&self, table: &TableName, name: &str) -> Result<()> {
+        self.rpc
+            .clone()
+            .delete_tag(pb::DeleteTagRequest {
+                table: Some(table_ref(table)),
+                name: name.into(),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// What a rollback returns to.
+#[derive(Debug, Clone)]
+pub enum RollbackTo {
+    Version(i64),
+    Batch(String),
+}
+
+/// What a tag names.
+#[derive(Debug, Clone)]
+pub enum TagTarget {
+    Batch(String),
+    /// A partition's version; 0 = its current version.
+    Version(PartitionSpec, i64),
+}
+
+fn missing(what: &str) -> ClientError {
+    ClientError::Internal(format!("the metastore's reply has no {what}"))
+}
+
+pub(crate) fn table_ref(table: &TableName) -> pb::TableRef {
+    pb::TableRef {
+        namespace: table.namespace.clone(),
+        table: table.table.clone(),
+    }
+}
+
+pub(crate) fn partition_spec(pairs: &[(String, String)]) -> pb::PartitionSpec {
+    pb::PartitionSpec {
+        values: pairs
+            .iter()
+            .map(|(k, v)| pb::PartitionValue {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn pairs(spec: Option<&pb::PartitionSpec>) -> Vec<(String, String)> {
+    spec.map(|s| {
+        s.values
+            .iter()
+            .map(|v| (v.key.clone(), v.value.clone()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+pub(crate) fn expected_to_pb(expected: Expected) -> String {
+    match expected {
+        Expected::Nothing => "-".to_owned(),
+        Expected::Batch(b) => b,
+    }
+}
+
+pub(crate) fn commit_info(c: pb::CommittedPartition, already_committed: bool) -> CommitInfo {
+    CommitInfo {
+        partition: pairs(c.partition.as_ref()),
+        batch_id: c.batch_id,
+        version: c.version,
+        rows: c.rows,
+        bytes: c.bytes,
+        committed_at: from_micros(c.committed_at_micros),
+        already_committed,
+    }
+}
+
+fn key_to_pb(key: &PartitionKey) -> pb::PartitionKey {
+    let key_type = match key.key_type {
+        KeyType::String => pb::PartitionKeyType::String,
+        KeyType::Int64 => pb::PartitionKeyType::Int64,
+        KeyType::Date => pb::PartitionKeyType::Date,
+    };
+    pb::PartitionKey {
+        name: key.name.clone(),
+        r#type: key_type as i32,
+    }
+}
+
+fn key_from_pb(key: &pb::PartitionKey) -> PartitionKey {
+    let key_type = match pb::PartitionKeyType::try_from(key.r#type) {
+        Ok(pb::PartitionKeyType::Int64) => KeyType::Int64,
+        Ok(pb::PartitionKeyType::Date) => KeyType::Date,
+        _ => KeyType::String,
+    };
+    PartitionKey {
+        name: key.name.clone(),
+        key_type,
+    }
+}
+
+pub(crate) fn table_info(t: pb::Table) -> Result<TableInfo> {
+    let columns = if t.arrow_schema.is_empty() {
+        Vec::new()
+    } else {
+        crate::schema::decode(&t.arrow_schema)?
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().to_string()))
+            .collect()
+    };
+    Ok(TableInfo {
+        name: TableName::new(t.namespace, t.name),
+        partition_keys: t.partition_keys.iter().map(key_from_pb).collect(),
+        columns,
+        created_at: from_micros(t.created_at_micros),
+        location: t.location,
+        partition_count: t.partition_count,
+        arrow_schema: t.arrow_schema,
+    })
+}
+
+fn tag_info(t: pb::Tag) -> TagInfo {
+    TagInfo {
+        partition: pairs(t.partition.as_ref()),
+        name: t.name,
+        batch_id: t.batch_id,
+        version: t.version,
+        created_at: from_micros(t.created_at_micros),
+    }
+}
+
+/// Maps a spec with positional values onto the table's keys, in order.
+pub(crate) fn pair_with_keys(
+    keys: &[PartitionKey],
+    spec: &PartitionSpec,
+    table: &TableName,
+) -> Result<Vec<(String, String)>> {
+    let named = spec.0.iter().filter(|(k, _)| k.is_some()).count();
+    if named > 0 && named < spec.0.len() {
+        return Err(ClientError::InvalidArgument(
+            "give partition values either all as KEY=VALUE or all as bare values in key order, not mixed".into(),
+        ));
+    }
+    if spec.0.len() > keys.len() {
+        return Err(ClientError::InvalidArgument(format!(
+            "{} partition values were given, but {table} has {} partition key(s): {}",
+            spec.0.len(),
+            keys.len(),
+            keys.iter()
+                .map(|k| k.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(keys
+        .iter()
+        .zip(&spec.0)
+        .map(|(k, (_, v))| (k.name.clone(), v.clone()))
+        .collect())
+}

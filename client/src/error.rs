@@ -1,0 +1,140 @@
+//! The client's error type, one variant per condition a user can act on.
+//!
+//! gRPC statuses are converted here, once (`from_status`), using the metastore's
+//! `batchstore-error-kind` metadata where present; storage, Parquet and Arrow errors are
+//! converted here too. Front ends (tablectl, Python, R) map these variants in one place each.
+
+use thiserror::Error;
+
+/// Why a client operation failed. The message is the sentence to show the user.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Another write moved the partition first (compare-and-swap failed).
+    #[error("{0}")]
+    Conflict(String),
+    /// The data's schema does not match the table's; the message names the column.
+    #[error("{0}")]
+    SchemaMismatch(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The metastore or the storage cannot be reached. Safe to retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Reading or writing data files failed.
+    #[error("{0}")]
+    Storage(String),
+    /// Data could not be encoded or decoded (Parquet, Arrow, CSV).
+    #[error("{0}")]
+    Data(String),
+    /// The operation was cancelled (Ctrl-C); nothing was committed.
+    #[error("cancelled; nothing was committed")]
+    Cancelled,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Result alias for client operations.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+impl ClientError {
+    /// Converts a gRPC status from the metastore.
+    pub fn from_status(status: tonic::Status) -> Self {
+        use tonic::Code;
+        let message = status.message().to_owned();
+        let kind = status
+            .metadata()
+            .get("batchstore-error-kind")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        match (status.code(), kind) {
+            (_, "schema_mismatch") => ClientError::SchemaMismatch(message),
+            (Code::NotFound, _) => ClientError::NotFound(message),
+            (Code::AlreadyExists, _) => ClientError::AlreadyExists(message),
+            (Code::Aborted, _) => ClientError::Conflict(message),
+            (Code::InvalidArgument | Code::OutOfRange, _) => ClientError::InvalidArgument(message),
+            (Code::FailedPrecondition, _) => ClientError::FailedPrecondition(message),
+            (Code::PermissionDenied, _) => ClientError::PermissionDenied(message),
+            (Code::Unauthenticated, _) => ClientError::Unauthenticated(message),
+            (Code::Unavailable | Code::DeadlineExceeded, _) => ClientError::Unavailable(format!(
+                "the metastore is unavailable: {}; check that it is running and that \
+                 BATCHSTORE_ENDPOINT points at it",
+                if message.is_empty() {
+                    "no answer"
+                } else {
+                    &message
+                }
+            )),
+            (Code::Cancelled, _) => ClientError::Cancelled,
+            _ => ClientError::Internal(format!("{:?}: {message}", status.code())),
+        }
+    }
+
+    /// True when the same call may succeed if repeated.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ClientError::Unavailable(_) | ClientError::Conflict(_))
+    }
+
+    /// A short machine name of the kind, used by front ends (`not_found`, `conflict`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientError::NotFound(_) => "not_found",
+            ClientError::AlreadyExists(_) => "already_exists",
+            ClientError::Conflict(_) => "conflict",
+            ClientError::SchemaMismatch(_) => "schema_mismatch",
+            ClientError::InvalidArgument(_) => "invalid_argument",
+            ClientError::FailedPrecondition(_) => "failed_precondition",
+            ClientError::PermissionDenied(_) => "permission_denied",
+            ClientError::Unauthenticated(_) => "unauthenticated",
+            ClientError::Unavailable(_) => "unavailable",
+            ClientError::Storage(_) => "storage",
+            ClientError::Data(_) => "data",
+            ClientError::Cancelled => "cancelled",
+            ClientError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        ClientError::from_status(status)
+    }
+}
+
+impl From<object_store::Error> for ClientError {
+    fn from(error: object_store::Error) -> Self {
+        match error {
+            object_store::Error::NotFound { path, .. } => ClientError::Storage(format!(
+                "data file {path} is missing from storage; the batch may have been garbage-collected"
+            )),
+            other => ClientError::Storage(format!("storage error: {other}")),
+        }
+    }
+}
+
+impl From<parquet::errors::ParquetError> for ClientError {
+    fn from(error: parquet::errors::ParquetError) -> Self {
+        ClientError::Data(format!("Parquet error: {error}"))
+    }
+}
+
+impl From<arrow_schema::ArrowError> for ClientError {
+    fn from(error: arrow_schema::ArrowError) -> Self {
+        ClientError::Data(format!("Arrow error: {error}"))
+    }
+}
+
+impl From<tokio::task::JoinError> for ClientError {
+    fn from(error: tokio::task::JoinError) -> Self {
+        ClientError::Internal(format!("a worker task failed: {error}"))
+    }
+}

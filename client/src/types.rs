@@ -1,0 +1,205 @@
+//! Plain types of the client API, serialisable for `tablectl --json` and front ends.
+
+use crate::error::{ClientError, Result};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// `namespace.table`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableName {
+    pub namespace: String,
+    pub table: String,
+}
+
+impl TableName {
+    pub fn new(namespace: impl Into<String>, table: impl Into<String>) -> Self {
+        TableName {
+            namespace: namespace.into(),
+            table: table.into(),
+        }
+    }
+
+    /// Parses `namespace.table`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when there is no dot.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.split_once('.') {
+            Some((ns, table)) if !ns.is_empty() && !table.is_empty() => {
+                Ok(TableName::new(ns, table))
+            }
+            _ => Err(ClientError::InvalidArgument(format!(
+                "{text:?} is not a table name; write NAMESPACE.TABLE, for example sales.sold_items"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.namespace, self.table)
+    }
+}
+
+/// A partition as the user names it: values, each with its key or positional (key `None`,
+/// matched to the table's keys in order).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionSpec(pub Vec<(Option<String>, String)>);
+
+impl PartitionSpec {
+    /// Values by position, matched to the table's partition keys in order.
+    pub fn positional<I, S>(values: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        PartitionSpec(values.into_iter().map(|v| (None, v.into())).collect())
+    }
+
+    /// Values by key.
+    pub fn named<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        PartitionSpec(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (Some(k.into()), v.into()))
+                .collect(),
+        )
+    }
+}
+
+/// Type of a partition key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyType {
+    String,
+    Int64,
+    Date,
+}
+
+impl KeyType {
+    /// Parses `string`, `int64` (or `int`, `integer`), `date`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for anything else.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "string" | "str" | "text" => Ok(KeyType::String),
+            "int64" | "int" | "integer" | "bigint" => Ok(KeyType::Int64),
+            "date" => Ok(KeyType::Date),
+            other => Err(ClientError::InvalidArgument(format!(
+                "unknown partition key type {other:?}; use string, int64 or date"
+            ))),
+        }
+    }
+}
+
+/// A partition key of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionKey {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub key_type: KeyType,
+}
+
+/// A table as the metastore describes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableInfo {
+    pub name: TableName,
+    pub partition_keys: Vec<PartitionKey>,
+    /// Column name and Arrow type, once the schema is fixed.
+    pub columns: Vec<(String, String)>,
+    pub created_at: DateTime<Utc>,
+    pub location: String,
+    pub partition_count: i64,
+    #[serde(skip)]
+    pub arrow_schema: Vec<u8>,
+}
+
+/// Which version of each partition to read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Selector {
+    #[default]
+    Current,
+    Version(i64),
+    Batch(String),
+    Tag(String),
+    AsOf(DateTime<Utc>),
+}
+
+/// What the commit-and-swap must find as the partition's current batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// The partition has never been written.
+    Nothing,
+    Batch(String),
+}
+
+/// A version created by a write or rollback.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitInfo {
+    pub batch_id: String,
+    pub version: i64,
+    pub rows: i64,
+    pub bytes: i64,
+    pub committed_at: DateTime<Utc>,
+    pub partition: Vec<(String, String)>,
+    /// True when a retried commit found the batch already committed.
+    pub already_committed: bool,
+}
+
+/// One entry of a partition's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub version: i64,
+    pub batch_id: String,
+    pub operation: String,
+    pub actor: String,
+    pub message: String,
+    pub committed_at: DateTime<Utc>,
+    pub rows: i64,
+    pub bytes: i64,
+    pub current: bool,
+}
+
+/// A partition with its current batch.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionInfo {
+    pub partition: Vec<(String, String)>,
+    pub batch_id: String,
+    pub version: i64,
+    pub rows: i64,
+    pub bytes: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A tag.
+#[derive(Debug, Clone, Serialize)]
+pub struct TagInfo {
+    pub name: String,
+    pub batch_id: String,
+    pub partition: Vec<(String, String)>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Microseconds since the epoch → UTC time (the epoch for out-of-range values).
+pub(crate) fn from_micros(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+/// `ds=20161031/region=eu`, for messages and tables.
+pub fn describe_partition(partition: &[(String, String)]) -> String {
+    if partition.is_empty() {
+        return "(unpartitioned)".to_owned();
+    }
+    partition
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("/")
+}

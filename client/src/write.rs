@@ -1,0 +1,350 @@
+//! The write path: Arrow record batches → Parquet files in a fresh batch → one commit.
+//!
+//! Input is cut into files of at most `rows_per_file` rows (zero-copy slices); files are encoded
+//! on blocking threads, `parallelism` at a time, and uploaded as soon as each is encoded
+//! (multipart above `MULTIPART_THRESHOLD`). Only when every file is in place does the commit
+//! make the batch visible, so a write that fails or is killed at any point leaves every
+//! partition as it was; a failed write tells the metastore (AbortWrite) when it still can,
+//! and otherwise its lease runs out.
+
+use crate::client::{Client, commit_info, expected_to_pb, partition_spec, table_ref};
+use crate::error::{ClientError, Result};
+use crate::storage::BatchDir;
+use crate::types::{CommitInfo, Expected, PartitionSpec, TableName};
+use arrow_array::{RecordBatch, RecordBatchReader};
+use arrow_schema::SchemaRef;
+use batchstore_proto::v1 as pb;
+use bytes::Bytes;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// Files at least this large are uploaded in parts.
+const MULTIPART_THRESHOLD: usize = 32 * 1024 * 1024;
+/// Size of each uploaded part.
+const PART_SIZE: usize = 16 * 1024 * 1024;
+/// A file is also cut when its input reaches this many bytes of Arrow memory.
+const MAX_FILE_MEMORY: usize = 512 * 1024 * 1024;
+
+/// Reports progress of long writes and reads (a progress bar, a Python callback).
+pub trait Progress: Send + Sync {
+    /// `rows` more rows and `bytes` more stored bytes are done.
+    fn advance(&self, rows: u64, bytes: u64);
+}
+
+/// How data is laid out in files.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// Most rows in one Parquet file (and one row group).
+    pub rows_per_file: usize,
+    /// zstd compression level (1 is fast; up to 22).
+    pub zstd_level: i32,
+    /// Files encoded and uploaded at once.
+    pub parallelism: usize,
+    /// Lease to ask for; `None` = the metastore's default.
+    pub lease: Option<Duration>,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            rows_per_file: 1 << 20,
+            zstd_level: 1,
+            parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            lease: None,
+        }
+    }
+}
+
+/// The data of one partition in a write.
+pub struct PartitionData {
+    pub partition: PartitionSpec,
+    /// Compare-and-swap expectation for this partition.
+    pub expected: Option<Expected>,
+    pub data: Box<dyn RecordBatchReader + Send>,
+}
+
+/// A write to one or many partitions of one table, committed all or nothing.
+pub struct WriteRequest {
+    pub table: TableName,
+    pub partitions: Vec<PartitionData>,
+    pub message: String,
+    /// Batches this data was computed from (lineage).
+    pub inputs: Vec<String>,
+}
+
+impl Client {
+    /// Writes one partition: a new batch, then a commit. See [`Client::write_partitions`].
+    ///
+    /// # Errors
+    /// As [`Client::write_partitions`].
+    pub async fn write(
+        &self,
+        table: &TableName,
+        data: PartitionData,
+        message: &str,
+        options: &WriteOptions,
+        progress: Option<Arc<dyn Progress>>,
+    ) -> Result<CommitInfo> {
+        let request = WriteRequest {
+            table: table.clone(),
+            partitions: vec![data],
+            message: message.to_owned(),
+            inputs: Vec::new(),
+        };
+        let mut committed = self.write_partitions(request, options, progress).await?;
+        committed
+            .pop()
+            .ok_or_else(|| ClientError::Internal("the commit returned no partition".into()))
+    }
+
+    /// Writes each partition's data into a fresh batch and commits them all in one commit.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing table; `SchemaMismatch` naming the column; `Conflict` when an
+    /// expectation fails; `Storage`/`Data` when files cannot be written. In every case no
+    /// partition changes.
+    pub async fn write_partitions(
+        &self,
+        request: WriteRequest,
+        options: &WriteOptions,
+        progress: Option<Arc<dyn Progress>>,
+    ) -> Result<Vec<CommitInfo>> {
+        let mut pending = PendingBatches::new(self.clone());
+        let mut updates = Vec::with_capacity(request.partitions.len());
+        for part in request.partitions {
+            let pairs = self
+                .partition_pairs(&request.table, &part.partition)
+                .await?;
+            let begun = self
+                .rpc
+                .clone()
+                .begin_write(pb::BeginWriteRequest {
+                    table: Some(table_ref(&request.table)),
+                    partition: Some(partition_spec(&pairs)),
+                    lease_seconds: options.lease.map_or(0, |l| l.as_secs().max(1) as i64),
+                })
+                .await?
+                .into_inner();
+            pending.ids.push(begun.batch_id.clone());
+            let dir = self.stores.batch_dir(&begun.location)?;
+            let (schema, files) = upload_batch(dir, part.data, options, progress.clone()).await?;
+            updates.push(pb::PartitionUpdate {
+                batch_id: begun.batch_id,
+                files,
+                arrow_schema: crate::schema::encode(&schema),
+                expected_current_batch_id: part.expected.map(expected_to_pb),
+                input_batch_ids: request.inputs.clone(),
+            });
+        }
+        let commit = pb::CommitRequest {
+            updates,
+            message: request.message,
+            actor: self.actor.clone(),
+        };
+        let response = self.rpc.clone().commit(commit).await?.into_inner();
+        pending.committed();
+        let already = response.already_committed;
+        Ok(response
+            .committed
+            .into_iter()
+            .map(|c| commit_info(c, already))
+            .collect())
+    }
+}
+
+/// Batches begun but not committed; aborted when dropped (on error or cancellation).
+struct PendingBatches {
+    client: Client,
+    ids: Vec<String>,
+}
+
+impl PendingBatches {
+    fn new(client: Client) -> Self {
+        PendingBatches {
+            client,
+            ids: Vec::new(),
+        }
+    }
+
+    fn committed(&mut self) {
+        self.ids.clear();
+    }
+}
+
+impl Drop for PendingBatches {
+    fn drop(&mut self) {
+        if self.ids.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let ids = std::mem::take(&mut self.ids);
+        let mut rpc = self.client.rpc.clone();
+        runtime.spawn(async move {
+            for batch_id in ids {
+                if let Err(error) = rpc.abort_write(pb::AbortWriteRequest { batch_id: batch_id.clone() }).await {
+                    tracing::debug!(%batch_id, %error, "could not abort the batch; its lease will expire");
+                }
+            }
+        });
+    }
+}
+
+/// Encodes and uploads all of `data` into `dir`; returns its schema and the files written.
+async fn upload_batch(
+    dir: BatchDir,
+    data: Box<dyn RecordBatchReader + Send>,
+    options: &WriteOptions,
+    progress: Option<Arc<dyn Progress>>,
+) -> Result<(SchemaRef, Vec<pb::DataFile>)> {
+    let schema = data.schema();
+    let parallelism = options.parallelism.max(1);
+    let properties = Arc::new(writer_properties(options)?);
+    let (sender, mut chunks) = tokio::sync::mpsc::channel::<Result<Vec<RecordBatch>>>(parallelism);
+    let rows_per_file = options.rows_per_file.max(1);
+    let producer =
+        tokio::task::spawn_blocking(move || cut_into_files(data, rows_per_file, &sender));
+
+    let mut uploads = JoinSet::new();
+    let mut files = Vec::new();
+    let mut index = 0usize;
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk?;
+        while uploads.len() >= parallelism {
+            if let Some(done) = uploads.join_next().await {
+                files.push(done??);
+            }
+        }
+        let name = format!("part-{index:05}.parquet");
+        index += 1;
+        uploads.spawn(encode_and_put(
+            dir.clone(),
+            name,
+            schema.clone(),
+            chunk,
+            properties.clone(),
+            progress.clone(),
+        ));
+    }
+    producer.await?;
+    if index == 0 {
+        // No rows at all: one empty file still records the schema.
+        uploads.spawn(encode_and_put(
+            dir.clone(),
+            "part-00000.parquet".into(),
+            schema.clone(),
+            Vec::new(),
+            properties,
+            progress,
+        ));
+    }
+    while let Some(done) = uploads.join_next().await {
+        files.push(done??);
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((schema, files))
+}
+
+fn writer_properties(options: &WriteOptions) -> Result<WriterProperties> {
+    let level = ZstdLevel::try_new(options.zstd_level).map_err(|e| {
+        ClientError::InvalidArgument(format!("bad zstd level {}: {e}", options.zstd_level))
+    })?;
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(options.rows_per_file.max(1)))
+        .build())
+}
+
+/// Reads `data` and sends chunks of at most `rows_per_file` rows; stops early when the
+/// receiver is gone (the write failed elsewhere).
+fn cut_into_files(
+    data: Box<dyn RecordBatchReader + Send>,
+    rows_per_file: usize,
+    sender: &tokio::sync::mpsc::Sender<Result<Vec<RecordBatch>>>,
+) {
+    let mut chunk: Vec<RecordBatch> = Vec::new();
+    let (mut rows, mut memory) = (0usize, 0usize);
+    for batch in data {
+        let mut batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                let _ = sender.blocking_send(Err(ClientError::Data(format!(
+                    "reading the input failed: {e}"
+                ))));
+                return;
+            }
+        };
+        while batch.num_rows() > 0 {
+            let take = batch.num_rows().min(rows_per_file - rows);
+            let part = batch.slice(0, take);
+            batch = batch.slice(take, batch.num_rows() - take);
+            rows += take;
+            memory += part.get_array_memory_size();
+            chunk.push(part);
+            if rows == rows_per_file || memory >= MAX_FILE_MEMORY {
+                if sender
+                    .blocking_send(Ok(std::mem::take(&mut chunk)))
+                    .is_err()
+                {
+                    return;
+                }
+                (rows, memory) = (0, 0);
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = sender.blocking_send(Ok(chunk));
+    }
+}
+
+async fn encode_and_put(
+    dir: BatchDir,
+    name: String,
+    schema: SchemaRef,
+    chunk: Vec<RecordBatch>,
+    properties: Arc<WriterProperties>,
+    progress: Option<Arc<dyn Progress>>,
+) -> Result<pb::DataFile> {
+    let rows: usize = chunk.iter().map(RecordBatch::num_rows).sum();
+    let encoded = tokio::task::spawn_blocking(move || -> Result<Bytes> {
+        let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some((*properties).clone()))?;
+        for batch in &chunk {
+            writer.write(batch)?;
+        }
+        Ok(Bytes::from(writer.into_inner()?))
+    })
+    .await??;
+    let size = encoded.len();
+    let path = dir.file(&name)?;
+    if size < MULTIPART_THRESHOLD {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        dir.store
+            .put_opts(&path, PutPayload::from(encoded), options)
+            .await?;
+    } else {
+        let upload = dir.store.put_multipart(&path).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        for part in encoded.chunks(PART_SIZE) {
+            writer.wait_for_capacity(4).await?;
+            writer.put(encoded.slice_ref(part));
+        }
+        writer.finish().await?;
+    }
+    if let Some(progress) = &progress {
+        progress.advance(rows as u64, size as u64);
+    }
+    Ok(pb::DataFile {
+        path: name,
+        size_bytes: size as i64,
+        rows: rows as i64,
+    })
+}

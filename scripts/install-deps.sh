@@ -19,3 +19,10 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   version=$(ls /etc/postgresql | sort -n | tail -1)
   pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
 fi
+
+# moto's S3-compatible server, for the S3 tests (bound to 127.0.0.1 by the tests).
+if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c "import moto.server, flask" >/dev/null 2>&1; then
+  echo "installing moto[server] from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check "moto[server]"
+fi
+command -v curl >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq --no-install-recommends curl; }

@@ -17,6 +17,9 @@ use tonic::transport::Channel;
 
 pub use pb::metastore_client;
 
+pub mod s3;
+pub mod tablectl;
+
 /// Where a test's catalog lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -142,18 +145,30 @@ pub fn ensure_postgres() -> Result<()> {
 /// # Errors
 /// When it has not been built.
 pub fn metastore_binary() -> Result<PathBuf> {
-    if let Ok(path) = std::env::var("BATCHSTORE_METASTORE_BIN") {
+    workspace_binary("metastore", "BATCHSTORE_METASTORE_BIN")
+}
+
+/// The `tablectl` binary next to this test executable, or `BATCHSTORE_TABLECTL_BIN`.
+///
+/// # Errors
+/// When it has not been built.
+pub fn tablectl_binary() -> Result<PathBuf> {
+    workspace_binary("tablectl", "BATCHSTORE_TABLECTL_BIN")
+}
+
+fn workspace_binary(name: &str, override_var: &str) -> Result<PathBuf> {
+    if let Ok(path) = std::env::var(override_var) {
         return Ok(PathBuf::from(path));
     }
     let exe = std::env::current_exe()?;
     for dir in exe.ancestors().skip(1).take(3) {
-        let candidate = dir.join("metastore");
+        let candidate = dir.join(name);
         if candidate.is_file() {
             return Ok(candidate);
         }
     }
     bail!(
-        "the metastore binary was not found next to {}; run `cargo build --workspace` first",
+        "the {name} binary was not found next to {}; run `cargo build --workspace` first",
         exe.display()
     )
 }
@@ -189,6 +204,19 @@ impl Metastore {
         warehouse: &str,
         extra_args: &[&str],
     ) -> Result<Self> {
+        Self::start_with_env(database_url, warehouse, extra_args, &[])
+    }
+
+    /// Starts a metastore with extra environment variables (for example `AWS_*` for S3).
+    ///
+    /// # Errors
+    /// When the process fails to start or to announce its address.
+    pub fn start_with_env(
+        database_url: &str,
+        warehouse: &str,
+        extra_args: &[&str],
+        env: &[(String, String)],
+    ) -> Result<Self> {
         let mut child = Command::new(metastore_binary()?)
             .args([
                 "serve",
@@ -201,6 +229,7 @@ impl Metastore {
             ])
             .args(extra_args)
             .env("BATCHSTORE_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

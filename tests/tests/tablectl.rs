@@ -1,0 +1,615 @@
+//! `tablectl` end to end: the real binary against the real metastore (SQLite catalog), with
+//! the warehouse on the local filesystem and on an S3-compatible server (moto) on loopback.
+
+use anyhow::{Context, Result};
+use arrow_array::{
+    ArrayRef, BooleanArray, Date32Array, Decimal128Array, DictionaryArray, Float32Array,
+    Float64Array, Int8Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, TimestampNanosecondArray, UInt16Array, types::Int32Type,
+};
+use batchstore_tests::s3::S3Server;
+use batchstore_tests::tablectl::Tablectl;
+use batchstore_tests::{Backend, Metastore, TestDatabase};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Stamps out one test per storage for each scenario.
+macro_rules! on_both_storages {
+    ($($scenario:ident),* $(,)?) => {
+        mod local {
+            $(#[test]
+            fn $scenario() -> anyhow::Result<()> {
+                super::$scenario(super::Storage::Local)
+            })*
+        }
+        mod s3 {
+            $(#[test]
+            fn $scenario() -> anyhow::Result<()> {
+                super::$scenario(super::Storage::S3)
+            })*
+        }
+    };
+}
+
+on_both_storages!(
+    shell_lifecycle,
+    data_types_round_trip,
+    schema_mismatch_is_refused,
+    killed_write_changes_nothing
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Storage {
+    Local,
+    S3,
+}
+
+struct Env {
+    cli: Tablectl,
+    dir: tempfile::TempDir,
+    s3: Option<S3Server>,
+    server: Metastore,
+    _db: TestDatabase,
+}
+
+impl Env {
+    fn start(storage: Storage) -> Result<Self> {
+        let db = TestDatabase::create(Backend::Sqlite)?;
+        let dir = tempfile::tempdir()?;
+        let (server, s3) = match storage {
+            Storage::Local => (Metastore::start(&db.url, &[])?, None),
+            Storage::S3 => {
+                let s3 = S3Server::start("lake")?;
+                let server =
+                    Metastore::start_with_env(&db.url, "s3://lake/warehouse", &[], &s3.env())?;
+                (server, Some(s3))
+            }
+        };
+        let env = s3.as_ref().map(S3Server::env).unwrap_or_default();
+        let cli = Tablectl {
+            endpoint: server.endpoint(),
+            env,
+        };
+        cli.ok(&["namespace", "create", "sales"])?;
+        cli.ok(&["table", "create", "sales.items", "--partition-key", "ds"])?;
+        Ok(Env {
+            cli,
+            dir,
+            s3,
+            server,
+            _db: db,
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Data files of batches under the table, in storage.
+    fn stored_files(&self) -> Result<Vec<String>> {
+        match &self.s3 {
+            Some(s3) => Ok(s3
+                .list("warehouse/sales/items/")?
+                .into_iter()
+                .filter(|k| k.ends_with(".parquet"))
+                .collect()),
+            None => {
+                let mut found = Vec::new();
+                walk(
+                    &self.server.warehouse.join("sales").join("items"),
+                    &mut found,
+                );
+                Ok(found)
+            }
+        }
+    }
+}
+
+fn walk(dir: &Path, found: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, found);
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            found.push(path.display().to_string());
+        }
+    }
+}
+
+fn sample(version: i64, rows: i64) -> Result<RecordBatch> {
+    let ids: Vec<i64> = (0..rows).map(|i| i * version).collect();
+    let values: Vec<Option<f64>> = (0..rows)
+        .map(|i| {
+            if i % 7 == 0 {
+                None
+            } else {
+                Some(i as f64 / version as f64)
+            }
+        })
+        .collect();
+    let labels: Vec<String> = (0..rows).map(|i| format!("v{version}-{}", i % 5)).collect();
+    Ok(RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from(ids)) as ArrayRef),
+        ("value", Arc::new(Float64Array::from(values)) as ArrayRef),
+        ("label", Arc::new(StringArray::from(labels)) as ArrayRef),
+    ])?)
+}
+
+fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<()> {
+    let file = std::fs::File::create(path)?;
+    let mut writer = ArrowWriter::try_new(file, batches[0].schema(), None)?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.close()?;
+    Ok(())
+}
+
+fn read_parquet(path: &Path) -> Result<RecordBatch> {
+    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    let schema = batches
+        .first()
+        .map(RecordBatch::schema)
+        .context("no batches")?;
+    Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
+}
+
+/// Same columns, types and values (schema metadata aside).
+fn assert_same_data(expected: &RecordBatch, actual: &RecordBatch, what: &str) {
+    let names = |b: &RecordBatch| {
+        b.schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(expected), names(actual), "{what}: columns");
+    assert_eq!(expected.columns(), actual.columns(), "{what}: values");
+}
+
+fn read_version(env: &Env, selector: &[&str], name: &str) -> Result<RecordBatch> {
+    let out = env.path(name);
+    let mut args = vec![
+        "read",
+        "sales.items",
+        "-p",
+        "ds=20161031",
+        "-o",
+        out.to_str().context("path")?,
+    ];
+    args.extend_from_slice(selector);
+    env.cli.ok(&args)?;
+    read_parquet(&out)
+}
+
+fn shell_lifecycle(storage: Storage) -> Result<()> {
+    let env = Env::start(storage)?;
+    let mut data = Vec::new();
+    let mut batches = Vec::new();
+    for version in 1..=3 {
+        let batch = sample(version, 1000 + version * 10)?;
+        let file = env.path(&format!("in{version}.parquet"));
+        write_parquet(&file, std::slice::from_ref(&batch))?;
+        let written = env.cli.json(&[
+            "write",
+            "sales.items",
+            "-p",
+            "ds=20161031",
+            file.to_str().context("path")?,
+            "-m",
+            &format!("load {version}"),
+        ])?;
+        assert_eq!(written["version"], version);
+        assert_eq!(written["rows"], batch.num_rows());
+        batches.push(written["batch_id"].as_str().context("batch_id")?.to_owned());
+        data.push(batch);
+    }
+    let location = env.cli.json(&["table", "describe", "sales.items"])?["location"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let expected_scheme = if storage == Storage::S3 {
+        "s3://lake/warehouse/"
+    } else {
+        "file:///"
+    };
+    assert!(location.starts_with(expected_scheme), "{location}");
+    assert_eq!(
+        env.stored_files()?.len(),
+        3,
+        "one file per version, in the warehouse"
+    );
+    let history = env
+        .cli
+        .json(&["history", "sales.items", "-p", "20161031"])?;
+    let entries = history.as_array().context("list")?;
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| e["version"].as_i64())
+            .collect::<Vec<_>>(),
+        vec![Some(3), Some(2), Some(1)]
+    );
+    assert_eq!(entries[0]["current"], true);
+    assert_eq!(entries[1]["current"], false);
+    assert_eq!(entries[2]["batch_id"], batches[0].as_str());
+    assert_eq!(entries[0]["operation"], "write");
+    assert!(entries[0]["committed_at"].is_string());
+    assert_eq!(entries[1]["rows"], data[1].num_rows());
+
+    for (i, expected) in data.iter().enumerate() {
+        let version = (i + 1).to_string();
+        let read = read_version(
+            &env,
+            &["--version", &version],
+            &format!("v{version}.parquet"),
+        )?;
+        assert_same_data(expected, &read, &format!("version {version}"));
+    }
+
+    let rolled = env.cli.json(&[
+        "rollback",
+        "sales.items",
+        "-p",
+        "ds=20161031",
+        "--to-version",
+        "1",
+        "--expect-batch",
+        &batches[2],
+    ])?;
+    assert_eq!(rolled["version"], 4);
+    assert_eq!(rolled["batch_id"], batches[0].as_str());
+    assert_same_data(
+        &data[0],
+        &read_version(&env, &[], "current.parquet")?,
+        "current after rollback",
+    );
+
+    // A read pinned to batch 2 returns the same data after more writes and rollbacks.
+    let pinned_before = read_version(&env, &["--batch", &batches[1]], "pinned1.parquet")?;
+    let extra = env.path("in4.parquet");
+    write_parquet(&extra, &[sample(4, 50)?])?;
+    env.cli.ok(&[
+        "write",
+        "sales.items",
+        "-p",
+        "ds=20161031",
+        extra.to_str().context("path")?,
+    ])?;
+    env.cli.ok(&[
+        "rollback",
+        "sales.items",
+        "-p",
+        "ds=20161031",
+        "--to-batch",
+        &batches[2],
+    ])?;
+    let pinned_after = read_version(&env, &["--batch", &batches[1]], "pinned2.parquet")?;
+    assert_same_data(&data[1], &pinned_before, "pinned before");
+    assert_same_data(&pinned_before, &pinned_after, "pinned after");
+
+    let v2_time = entries[1]["committed_at"]
+        .as_str()
+        .context("time")?
+        .to_owned();
+    assert_same_data(
+        &data[1],
+        &read_version(&env, &["--as-of", &v2_time], "asof.parquet")?,
+        "as of v2",
+    );
+
+    env.cli.ok(&[
+        "tag",
+        "create",
+        "sales.items",
+        "gold",
+        "-p",
+        "ds=20161031",
+        "--version",
+        "2",
+    ])?;
+    assert_same_data(
+        &data[1],
+        &read_version(&env, &["--tag", "gold"], "tag.parquet")?,
+        "tag gold",
+    );
+
+    let other = env.path("other.parquet");
+    write_parquet(&other, &[sample(9, 10)?])?;
+    env.cli.ok(&[
+        "write",
+        "sales.items",
+        "-p",
+        "ds=20161101",
+        other.to_str().context("path")?,
+    ])?;
+    let partitions = env.cli.json(&["partitions", "sales.items"])?;
+    let list = partitions.as_array().context("list")?;
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["partition"]["ds"], "20161031");
+    assert_eq!(list[0]["version"], 6);
+    assert_eq!(list[0]["batch_id"], batches[2].as_str());
+    assert_eq!(list[1]["rows"], 10);
+
+    // Reading the whole table adds the partition key as a column.
+    let all = env.path("all.csv");
+    env.cli.ok(&[
+        "read",
+        "sales.items",
+        "-o",
+        all.to_str().context("path")?,
+        "--columns",
+        "id,label",
+    ])?;
+    let csv = std::fs::read_to_string(&all)?;
+    assert!(
+        csv.starts_with("id,label,ds\n"),
+        "{}",
+        &csv[..40.min(csv.len())]
+    );
+    assert_eq!(csv.lines().count(), 1 + data[2].num_rows() + 10);
+
+    let human = env
+        .cli
+        .ok(&["read", "sales.items", "-p", "20161031", "--limit", "3"])?;
+    assert!(human.contains("first 3 shown"), "{human}");
+    Ok(())
+}
+
+fn typed_batch() -> Result<RecordBatch> {
+    let dictionary: DictionaryArray<Int32Type> = vec![Some("red"), None, Some("blue"), Some("red")]
+        .into_iter()
+        .collect();
+    Ok(RecordBatch::try_from_iter(vec![
+        (
+            "i8",
+            Arc::new(Int8Array::from(vec![Some(-8), None, Some(7), Some(0)])) as ArrayRef,
+        ),
+        (
+            "i32",
+            Arc::new(Int32Array::from(vec![
+                Some(i32::MIN),
+                Some(1),
+                None,
+                Some(i32::MAX),
+            ])) as ArrayRef,
+        ),
+        (
+            "i64",
+            Arc::new(Int64Array::from(vec![
+                Some(i64::MIN),
+                None,
+                Some(3),
+                Some(i64::MAX),
+            ])) as ArrayRef,
+        ),
+        (
+            "u16",
+            Arc::new(UInt16Array::from(vec![Some(65535), Some(0), None, Some(1)])) as ArrayRef,
+        ),
+        (
+            "f32",
+            Arc::new(Float32Array::from(vec![
+                Some(1.5),
+                None,
+                Some(f32::NAN),
+                Some(-0.0),
+            ])) as ArrayRef,
+        ),
+        (
+            "f64",
+            Arc::new(Float64Array::from(vec![
+                Some(f64::INFINITY),
+                Some(2.25),
+                None,
+                Some(1e300),
+            ])) as ArrayRef,
+        ),
+        (
+            "flag",
+            Arc::new(BooleanArray::from(vec![
+                Some(true),
+                Some(false),
+                None,
+                Some(true),
+            ])) as ArrayRef,
+        ),
+        (
+            "text",
+            Arc::new(StringArray::from(vec![
+                Some("naïve"),
+                Some(""),
+                None,
+                Some("数据 \"q\""),
+            ])) as ArrayRef,
+        ),
+        (
+            "day",
+            Arc::new(Date32Array::from(vec![
+                Some(17105),
+                None,
+                Some(-1),
+                Some(0),
+            ])) as ArrayRef,
+        ),
+        (
+            "at_paris",
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![
+                    Some(1_477_915_200_000_000),
+                    None,
+                    Some(0),
+                    Some(-1),
+                ])
+                .with_timezone("Europe/Paris"),
+            ) as ArrayRef,
+        ),
+        (
+            "at_ns",
+            Arc::new(TimestampNanosecondArray::from(vec![
+                Some(1),
+                Some(i64::MAX),
+                None,
+                Some(0),
+            ])) as ArrayRef,
+        ),
+        (
+            "price",
+            Arc::new(
+                Decimal128Array::from(vec![Some(12_345), None, Some(-1), Some(0)])
+                    .with_precision_and_scale(12, 3)?,
+            ) as ArrayRef,
+        ),
+        ("colour", Arc::new(dictionary) as ArrayRef),
+    ])?)
+}
+
+fn data_types_round_trip(storage: Storage) -> Result<()> {
+    let env = Env::start(storage)?;
+    let batch = typed_batch()?;
+    let input = env.path("typed.parquet");
+    write_parquet(&input, std::slice::from_ref(&batch))?;
+    env.cli.ok(&[
+        "write",
+        "sales.items",
+        "-p",
+        "ds=t",
+        input.to_str().context("path")?,
+    ])?;
+    let output = env.path("typed-out.parquet");
+    env.cli.ok(&[
+        "read",
+        "sales.items",
+        "-p",
+        "ds=t",
+        "-o",
+        output.to_str().context("path")?,
+    ])?;
+    let read = read_parquet(&output)?;
+    assert_same_data(&batch, &read, "typed round trip");
+    let described = env.cli.json(&["table", "describe", "sales.items"])?;
+    let columns = described["columns"].as_array().context("columns")?;
+    assert_eq!(columns.len(), batch.num_columns());
+    Ok(())
+}
+
+fn schema_mismatch_is_refused(storage: Storage) -> Result<()> {
+    let env = Env::start(storage)?;
+    let first = env.path("first.parquet");
+    write_parquet(&first, &[sample(1, 10)?])?;
+    env.cli.ok(&[
+        "write",
+        "sales.items",
+        "-p",
+        "ds=1",
+        first.to_str().context("path")?,
+    ])?;
+    let wrong = RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from(vec![1])) as ArrayRef),
+        ("value", Arc::new(Float64Array::from(vec![1.0])) as ArrayRef),
+        ("label", Arc::new(Int64Array::from(vec![5])) as ArrayRef),
+    ])?;
+    let second = env.path("second.parquet");
+    write_parquet(&second, &[wrong])?;
+    let out = env.cli.run(&[
+        "write",
+        "sales.items",
+        "-p",
+        "ds=1",
+        second.to_str().context("path")?,
+    ])?;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("\"label\""), "names the column: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    let history = env.cli.json(&["history", "sales.items", "-p", "ds=1"])?;
+    assert_eq!(
+        history.as_array().map(Vec::len),
+        Some(1),
+        "the partition is unchanged"
+    );
+
+    let usage = env.cli.run(&["read"])?;
+    assert_eq!(usage.status.code(), Some(2), "usage errors exit 2");
+    Ok(())
+}
+
+fn killed_write_changes_nothing(storage: Storage) -> Result<()> {
+    let env = Env::start(storage)?;
+    let small = env.path("small.parquet");
+    let original = sample(1, 100)?;
+    write_parquet(&small, std::slice::from_ref(&original))?;
+    let first = env.cli.json(&[
+        "write",
+        "sales.items",
+        "-p",
+        "ds=1",
+        small.to_str().context("path")?,
+    ])?;
+    let files_before = env.stored_files()?;
+
+    let big = env.path("big.parquet");
+    let chunks = (0..40)
+        .map(|i| sample(i + 2, 100_000))
+        .collect::<Result<Vec<_>>>()?;
+    write_parquet(&big, &chunks)?;
+    let mut child = env
+        .cli
+        .command(&[
+            "write",
+            "sales.items",
+            "-p",
+            "ds=1",
+            big.to_str().context("path")?,
+            "--rows-per-file",
+            "50000",
+        ])?
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Wait until the upload has started: a new data file exists in storage.
+    let mut started = false;
+    for _ in 0..2000 {
+        if env.stored_files()?.len() > files_before.len() {
+            started = true;
+            break;
+        }
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill()?;
+    let status = child.wait()?;
+    assert!(started, "the upload never started");
+    assert_eq!(
+        status.code(),
+        None,
+        "tablectl was killed mid-upload, not finished"
+    );
+
+    let history = env.cli.json(&["history", "sales.items", "-p", "ds=1"])?;
+    let entries = history.as_array().context("list")?;
+    assert_eq!(entries.len(), 1, "history unchanged");
+    assert_eq!(entries[0]["batch_id"], first["batch_id"]);
+    let out = env.path("after.parquet");
+    env.cli.ok(&[
+        "read",
+        "sales.items",
+        "-p",
+        "ds=1",
+        "-o",
+        out.to_str().context("path")?,
+    ])?;
+    assert_same_data(&original, &read_parquet(&out)?, "current data unchanged");
+    Ok(())
+}

@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/batchstore-target
 export CARGO_TERM_COLOR ?= never
 CARGO ?= cargo
 
-.PHONY: run build test test-rust lint fmt deps bench-metastore clean-data
+.PHONY: run build test test-rust lint fmt deps bench-metastore bench-data clean-data
 
 ## run: the metastore on SQLite (./batchstore.db) and a local warehouse (./warehouse), 127.0.0.1:50051
 run:
@@ -37,6 +37,12 @@ bench-metastore: deps
 	$(CARGO) build --release -p batchstore-metastore -p batchstore-bench
 	BATCHSTORE_METASTORE_BIN=$(CARGO_TARGET_DIR)/release/metastore \
 	  $(CARGO_TARGET_DIR)/release/metastore-bench $(BENCH_ARGS)
+
+## bench-data: store/load through batchstore vs plain Parquet files (2,000,000 rows)
+bench-data: deps
+	$(CARGO) build --release -p batchstore-metastore -p batchstore-bench
+	BATCHSTORE_METASTORE_BIN=$(CARGO_TARGET_DIR)/release/metastore \
+	  $(CARGO_TARGET_DIR)/release/data-bench $(BENCH_ARGS)
 
 clean-data:
 	rm -rf batchstore.db batchstore.db-wal batchstore.db-shm warehouse

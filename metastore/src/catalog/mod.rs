@@ -9,6 +9,7 @@
 //! - history rows are only ever inserted;
 //! - timestamps come from the database clock and never run backwards within a partition.
 
+mod commit;
 mod history;
 mod namespaces;
 mod reads;

@@ -1,0 +1,622 @@
+//! Commit: publish one or many pending batches, all or none.
+//!
+//! The slow, read-only checks run before the transaction (files exist with the stated sizes,
+//! schemas decode and match). Then, in one transaction: compare-and-swap each partition pointer
+//! (incrementing its version), append history, mark the batches committed, record files,
+//! lineage and an audit event. Partitions are updated in id order so concurrent multi-partition
+//! commits cannot deadlock. Marking a batch committed is guarded by `state = 'pending'` and an
+//! unexpired lease, so a batch commits at most once, and a retry finds the version it created.
+//! On PostgreSQL each partition's update is one statement (data-modifying CTEs), which keeps a
+//! commit to four round trips; SQLite, in-process, runs the same steps one statement each.
+
+use super::writes::check_batch_id;
+use super::{Catalog, Dialect, format_micros};
+use crate::error::{CatalogError, CatalogResult};
+use crate::model::{
+    BatchRecord, BatchState, CommitOutcome, CommittedVersion, DataFile, ExpectedCurrent,
+    PartitionUpdate,
+};
+use crate::names::validate_file_name;
+use crate::schema;
+use arrow_schema::Schema;
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
+use std::collections::HashSet;
+
+/// Most partition updates one commit may carry.
+pub const MAX_UPDATES_PER_COMMIT: usize = 10_000;
+/// Most files one batch may list.
+pub const MAX_FILES_PER_BATCH: usize = 100_000;
+/// Files recorded inside the one-statement PostgreSQL update; more go in separate inserts.
+const FILES_IN_STATEMENT: usize = 100;
+
+/// Why the transaction of a commit stopped early.
+enum TxStop {
+    Error(CatalogError),
+    /// The batch row was no longer pending with a live lease: find out why after rollback.
+    BatchNotPending(String),
+}
+
+impl From<CatalogError> for TxStop {
+    fn from(e: CatalogError) -> Self {
+        TxStop::Error(e)
+    }
+}
+
+impl From<sqlx::Error> for TxStop {
+    fn from(e: sqlx::Error) -> Self {
+        TxStop::Error(e.into())
+    }
+}
+
+/// A validated update, with everything the transaction needs.
+struct PreparedUpdate {
+    update: PartitionUpdate,
+    batch: BatchRecord,
+    schema: Schema,
+    rows: i64,
+    bytes: i64,
+}
+
+impl Catalog {
+    /// Commits one or many pending batches, all or none.
+    ///
+    /// # Errors
+    /// `Conflict` when an expected current batch does not match; `SchemaMismatch`;
+    /// `FailedPrecondition` for missing files, expired leases, aborted batches, or a batch
+    /// already committed by another commit; `NotFound` for unknown batches.
+    pub async fn commit(
+        &self,
+        updates: Vec<PartitionUpdate>,
+        message: &str,
+        actor: &str,
+    ) -> CatalogResult<CommitOutcome> {
+        validate_updates(&updates)?;
+        let mut batches = Vec::with_capacity(updates.len());
+        for update in &updates {
+            batches.push(self.batch(&update.batch_id, false).await?);
+        }
+        if let Some(outcome) = already_committed(&batches)? {
+            return Ok(outcome);
+        }
+        let mut prepared = prepare(updates, batches)?;
+        for input in prepared.iter().flat_map(|p| &p.update.inputs) {
+            self.require_committed(input).await?;
+        }
+        let checks: Vec<_> = prepared
+            .iter()
+            .map(|p| {
+                self.warehouse
+                    .check_files(&p.batch.location, &p.update.files)
+            })
+            .collect();
+        futures::future::try_join_all(checks).await?;
+        prepared.sort_by_key(|p| p.batch.partition_id);
+
+        let mut tx = self.pool.begin().await?;
+        match self.commit_in(&mut tx, &prepared, message, actor).await {
+            Ok(committed) => {
+                tx.commit().await?;
+                Ok(CommitOutcome {
+                    committed,
+                    already_committed: false,
+                })
+            }
+            Err(TxStop::Error(e)) => Err(e),
+            Err(TxStop::BatchNotPending(batch_id)) => {
+                tx.rollback().await?;
+                self.explain_not_pending(&batch_id, &prepared).await
+            }
+        }
+    }
+
+    async fn commit_in(
+        &self,
+        conn: &mut AnyConnection,
+        prepared: &[PreparedUpdate],
+        message: &str,
+        actor: &str,
+    ) -> Result<Vec<CommittedVersion>, TxStop> {
+        self.fix_table_schemas(conn, prepared).await?;
+        let mut committed = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            let (version, committed_at) = match self.dialect {
+                Dialect::Postgres => self.apply_in_one_statement(conn, p, message, actor).await?,
+                Dialect::Sqlite => self.apply_step_by_step(conn, p, message, actor).await?,
+            };
+            for input in &p.update.inputs {
+                sqlx::query("INSERT INTO lineage (batch_id, input_batch_id) VALUES ($1, $2)")
+                    .bind(&p.batch.batch_id)
+                    .bind(input)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            committed.push(CommittedVersion {
+                batch_id: p.batch.batch_id.clone(),
+                namespace: p.batch.table.namespace.clone(),
+                table: p.batch.table.name.clone(),
+                partition: p.batch.partition.pairs(&p.batch.table.keys),
+                version,
+                committed_at,
+                rows: p.rows,
+                bytes: p.bytes,
+            });
+        }
+        let target = committed
+            .iter()
+            .map(|c| format!("{}.{}@{}", c.namespace, c.table, c.batch_id))
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.audit(conn, actor, "commit", &target, message).await?;
+        Ok(committed)
+    }
+
+    /// One partition's update as separate statements: swap the pointer, append history, mark
+    /// the batch committed, record its files. Returns `(version, committed_at)`.
+    async fn apply_step_by_step(
+        &self,
+        conn: &mut AnyConnection,
+        p: &PreparedUpdate,
+        message: &str,
+        actor: &str,
+    ) -> Result<(i64, i64), TxStop> {
+        let (version, committed_at) = self.swap_partition(conn, p).await?;
+        sqlx::query(
+            "INSERT INTO history (partition_id, version, batch_id, operation, actor, message, \
+                                  committed_at_us, rows, bytes) \
+             VALUES ($1, $2, $3, 'write', $4, $5, $6, $7, $8)",
+        )
+        .bind(p.batch.partition_id)
+        .bind(version)
+        .bind(&p.batch.batch_id)
+        .bind(actor)
+        .bind(message)
+        .bind(committed_at)
+        .bind(p.rows)
+        .bind(p.bytes)
+        .execute(&mut *conn)
+        .await?;
+        let marked = sqlx::query(self.sql(
+            "UPDATE batches SET state = 'committed', version = $1, committed_at_us = $2, \
+                    rows = $3, bytes = $4, arrow_schema = $5 \
+             WHERE batch_id = $6 AND state = 'pending' AND lease_expires_at_us > {now}",
+        ))
+        .bind(version)
+        .bind(committed_at)
+        .bind(p.rows)
+        .bind(p.bytes)
+        .bind(&p.update.arrow_schema)
+        .bind(&p.batch.batch_id)
+        .execute(&mut *conn)
+        .await?;
+        if marked.rows_affected() != 1 {
+            return Err(TxStop::BatchNotPending(p.batch.batch_id.clone()));
+        }
+        insert_files(conn, &p.batch.batch_id, &p.update.files).await?;
+        Ok((version, committed_at))
+    }
+
+    /// The same update as [`Self::apply_step_by_step`] in one PostgreSQL statement: the pointer
+    /// swap's `RETURNING` feeds the history row, the batch update and the file rows, each
+    /// guarded so that nothing happens when the swap does not.
+    async fn apply_in_one_statement(
+        &self,
+        conn: &mut AnyConnection,
+        p: &PreparedUpdate,
+        message: &str,
+        actor: &str,
+    ) -> Result<(i64, i64), TxStop> {
+        let guard = match &p.update.expected {
+            None => "",
+            Some(ExpectedCurrent::Nothing) => " AND current_batch_id IS NULL",
+            Some(ExpectedCurrent::Batch(_)) => " AND current_batch_id = $8",
+        };
+        let inline_files = p.update.files.len() <= FILES_IN_STATEMENT;
+        let first_file_param = 9;
+        let files_cte = if inline_files && !p.update.files.is_empty() {
+            let rows = (0..p.update.files.len())
+                .map(|i| {
+                    let n = first_file_param + 3 * i;
+                    format!(
+                        "(${n}, CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
+                        n + 1,
+                        n + 2
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                ", f AS (INSERT INTO batch_files (batch_id, path, size_bytes, rows) \
+                         SELECT $1, v.path, v.size_bytes, v.rows \
+                         FROM (VALUES {rows}) AS v (path, size_bytes, rows) \
+                         WHERE EXISTS (SELECT 1 FROM p))"
+            )
+        } else {
+            String::new()
+        };
+        let statement = format!(
+            "WITH p AS (UPDATE partitions SET current_batch_id = $1, \
+                        current_version = current_version + 1, rows = $2, bytes = $3, \
+                        updated_at_us = {max}({now}, updated_at_us + 1) \
+                    WHERE id = $4{guard} RETURNING current_version, updated_at_us), \
+             b AS (UPDATE batches SET state = 'committed', \
+                        version = (SELECT current_version FROM p), \
+                        committed_at_us = (SELECT updated_at_us FROM p), \
+                        rows = $2, bytes = $3, arrow_schema = $7 \
+                    WHERE batch_id = $1 AND state = 'pending' AND lease_expires_at_us > {now} \
+                      AND EXISTS (SELECT 1 FROM p) RETURNING batch_id), \
+             h AS (INSERT INTO history (partition_id, version, batch_id, operation, actor, \
+                                        message, committed_at_us, rows, bytes) \
+                    SELECT $4, current_version, $1, 'write', $5, $6, updated_at_us, $2, $3 FROM p)\
+             {files_cte} \
+             SELECT current_version, updated_at_us, (SELECT COUNT(*) FROM b) AS marked FROM p",
+            max = self.dialect.max(),
+            now = self.dialect.now(),
+        );
+        let mut query = sqlx::query(AssertSqlSafe(statement))
+            .bind(&p.batch.batch_id)
+            .bind(p.rows)
+            .bind(p.bytes)
+            .bind(p.batch.partition_id)
+            .bind(actor)
+            .bind(message)
+            .bind(&p.update.arrow_schema)
+            .bind(match &p.update.expected {
+                Some(ExpectedCurrent::Batch(b)) => b.as_str(),
+                _ => "",
+            });
+        if inline_files {
+            for file in &p.update.files {
+                query = query.bind(&file.path).bind(file.size_bytes).bind(file.rows);
+            }
+        }
+        let Some(row) = query.fetch_optional(&mut *conn).await? else {
+            return Err(self.conflict(conn, p).await.into());
+        };
+        if row.try_get::<i64, _>("marked")? != 1 {
+            return Err(TxStop::BatchNotPending(p.batch.batch_id.clone()));
+        }
+        if !inline_files {
+            insert_files(conn, &p.batch.batch_id, &p.update.files).await?;
+        }
+        Ok((
+            row.try_get("current_version")?,
+            row.try_get("updated_at_us")?,
+        ))
+    }
+
+    /// Fixes the schema of tables that have none yet (first write), or checks against the
+    /// schema another commit fixed meanwhile.
+    async fn fix_table_schemas(
+        &self,
+        conn: &mut AnyConnection,
+        prepared: &[PreparedUpdate],
+    ) -> Result<(), TxStop> {
+        let mut done = HashSet::new();
+        for p in prepared
+            .iter()
+            .filter(|p| p.batch.table.arrow_schema.is_none())
+        {
+            if !done.insert(p.batch.table.id) {
+                continue;
+            }
+            let set = sqlx::query(
+                "UPDATE tables SET arrow_schema = $1 WHERE id = $2 AND arrow_schema IS NULL",
+            )
+            .bind(&p.update.arrow_schema)
+            .bind(p.batch.table.id)
+            .execute(&mut *conn)
+            .await?;
+            if set.rows_affected() == 0 {
+                let row = sqlx::query("SELECT arrow_schema FROM tables WHERE id = $1")
+                    .bind(p.batch.table.id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                let bytes: Vec<u8> = row.try_get("arrow_schema")?;
+                let table_schema = schema::decode(&bytes)?;
+                for q in prepared
+                    .iter()
+                    .filter(|q| q.batch.table.id == p.batch.table.id)
+                {
+                    schema::check_compatible(&table_schema, &q.schema, &q.batch.table.qualified())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the partition pointer to the batch, incrementing the version; with an expected
+    /// current batch, only if it still matches. Returns `(version, committed_at)`.
+    async fn swap_partition(
+        &self,
+        conn: &mut AnyConnection,
+        p: &PreparedUpdate,
+    ) -> Result<(i64, i64), TxStop> {
+        const SET: &str = "UPDATE partitions SET current_batch_id = $1, \
+                current_version = current_version + 1, rows = $2, bytes = $3, \
+                updated_at_us = {max}({now}, updated_at_us + 1) WHERE id = $4";
+        let guard = match &p.update.expected {
+            None => "",
+            Some(ExpectedCurrent::Nothing) => " AND current_batch_id IS NULL",
+            Some(ExpectedCurrent::Batch(_)) => " AND current_batch_id = $5",
+        };
+        let sql = format!(
+            "{}{guard} RETURNING current_version, updated_at_us",
+            self.sql(SET).0
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(&p.batch.batch_id)
+            .bind(p.rows)
+            .bind(p.bytes)
+            .bind(p.batch.partition_id);
+        if let Some(ExpectedCurrent::Batch(expected)) = &p.update.expected {
+            query = query.bind(expected);
+        }
+        match query.fetch_optional(&mut *conn).await? {
+            Some(row) => Ok((
+                row.try_get("current_version")?,
+                row.try_get("updated_at_us")?,
+            )),
+            None => Err(self.conflict(conn, p).await.into()),
+        }
+    }
+
+    async fn conflict(&self, conn: &mut AnyConnection, p: &PreparedUpdate) -> CatalogError {
+        let current =
+            sqlx::query("SELECT current_batch_id, current_version FROM partitions WHERE id = $1")
+                .bind(p.batch.partition_id)
+                .fetch_one(&mut *conn)
+                .await;
+        let (batch, version): (Option<String>, i64) = match current {
+            Ok(row) => (
+                row.try_get("current_batch_id").unwrap_or_default(),
+                row.try_get("current_version").unwrap_or_default(),
+            ),
+            Err(e) => return e.into(),
+        };
+        let expected = match &p.update.expected {
+            Some(ExpectedCurrent::Batch(b)) => format!("batch {b}"),
+            _ => "no batch (a partition never written)".to_owned(),
+        };
+        let now = match batch {
+            Some(b) => format!("batch {b} (version {version})"),
+            None => "no batch".to_owned(),
+        };
+        CatalogError::Conflict(format!(
+            "conflict on partition {} of {}: it is now at {now}, not at the expected {expected}; \
+             another write committed first. Read the partition again and retry, or commit \
+             without an expected batch to overwrite",
+            p.batch.partition.describe(&p.batch.table.keys),
+            p.batch.table.qualified()
+        ))
+    }
+
+    /// After a commit found a batch no longer pending: either a concurrent retry committed it
+    /// (answer with the original versions) or its lease ran out (record it, refuse).
+    async fn explain_not_pending(
+        &self,
+        batch_id: &str,
+        prepared: &[PreparedUpdate],
+    ) -> CatalogResult<CommitOutcome> {
+        self.sweep_expired_leases().await?;
+        let mut batches = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            batches.push(self.batch(&p.batch.batch_id, false).await?);
+        }
+        if let Some(outcome) = already_committed(&batches)? {
+            return Ok(outcome);
+        }
+        let batch = self.batch(batch_id, false).await?;
+        Err(not_committable(&batch).unwrap_or_else(|| {
+            CatalogError::Unavailable(format!(
+                "batch {batch_id} changed state during the commit; retry the commit"
+            ))
+        }))
+    }
+
+    /// Lineage may only name batches that exist and are committed.
+    async fn require_committed(&self, batch_id: &str) -> CatalogResult<()> {
+        let found = sqlx::query("SELECT state FROM batches WHERE batch_id = $1")
+            .bind(batch_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match found {
+            Some(row) if row.try_get::<String, _>("state")? == "committed" => Ok(()),
+            Some(_) => Err(CatalogError::FailedPrecondition(format!(
+                "input batch {batch_id} is not committed; lineage can only name committed batches"
+            ))),
+            None => Err(CatalogError::NotFound(format!(
+                "input batch {batch_id} does not exist"
+            ))),
+        }
+    }
+}
+
+/// Inserts a batch's file list, many rows per statement.
+async fn insert_files(
+    conn: &mut AnyConnection,
+    batch_id: &str,
+    files: &[DataFile],
+) -> Result<(), TxStop> {
+    for chunk in files.chunks(200) {
+        let values = (0..chunk.len())
+            .map(|i| {
+                format!(
+                    "(${}, ${}, ${}, ${})",
+                    4 * i + 1,
+                    4 * i + 2,
+                    4 * i + 3,
+                    4 * i + 4
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql =
+            format!("INSERT INTO batch_files (batch_id, path, size_bytes, rows) VALUES {values}");
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for file in chunk {
+            query = query
+                .bind(batch_id)
+                .bind(&file.path)
+                .bind(file.size_bytes)
+                .bind(file.rows);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Checks the shape of a commit request before anything is read.
+fn validate_updates(updates: &[PartitionUpdate]) -> CatalogResult<()> {
+    if updates.is_empty() {
+        return Err(CatalogError::InvalidArgument(
+            "the commit lists no partition updates; send at least one".into(),
+        ));
+    }
+    if updates.len() > MAX_UPDATES_PER_COMMIT {
+        return Err(CatalogError::InvalidArgument(format!(
+            "a commit carries at most {MAX_UPDATES_PER_COMMIT} partition updates; split it"
+        )));
+    }
+    let mut seen = HashSet::new();
+    for update in updates {
+        check_batch_id(&update.batch_id)?;
+        if !seen.insert(update.batch_id.as_str()) {
+            return Err(CatalogError::InvalidArgument(format!(
+                "batch {} is listed twice in one commit",
+                update.batch_id
+            )));
+        }
+        if update.files.len() > MAX_FILES_PER_BATCH {
+            return Err(CatalogError::InvalidArgument(format!(
+                "batch {} lists {} files; at most {MAX_FILES_PER_BATCH} are allowed",
+                update.batch_id,
+                update.files.len()
+            )));
+        }
+        let mut paths = HashSet::new();
+        for file in &update.files {
+            validate_file_name(&file.path)?;
+            if !paths.insert(file.path.as_str()) {
+                return Err(CatalogError::InvalidArgument(format!(
+                    "file {} is listed twice for batch {}",
+                    file.path, update.batch_id
+                )));
+            }
+            if file.size_bytes < 0 || file.rows < 0 {
+                return Err(CatalogError::InvalidArgument(format!(
+                    "file {} has a negative size or row count",
+                    file.path
+                )));
+            }
+        }
+        for input in &update.inputs {
+            check_batch_id(input)?;
+        }
+        if let Some(ExpectedCurrent::Batch(expected)) = &update.expected {
+            check_batch_id(expected)?;
+        }
+    }
+    Ok(())
+}
+
+/// When every batch of the request is committed already, the answer to a retried commit.
+/// A mix of committed and uncommitted batches is refused: those belong to different commits.
+fn already_committed(batches: &[BatchRecord]) -> CatalogResult<Option<CommitOutcome>> {
+    let committed = batches
+        .iter()
+        .filter(|b| b.state == BatchState::Committed)
+        .count();
+    if committed == 0 {
+        return Ok(None);
+    }
+    if committed < batches.len() {
+        let done = batches.iter().find(|b| b.state == BatchState::Committed);
+        return Err(CatalogError::FailedPrecondition(format!(
+            "batch {} was already committed by an earlier commit, but other batches of this \
+             commit were not; commit the remaining batches on their own",
+            done.map(|b| b.batch_id.as_str()).unwrap_or_default()
+        )));
+    }
+    let committed = batches
+        .iter()
+        .map(|b| CommittedVersion {
+            batch_id: b.batch_id.clone(),
+            namespace: b.table.namespace.clone(),
+            table: b.table.name.clone(),
+            partition: b.partition.pairs(&b.table.keys),
+            version: b.version.unwrap_or_default(),
+            committed_at: b.committed_at.unwrap_or_default(),
+            rows: b.rows,
+            bytes: b.bytes,
+        })
+        .collect();
+    Ok(Some(CommitOutcome {
+        committed,
+        already_committed: true,
+    }))
+}
+
+/// The refusal for a batch that cannot be committed, if it cannot.
+fn not_committable(batch: &BatchRecord) -> Option<CatalogError> {
+    match batch.state {
+        BatchState::Aborted => Some(CatalogError::FailedPrecondition(format!(
+            "batch {} was aborted and can never be committed; begin a new write",
+            batch.batch_id
+        ))),
+        BatchState::Abandoned => Some(CatalogError::FailedPrecondition(format!(
+            "the lease of batch {} ran out at {} before it was committed, so it was abandoned; \
+             begin a new write (ask for a longer lease if uploads take this long)",
+            batch.batch_id,
+            format_micros(batch.lease_expires_at)
+        ))),
+        BatchState::Pending | BatchState::Committed => None,
+    }
+}
+
+/// Decodes and checks schemas, refuses dead batches and two updates of one partition.
+fn prepare(
+    updates: Vec<PartitionUpdate>,
+    batches: Vec<BatchRecord>,
+) -> CatalogResult<Vec<PreparedUpdate>> {
+    let mut partitions = HashSet::new();
+    let mut prepared = Vec::with_capacity(updates.len());
+    for (update, batch) in updates.into_iter().zip(batches) {
+        if let Some(refusal) = not_committable(&batch) {
+            return Err(refusal);
+        }
+        if !partitions.insert(batch.partition_id) {
+            return Err(CatalogError::InvalidArgument(format!(
+                "two batches of this commit write partition {} of {}; a commit updates each \
+                 partition at most once",
+                batch.partition.describe(&batch.table.keys),
+                batch.table.qualified()
+            )));
+        }
+        let write_schema = schema::decode(&update.arrow_schema)?;
+        schema::validate_for_table(&write_schema, &batch.table.keys)?;
+        if let Some(bytes) = &batch.table.arrow_schema {
+            let table_schema = schema::decode(bytes)?;
+            schema::check_compatible(&table_schema, &write_schema, &batch.table.qualified())?;
+        }
+        let rows = update.files.iter().map(|f| f.rows).sum();
+        let bytes = update.files.iter().map(|f| f.size_bytes).sum();
+        prepared.push(PreparedUpdate {
+            update,
+            batch,
+            schema: write_schema,
+            rows,
+            bytes,
+        });
+    }
+    // Within one commit, updates of the same new table must agree with each other too.
+    for (i, p) in prepared.iter().enumerate() {
+        if p.batch.table.arrow_schema.is_none()
+            && let Some(first) = prepared[..i]
+                .iter()
+                .find(|q| q.batch.table.id == p.batch.table.id)
+        {
+            schema::check_compatible(&first.schema, &p.schema, &p.batch.table.qualified())?;
+        }
+    }
+    Ok(prepared)
+}

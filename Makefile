@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/batchstore-target
 export CARGO_TERM_COLOR ?= never
 CARGO ?= cargo
 
-.PHONY: run build test test-rust lint fmt deps bench-metastore bench-data clean-data
+.PHONY: run build test test-rust test-python lint fmt deps bench-metastore bench-data clean-data
 
 ## run: the metastore on SQLite (./batchstore.db) and a local warehouse (./warehouse), 127.0.0.1:50051
 run:
@@ -15,11 +15,16 @@ run:
 build:
 	$(CARGO) build --workspace --bins
 
-## test: every suite (Rust now; Python and R join as their packages land)
-test: deps lint test-rust
+## test: every suite: Rust (metastore, client, tablectl), Python (R joins when its package lands)
+test: deps lint test-rust test-python
 
 test-rust: build
 	$(CARGO) test --workspace --no-fail-fast
+
+## test-python: `pip install ./python` (dev profile, sharing the cargo target dir), then pytest
+test-python: build
+	python3 -m pip install --force-reinstall --no-deps --quiet --disable-pip-version-check ./python -C build-args="--profile dev"
+	python3 -m pytest python/tests
 
 lint:
 	$(CARGO) fmt --all -- --check

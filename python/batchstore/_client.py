@@ -1,0 +1,242 @@
+"""The batchstore client for Python: tables, data frames, history and rollback."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from . import _frames, _partitions
+from ._native import NativeClient, NotFound
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """A version created by a store or rollback."""
+
+    batch_id: str
+    version: int
+    rows: int
+    bytes: int
+    committed_at: _dt.datetime
+    partition: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def _from_native(cls, d: dict) -> CommitInfo:
+        return cls(
+            batch_id=d["batch_id"],
+            version=d["version"],
+            rows=d["rows"],
+            bytes=d["bytes"],
+            committed_at=_from_micros(d["committed_at_us"]),
+            partition=dict(d["partition"]),
+        )
+
+
+def _from_micros(micros: int) -> _dt.datetime:
+    return _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(microseconds=micros)
+
+
+def _to_micros(when: _dt.datetime | _dt.date | str) -> int:
+    if isinstance(when, str):
+        when = _dt.datetime.fromisoformat(when)
+    if not isinstance(when, _dt.datetime):
+        when = _dt.datetime(when.year, when.month, when.day)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    delta = when - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class Client:
+    """A connection to a batchstore metastore.
+
+    ``endpoint`` defaults to ``BATCHSTORE_ENDPOINT``, else ``http://127.0.0.1:50051``. Storage
+    credentials come from the standard ``AWS_*`` variables. Every call releases the GIL while
+    it waits, encodes or decodes; Ctrl-C cancels a call and leaves the partition unchanged.
+    """
+
+    def __init__(self, endpoint: str | None = None) -> None:
+        self._native = NativeClient(endpoint)
+
+    @property
+    def endpoint(self) -> str:
+        """The metastore address this client talks to."""
+        return self._native.endpoint
+
+    def __repr__(self) -> str:
+        return f"batchstore.Client({self.endpoint!r})"
+
+    # -- namespaces and tables ------------------------------------------------------------
+
+    def create_namespace(self, namespace: str, if_not_exists: bool = True) -> bool:
+        """Create a namespace. Returns False when it existed and ``if_not_exists`` is set."""
+        return self._native.create_namespace(namespace, if_not_exists)
+
+    def create_table(self, namespace: str, table: str, partition_keys=(), if_not_exists: bool = False) -> bool:
+        """Create a table partitioned by ``partition_keys``.
+
+        Keys are names (string keys), ``(name, type)`` pairs, or a dict ``{name: type}``, with
+        type ``"string"``, ``"int64"`` or ``"date"``. The namespace is created if missing.
+        """
+        if isinstance(partition_keys, dict):
+            keys = [(str(k), str(t)) for k, t in partition_keys.items()]
+        else:
+            keys = [(k, "string") if isinstance(k, str) else (str(k[0]), str(k[1])) for k in partition_keys]
+        self._native.create_namespace(namespace, True)
+        return self._native.create_table(namespace, table, keys, if_not_exists)
+
+    def describe_table(self, namespace: str, table: str) -> dict:
+        """Partition keys, columns, location and partition count of a table."""
+        return dict(self._native.get_table(namespace, table))
+
+    def list_tables(self, namespace: str | None = None) -> list[str]:
+        """Tables as ``namespace.table`` names, in one namespace or all."""
+        return list(self._native.list_tables(namespace))
+
+    def drop_table(self, namespace: str, table: str) -> None:
+        """Drop a table (its data stays until garbage collection)."""
+        self._native.drop_table(namespace, table)
+
+    # -- data ------------------------------------------------------------------------------
+
+    def store_dataframe(
+        self,
+        df: Any,
+        namespace: str,
+        table: str,
+        partitions: Any = None,
+        *,
+        expected_batch: str | None = None,
+        message: str = "",
+        partition_by: str | None = None,
+    ) -> CommitInfo | list[CommitInfo]:
+        """Store a frame as a new version of a partition.
+
+        ``df`` is a pandas or polars DataFrame, a pyarrow Table or RecordBatchReader, or any
+        object with ``__arrow_c_stream__``. ``partitions`` names the partition: a dict
+        ``{"ds": "20161031"}`` or a list of values in key order. With a dict and a table that
+        does not exist yet, the namespace and table are created (key types from the values).
+
+        ``expected_batch`` makes the write a compare-and-swap: it fails with :class:`Conflict`
+        unless the partition's current batch is that one (``"-"``: the partition must be new).
+        ``partition_by="col"`` splits the frame by that column's values and commits every
+        partition at once (all or nothing); it returns a list of :class:`CommitInfo`.
+        """
+        data = _frames.to_arrow(df)
+        if partition_by is not None:
+            parts = [({partition_by: value}, rows) for value, rows in _frames.split_by(data, partition_by)]
+            native_parts = [(_partitions.one(p), expected_batch, rows) for p, rows in parts]
+            first = parts[0][0] if parts else None
+        else:
+            native_parts = [(_partitions.one(partitions), expected_batch, data)]
+            first = partitions
+        try:
+            committed = self._native.write(namespace, table, native_parts, message)
+        except NotFound:
+            if not (_partitions.is_named(first) and self._create_missing_table(namespace, table, first)):
+                raise
+            committed = self._native.write(namespace, table, native_parts, message)
+        infos = [CommitInfo._from_native(c) for c in committed]
+        return infos if partition_by is not None else infos[0]
+
+    def _create_missing_table(self, namespace: str, table: str, partition: dict) -> bool:
+        try:
+            self._native.get_table(namespace, table)
+            return False
+        except NotFound:
+            keys = [(str(k), _partitions.key_type(v)) for k, v in partition.items()]
+            self._native.create_namespace(namespace, True)
+            self._native.create_table(namespace, table, keys, True)
+            return True
+
+    def load_dataframe(
+        self,
+        namespace: str,
+        table: str,
+        partitions: Any = None,
+        *,
+        version: int | None = None,
+        batch_id: str | None = None,
+        tag: str | None = None,
+        as_of: _dt.datetime | _dt.date | str | None = None,
+        columns: list[str] | None = None,
+        as_: Literal["pandas", "arrow", "polars"] = "pandas",
+    ) -> Any:
+        """Load partitions as a frame (pandas by default; ``as_="arrow"`` or ``"polars"``).
+
+        ``partitions``: None for every partition, one partition (dict or list of values), or
+        a list of partitions. At most one of ``version``, ``batch_id``, ``tag`` and ``as_of``
+        (a time; naive times are UTC) picks which version; by default the current one.
+        ``columns`` reads only those columns. One named partition comes back exactly as it
+        was stored; a load spanning several partitions adds the partition keys as columns.
+        """
+        chosen = [(k, v) for k, v in (("version", version), ("batch", batch_id), ("tag", tag), ("as_of", as_of)) if v is not None]
+        if len(chosen) > 1:
+            raise ValueError("give at most one of version, batch_id, tag and as_of")
+        kind, value = chosen[0] if chosen else ("current", None)
+        if kind == "as_of":
+            value = _to_micros(value)
+        arrow = self._native.read(namespace, table, _partitions.many(partitions), kind, value, columns, "auto")
+        return _frames.from_arrow(arrow, as_)
+
+    # -- history ---------------------------------------------------------------------------
+
+    def history(self, namespace: str, table: str, partitions: Any):
+        """A partition's history as a pandas DataFrame, newest first.
+
+        Columns: version, batch_id, operation ("write" or "rollback"), actor, message,
+        committed_at (UTC), rows, bytes, current.
+        """
+        import pandas as pd
+
+        entries = self._native.history(namespace, table, _partitions.one(partitions))
+        frame = pd.DataFrame(
+            entries,
+            columns=["version", "batch_id", "operation", "actor", "message", "committed_at_us", "rows", "bytes", "current"],
+        )
+        frame.insert(5, "committed_at", pd.to_datetime(frame.pop("committed_at_us"), unit="us", utc=True))
+        return frame
+
+    def rollback(
+        self,
+        namespace: str,
+        table: str,
+        partitions: Any,
+        *,
+        to_version: int | None = None,
+        to_batch: str | None = None,
+        expected_batch: str | None = None,
+        message: str = "",
+    ) -> CommitInfo:
+        """Point a partition back at an earlier version or batch.
+
+        Nothing is deleted: the rollback is a new version that points at the older batch.
+        """
+        committed = self._native.rollback(
+            namespace, table, _partitions.one(partitions), to_version, to_batch, expected_batch, message
+        )
+        return CommitInfo._from_native(committed)
+
+    def partitions(self, namespace: str, table: str):
+        """A table's partitions with their current batch, as a pandas DataFrame."""
+        import pandas as pd
+
+        rows = [
+            {**{"partition": _partitions.describe(list(p["partition"].items()))}, **{k: v for k, v in p.items() if k != "partition"}}
+            for p in self._native.partitions(namespace, table)
+        ]
+        return pd.DataFrame(rows, columns=["partition", "batch_id", "version", "rows", "bytes", "updated_at_us"])
+
+    def create_tag(self, namespace: str, table: str, name: str, partitions: Any = None, *, version: int = 0, batch_id: str | None = None) -> dict:
+        """Name a batch: a partition's version (0 = current) or a batch id."""
+        partition = _partitions.one(partitions) if partitions is not None else None
+        return dict(self._native.create_tag(namespace, table, name, partition, version, batch_id))
+
+    def list_tags(self, namespace: str, table: str) -> list[dict]:
+        """The tags of a table."""
+        return [dict(t) for t in self._native.list_tags(namespace, table)]
+
+    def delete_tag(self, namespace: str, table: str, name: str) -> None:
+        """Delete a tag (the batch stays)."""
+        self._native.delete_tag(namespace, table, name)

@@ -1,0 +1,105 @@
+"""Data frames in and out: pandas, polars and pyarrow to Arrow, and back.
+
+Data crosses into Rust through the Arrow C stream interface without copies. pandas needs one
+extra step each way: ``pyarrow.Table.from_pandas`` (index and dtypes recorded in the schema's
+pandas metadata) and ``to_pandas``. Parquet rebuilds dictionaries from the values present, so
+the categories of categorical columns (with their order, and unused ones) are recorded in the
+schema metadata and restored on load.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_CATEGORIES_KEY = b"batchstore.categories"
+
+
+def to_arrow(data: Any) -> Any:
+    """An object exporting an Arrow C stream for ``data``."""
+    if isinstance(data, (pa.Table, pa.RecordBatchReader)):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    module = type(data).__module__.split(".")[0]
+    if module == "pandas":
+        return _from_pandas(data)
+    if hasattr(data, "__arrow_c_stream__"):
+        return data
+    if module == "polars" and hasattr(data, "to_arrow"):
+        return data.to_arrow()
+    raise TypeError(
+        f"cannot store a {type(data).__module__}.{type(data).__name__}; pass a pandas or polars "
+        "DataFrame, a pyarrow Table or RecordBatchReader, or any object with __arrow_c_stream__"
+    )
+
+
+def _from_pandas(df: Any) -> pa.Table:
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    table = pa.Table.from_pandas(df, preserve_index=None)
+    categories = {}
+    for name in df.columns:
+        dtype = df[name].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            values = dtype.categories.tolist()
+            try:
+                json.dumps(values)
+            except TypeError:
+                continue
+            categories[str(name)] = {"categories": values, "ordered": bool(dtype.ordered)}
+    if categories:
+        metadata = dict(table.schema.metadata or {})
+        metadata[_CATEGORIES_KEY] = json.dumps(categories).encode()
+        table = table.replace_schema_metadata(metadata)
+    return table
+
+
+def from_arrow(table: pa.Table, as_: str) -> Any:
+    """Convert a loaded table to the requested kind of frame."""
+    if as_ == "arrow":
+        return table
+    if as_ == "polars":
+        import polars as pl
+
+        return pl.from_arrow(table)
+    if as_ == "pandas":
+        df = table.to_pandas()
+        raw = (table.schema.metadata or {}).get(_CATEGORIES_KEY)
+        if raw:
+            for name, spec in json.loads(raw).items():
+                if name in df.columns:
+                    df[name] = df[name].cat.set_categories(spec["categories"], ordered=spec["ordered"])
+        return df
+    raise ValueError(f"as_ must be 'pandas', 'arrow' or 'polars', not {as_!r}")
+
+
+def split_by(data: Any, column: str) -> list[tuple[Any, pa.Table]]:
+    """Split a frame into ``(value, rows without the column)`` by the values of ``column``."""
+    table = data if isinstance(data, pa.Table) else pa.table(data)
+    if column not in table.column_names:
+        raise KeyError(f"partition_by column {column!r} is not in the frame (columns: {table.column_names})")
+    keys = table.column(column)
+    if keys.null_count:
+        raise ValueError(f"partition_by column {column!r} has nulls; every row needs a partition value")
+    parts = []
+    for value in pc.unique(keys).to_pylist():
+        rows = table.filter(pc.equal(keys, pa.scalar(value, type=keys.type)))
+        parts.append((value, _without_column(rows, column)))
+    return parts
+
+
+def _without_column(table: pa.Table, column: str) -> pa.Table:
+    table = table.drop_columns([column])
+    metadata = dict(table.schema.metadata or {})
+    if b"pandas" in metadata:
+        pandas_meta = json.loads(metadata[b"pandas"])
+        pandas_meta["columns"] = [c for c in pandas_meta.get("columns", []) if c.get("name") != column]
+        metadata[b"pandas"] = json.dumps(pandas_meta).encode()
+        table = table.replace_schema_metadata(metadata)
+    return table

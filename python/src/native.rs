@@ -1,0 +1,248 @@
+//! `NativeClient`: the client's operations for the Python package. Data crosses as Arrow C
+//! streams (pyarrow tables and readers, polars frames, anything with `__arrow_c_stream__`).
+
+use crate::runtime::run;
+use crate::values::{self, Pairs};
+use arrow_array::ffi_stream::RecordBatchStreamReader;
+use arrow_pyarrow::{FromPyArrow, IntoPyArrow, Table};
+use batchstore_client::{
+    Client, Expected, KeyType, PartitionColumns, PartitionData, PartitionKey, ReadRequest, RollbackTo, TableName,
+    TagTarget, WriteOptions, WriteRequest,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+/// A connection to a batchstore metastore (see `batchstore.Client`).
+#[pyclass(module = "batchstore._native", frozen)]
+pub struct NativeClient {
+    client: Client,
+}
+
+fn expected(text: Option<String>) -> Option<Expected> {
+    text.map(|t| if t == "-" { Expected::Nothing } else { Expected::Batch(t) })
+}
+
+#[pymethods]
+impl NativeClient {
+    #[new]
+    #[pyo3(signature = (endpoint=None))]
+    fn new(py: Python<'_>, endpoint: Option<String>) -> PyResult<Self> {
+        let client = run(py, async move { Client::connect(endpoint.as_deref()).await })?;
+        Ok(NativeClient { client })
+    }
+
+    #[getter]
+    fn endpoint(&self) -> String {
+        self.client.endpoint().to_owned()
+    }
+
+    fn create_namespace(&self, py: Python<'_>, name: String, if_not_exists: bool) -> PyResult<bool> {
+        let client = self.client.clone();
+        run(py, async move { client.create_namespace(&name, if_not_exists).await })
+    }
+
+    fn list_namespaces(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let client = self.client.clone();
+        let list = run(py, async move { client.list_namespaces().await })?;
+        Ok(list.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// `keys`: (name, type) with type string, int64 or date.
+    fn create_table(
+        &self,
+        py: Python<'_>,
+        namespace: String,
+        table: String,
+        keys: Vec<(String, String)>,
+        if_not_exists: bool,
+    ) -> PyResult<bool> {
+        let keys = keys
+            .into_iter()
+            .map(|(name, t)| Ok(PartitionKey { name, key_type: KeyType::parse(&t).map_err(crate::errors::to_py)? }))
+            .collect::<PyResult<Vec<_>>>()?;
+        let client = self.client.clone();
+        let name = TableName::new(namespace, table);
+        run(py, async move { client.create_table(&name, &keys, None, if_not_exists).await.map(|(_, created)| created) })
+    }
+
+    /// A dict: namespace, table, partition_keys [(name, type)], columns [(name, type)],
+    /// location, partition_count, created_at_us.
+    fn get_table<'py>(&self, py: Python<'py>, namespace: String, table: String) -> PyResult<Bound<'py, PyDict>> {
+        let client = self.client.clone();
+        let name = TableName::new(namespace, table);
+        let info = run(py, async move { client.get_table(&name).await })?;
+        let dict = PyDict::new(py);
+        dict.set_item("namespace", &info.name.namespace)?;
+        dict.set_item("table", &info.name.table)?;
+        let keys: Vec<(String, String)> = info
+            .partition_keys
+            .iter()
+            .map(|k| (k.name.clone(), format!("{:?}", k.key_type).to_lowercase()))
+            .collect();
+        dict.set_item("partition_keys", keys)?;
+        dict.set_item("columns", info.columns.clone())?;
+        dict.set_item("location", &info.location)?;
+        dict.set_item("partition_count", info.partition_count)?;
+        dict.set_item("created_at_us", info.created_at.timestamp_micros())?;
+        Ok(dict)
+    }
+
+    #[pyo3(signature = (namespace=None))]
+    fn list_tables(&self, py: Python<'_>, namespace: Option<String>) -> PyResult<Vec<String>> {
+        let client = self.client.clone();
+        let tables = run(py, async move { client.list_tables(namespace.as_deref()).await })?;
+        Ok(tables.into_iter().map(|t| t.name.to_string()).collect())
+    }
+
+    fn drop_table(&self, py: Python<'_>, namespace: String, table: String) -> PyResult<()> {
+        let client = self.client.clone();
+        let name = TableName::new(namespace, table);
+        run(py, async move { client.drop_table(&name).await })
+    }
+
+    /// Writes each `(partition, expected_batch, data)` into a fresh batch and commits them all
+    /// at once. Returns one commit dict per partition.
+    fn write<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        table: String,
+        parts: Vec<(Pairs, Option<String>, Bound<'py, PyAny>)>,
+        message: String,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let mut partitions = Vec::with_capacity(parts.len());
+        for (pairs, expected_batch, data) in parts {
+            let reader = RecordBatchStreamReader::from_pyarrow_bound(&data)?;
+            partitions.push(PartitionData { partition: values::spec(pairs), expected: expected(expected_batch), data: Box::new(reader) });
+        }
+        let request = WriteRequest { table: TableName::new(namespace, table), partitions, message, inputs: Vec::new() };
+        let client = self.client.clone();
+        let committed = run(py, async move { client.write_partitions(request, &WriteOptions::default(), None).await })?;
+        let list = PyList::empty(py);
+        for c in &committed {
+            list.append(values::commit_dict(py, c)?)?;
+        }
+        Ok(list)
+    }
+
+    /// Reads partitions (none = all) as a `pyarrow.Table`.
+    #[pyo3(signature = (namespace, table, partitions, selector="current", selector_value=None, columns=None, partition_columns="auto"))]
+    #[allow(clippy::too_many_arguments)]
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        table: String,
+        partitions: Vec<Pairs>,
+        selector: &str,
+        selector_value: Option<Bound<'py, PyAny>>,
+        columns: Option<Vec<String>>,
+        partition_columns: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = ReadRequest {
+            table: Some(TableName::new(namespace, table)),
+            partitions: partitions.into_iter().map(values::spec).collect(),
+            selector: values::selector(selector, selector_value.as_ref())?,
+            columns,
+            partition_columns: match partition_columns {
+                "always" => PartitionColumns::Always,
+                "never" => PartitionColumns::Never,
+                _ => PartitionColumns::Auto,
+            },
+            parallelism: 0,
+        };
+        let client = self.client.clone();
+        let result = run(py, async move { client.read(&request, None).await })?;
+        let table = Table::try_new(result.batches, result.schema)
+            .map_err(|e| crate::errors::DataError::new_err(e.to_string()))?;
+        table.into_pyarrow(py)
+    }
+
+    fn history<'py>(&self, py: Python<'py>, namespace: String, table: String, partition: Pairs) -> PyResult<Bound<'py, PyList>> {
+        let client = self.client.clone();
+        let name = TableName::new(namespace, table);
+        let entries = run(py, async move { client.history(&name, &values::spec(partition)).await })?;
+        let list = PyList::empty(py);
+        for h in &entries {
+            list.append(values::history_dict(py, h)?)?;
+        }
+        Ok(list)
+    }
+
+    #[pyo3(signature = (namespace, table, partition, to_version=None, to_batch=None, expected_batch=None, message=String::new()))]
+    #[allow(clippy::too_many_arguments)]
+    fn rollback<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        table: String,
+        partition: Pairs,
+        to_version: Option<i64>,
+        to_batch: Option<String>,
+        expected_batch: Option<String>,
+        message: String,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let target = match (to_version, to_batch) {
+            (Some(v), None) => RollbackTo::Version(v),
+            (None, Some(b)) => RollbackTo::Batch(b),
+            _ => return Err(crate::errors::InvalidArgument::new_err("give exactly one of to_version or to_batch")),
+        };
+        let client = self.client.clone();
+        let name = TableName::new(namespace, table);
+        let committed = run(py, async move {
+            client.rollback(&name, &values::spec(partition), target, expected(expected_batch), &message).await
+        })?;
+        values::commit_dict(py, &committed)
+    }
+
+    fn partitions<'py>(&self, py: Python<'py>, namespace: String, table: String) -> PyResult<Bound<'py, PyList>> {
+        let client = self.client.clone();
+        let name = TableName::new(namespace, table);
+        let partitions = run(py, async move { client.partitions(&name).await })?;
+        let list = PyList::empty(py);
+        for p in &partitions {
+            list.append(values::partition_dict(py, p)?)?;
+        }
+        Ok(list)
+    }
+
+    /// Tags a batch (`batch_id`) or a partition's version (0 = current).
+    #[pyo3(signature = (namespace, table, name, partition=None, version=0, batch_id=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_tag<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        table: String,
+        name: String,
+        partition: Option<Pairs>,
+        version: i64,
+        batch_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let target = match batch_id {
+            Some(b) => TagTarget::Batch(b),
+            None => TagTarget::Version(values::spec(partition.unwrap_or_default()), version),
+        };
+        let client = self.client.clone();
+        let table = TableName::new(namespace, table);
+        let tag = run(py, async move { client.create_tag(&table, &name, target).await })?;
+        values::tag_dict(py, &tag)
+    }
+
+    fn list_tags<'py>(&self, py: Python<'py>, namespace: String, table: String) -> PyResult<Bound<'py, PyList>> {
+        let client = self.client.clone();
+        let name = TableName::new(namespace, table);
+        let tags = run(py, async move { client.list_tags(&name).await })?;
+        let list = PyList::empty(py);
+        for t in &tags {
+            list.append(values::tag_dict(py, t)?)?;
+        }
+        Ok(list)
+    }
+
+    fn delete_tag(&self, py: Python<'_>, namespace: String, table: String, name: String) -> PyResult<()> {
+        let client = self.client.clone();
+        let table = TableName::new(namespace, table);
+        run(py, async move { client.delete_tag(&table, &name).await })
+    }
+}

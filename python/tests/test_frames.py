@@ -1,0 +1,198 @@
+"""Round trips of pandas, polars and pyarrow data through a real metastore and storage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import threading
+
+import pandas as pd
+import pandas.testing as pdt
+import polars as pl
+import polars.testing as plt
+import pyarrow as pa
+import pytest
+
+import batchstore as bs
+
+
+def rich_pandas_frame() -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {
+            "i": [1, -2, 3, 4],
+            "f": [0.5, float("nan"), -1e300, 2.25],
+            "b": [True, False, True, False],
+            "s": ["a", "naïve", "数据", ""],
+            "cat": pd.Categorical(["x", "y", "x", None], categories=["y", "x", "unused"], ordered=True),
+            "nullable": pd.array([1, None, 3, None], dtype="Int64"),
+            "naive": pd.to_datetime(["2016-10-31 12:00:00", "2016-11-01 00:00:00", None, "1970-01-01 00:00:00"]),
+            "aware": pd.to_datetime(["2016-10-31 12:00:00", "2016-11-01 00:00:00", "2020-02-29 00:00:00", None]).tz_localize("Europe/Paris"),
+            "day": [dt.date(2016, 10, 31), dt.date(1970, 1, 1), None, dt.date(2100, 12, 31)],
+            "price": [decimal.Decimal("1.10"), decimal.Decimal("-2.50"), None, decimal.Decimal("0.01")],
+        }
+    )
+    frame.index = pd.Index([10, 20, 30, 40], name="row_id")
+    return frame
+
+
+def test_pandas_frame_round_trips_exactly(client):
+    frame = rich_pandas_frame()
+    info = bs.store_dataframe(frame, "sales", "items", partitions={"ds": "20161031"})
+    assert (info.version, info.rows) == (1, 4)
+    assert len(info.batch_id) == 36
+    loaded = bs.load_dataframe("sales", "items", partitions=["20161031"])
+    pdt.assert_frame_equal(loaded, frame)
+
+
+def test_default_index_and_columns(client):
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"], "c": [1.0, 2.0, 3.0]})
+    bs.store_dataframe(frame, "sales", "items", partitions={"ds": "d"})
+    pdt.assert_frame_equal(bs.load_dataframe("sales", "items", partitions=["d"]), frame)
+    only = bs.load_dataframe("sales", "items", partitions=["d"], columns=["c", "a"])
+    pdt.assert_frame_equal(only, frame[["c", "a"]])
+
+
+def test_polars_frame_round_trips(client):
+    frame = pl.DataFrame(
+        {
+            "i": [1, None, 3],
+            "f": [1.5, 2.5, None],
+            "b": [True, None, False],
+            "s": ["a", "b", None],
+            "d": [dt.date(2016, 10, 31), None, dt.date(2000, 1, 1)],
+            "t": [dt.datetime(2016, 10, 31, 12), None, dt.datetime(1999, 12, 31, 23, 59, 59)],
+        }
+    ).with_columns(pl.col("t").dt.replace_time_zone("UTC"))
+    bs.store_dataframe(frame, "sales", "items", partitions={"ds": "p"})
+    loaded = bs.load_dataframe("sales", "items", partitions={"ds": "p"}, as_="polars")
+    assert isinstance(loaded, pl.DataFrame)
+    plt.assert_frame_equal(loaded, frame)
+
+
+def test_pyarrow_table_and_reader(client):
+    table = pa.table({"x": pa.array([1, 2, None], pa.int32()), "y": pa.array(["a", None, "c"])})
+    bs.store_dataframe(table, "sales", "items", partitions={"ds": "t"})
+    assert bs.load_dataframe("sales", "items", partitions=["t"], as_="arrow").equals(table)
+    reader = pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=1))
+    info = bs.store_dataframe(reader, "sales", "items", partitions=["t"])
+    assert info.version == 2
+    assert bs.load_dataframe("sales", "items", partitions=["t"], as_="arrow").equals(table)
+
+
+def test_history_rollback_and_selectors(client):
+    frames = [pd.DataFrame({"v": [n] * (n + 1)}) for n in range(3)]
+    infos = [bs.store_dataframe(f, "sales", "items", partitions={"ds": 20161031}, message=f"load {n}") for n, f in enumerate(frames)]
+    assert [i.version for i in infos] == [1, 2, 3]
+    hist = bs.history("sales", "items", partitions=[20161031])
+    assert list(hist["version"]) == [3, 2, 1]
+    assert list(hist["batch_id"]) == [i.batch_id for i in reversed(infos)]
+    assert list(hist["current"]) == [True, False, False]
+    assert hist["committed_at"].dt.tz is not None
+    assert hist["message"].iloc[-1] == "load 0"
+
+    rolled = bs.rollback("sales", "items", partitions=[20161031], to_version=1)
+    assert (rolled.version, rolled.batch_id) == (4, infos[0].batch_id)
+    pdt.assert_frame_equal(bs.load_dataframe("sales", "items", partitions=[20161031]), frames[0])
+    pdt.assert_frame_equal(bs.load_dataframe("sales", "items", partitions=[20161031], version=2), frames[1])
+    pdt.assert_frame_equal(bs.load_dataframe("sales", "items", partitions=[20161031], batch_id=infos[2].batch_id), frames[2])
+    as_of = infos[1].committed_at
+    pdt.assert_frame_equal(bs.load_dataframe("sales", "items", partitions=[20161031], as_of=as_of), frames[1])
+    client.create_tag("sales", "items", "gold", [20161031], version=3)
+    pdt.assert_frame_equal(bs.load_dataframe("sales", "items", partitions=[20161031], tag="gold"), frames[2])
+    with pytest.raises(ValueError):
+        bs.load_dataframe("sales", "items", version=1, tag="gold")
+
+
+def test_many_partitions_add_typed_keys(client):
+    bs.create_table("sales", "daily", partition_keys={"ds": "date", "shop": "int64"})
+    bs.store_dataframe(pd.DataFrame({"v": [1, 2]}), "sales", "daily", partitions=[dt.date(2016, 10, 31), 7])
+    bs.store_dataframe(pd.DataFrame({"v": [3]}), "sales", "daily", partitions={"ds": "2016-11-01", "shop": 8})
+    everything = bs.load_dataframe("sales", "daily").sort_values("v").reset_index(drop=True)
+    assert list(everything.columns) == ["v", "ds", "shop"]
+    assert list(everything["shop"]) == [7, 7, 8]
+    assert everything["shop"].dtype == "int64"
+    assert everything["ds"].tolist() == [dt.date(2016, 10, 31)] * 2 + [dt.date(2016, 11, 1)]
+    one = bs.load_dataframe("sales", "daily", partitions={"shop": 8, "ds": "2016-11-01"})
+    assert list(one.columns) == ["v"]
+
+
+def test_partition_by_commits_all_or_nothing(client):
+    frame = pd.DataFrame({"ds": ["a", "b", "a"], "v": [1, 2, 3]})
+    bs.create_table("sales", "split", partition_keys=["ds"])
+    infos = bs.store_dataframe(frame, "sales", "split", partition_by="ds")
+    assert sorted((i.partition["ds"], i.rows, i.version) for i in infos) == [("a", 2, 1), ("b", 1, 1)]
+    pdt.assert_frame_equal(
+        bs.load_dataframe("sales", "split", partitions={"ds": "a"}).reset_index(drop=True),
+        pd.DataFrame({"v": [1, 3]}),
+    )
+    with pytest.raises(bs.Conflict):
+        bs.store_dataframe(frame, "sales", "split", partition_by="ds", expected_batch=infos[0].batch_id)
+    assert all(len(bs.history("sales", "split", {"ds": p})) == 1 for p in ("a", "b"))
+
+
+def test_auto_create_with_dict_but_not_with_list(client):
+    with pytest.raises(bs.NotFound, match="does not exist"):
+        bs.store_dataframe(pd.DataFrame({"v": [1]}), "fresh", "t1", partitions=["x"])
+    info = bs.store_dataframe(pd.DataFrame({"v": [1]}), "fresh", "t2", partitions={"ds": dt.date(2016, 1, 2), "n": 5})
+    assert info.partition == {"ds": "2016-01-02", "n": "5"}
+    described = client.describe_table("fresh", "t2")
+    assert described["partition_keys"] == [("ds", "date"), ("n", "int64")]
+
+
+def test_errors_are_typed(client):
+    bs.store_dataframe(pd.DataFrame({"v": [1]}), "sales", "items", partitions={"ds": "1"})
+    current = bs.history("sales", "items", ["1"])["batch_id"].iloc[0]
+    with pytest.raises(bs.NotFound):
+        bs.load_dataframe("sales", "nope")
+    with pytest.raises(bs.SchemaMismatch, match='"v"'):
+        bs.store_dataframe(pd.DataFrame({"v": ["text"]}), "sales", "items", partitions={"ds": "1"})
+    with pytest.raises(bs.Conflict, match=current):
+        bs.store_dataframe(pd.DataFrame({"v": [2]}), "sales", "items", partitions={"ds": "1"}, expected_batch="0" * 8 + "-0000-7000-8000-" + "0" * 12)
+    with pytest.raises(bs.InvalidArgument, match="lowercase"):
+        bs.create_table("sales", "Bad-Name")
+    with pytest.raises(bs.InvalidArgument):
+        bs.store_dataframe(pd.DataFrame({"v": [1]}), "sales", "items", partitions={"ds": 1.5})
+    for error in (bs.NotFound, bs.Conflict, bs.SchemaMismatch, bs.InvalidArgument, bs.Unavailable, bs.AlreadyExists, bs.PermissionDenied):
+        assert issubclass(error, bs.Error)
+    assert len(bs.history("sales", "items", ["1"])) == 1
+
+
+def test_unreachable_metastore_is_unavailable():
+    with pytest.raises(bs.Unavailable, match="BATCHSTORE_ENDPOINT"):
+        bs.Client("http://127.0.0.1:9")
+
+
+def test_tablectl_reads_what_python_wrote(client, metastore, tmp_path):
+    frame = pd.DataFrame({"id": [1, 2, 3], "name": ["a", "b", None], "x": [0.5, None, 1.5]})
+    bs.store_dataframe(frame, "sales", "items", partitions={"ds": "20161031"})
+    out = tmp_path / "x.parquet"
+    result = metastore.tablectl("read", "sales.items", "-p", "ds=20161031", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    import pyarrow.parquet as pq
+
+    read = pq.read_table(out)
+    assert read.column("id").to_pylist() == [1, 2, 3]
+    assert read.column("name").to_pylist() == ["a", "b", None]
+    assert read.column("x").to_pylist() == [0.5, None, 1.5]
+
+
+def test_gil_is_released_while_loading(client):
+    big = pd.DataFrame({"a": range(2_000_000), "b": [1.5] * 2_000_000})
+    bs.store_dataframe(big, "sales", "items", partitions={"ds": "big"})
+    progress = 0
+    done = threading.Event()
+
+    def load():
+        try:
+            for _ in range(3):
+                bs.load_dataframe("sales", "items", partitions={"ds": "big"}, as_="arrow")
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    while not done.is_set():
+        progress += 1
+    worker.join()
+    # With the GIL held during the native call this loop could not advance meanwhile.
+    assert progress > 1000

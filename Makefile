@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/batchstore-target
 export CARGO_TERM_COLOR ?= never
 CARGO ?= cargo
 
-.PHONY: run build test test-rust test-python lint fmt deps bench-metastore bench-data clean-data
+.PHONY: run build test test-rust test-python lint fmt deps bench-metastore bench-data bench-python clean-data
 
 ## run: the metastore on SQLite (./batchstore.db) and a local warehouse (./warehouse), 127.0.0.1:50051
 run:
@@ -48,6 +48,13 @@ bench-data: deps
 	$(CARGO) build --release -p batchstore-metastore -p batchstore-bench
 	BATCHSTORE_METASTORE_BIN=$(CARGO_TARGET_DIR)/release/metastore \
 	  $(CARGO_TARGET_DIR)/release/data-bench $(BENCH_ARGS)
+
+## bench-python: store/load of a 5,000,000-row pandas frame vs pyarrow and deltalake
+bench-python: deps
+	$(CARGO) build --release -p batchstore-metastore
+	python3 -m pip install --quiet --disable-pip-version-check deltalake
+	python3 -m pip install --force-reinstall --no-deps --quiet --disable-pip-version-check ./python
+	python3 bench/python/store_load.py $(BENCH_ARGS)
 
 clean-data:
 	rm -rf batchstore.db batchstore.db-wal batchstore.db-shm warehouse

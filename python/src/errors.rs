@@ -8,16 +8,66 @@ use pyo3::PyErr;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 
-create_exception!(_native, Error, PyException, "Base class of every batchstore error.");
-create_exception!(_native, NotFound, Error, "A namespace, table, partition, version, batch or tag does not exist.");
-create_exception!(_native, AlreadyExists, Error, "The thing to create exists already.");
-create_exception!(_native, Conflict, Error, "Another write changed the partition first (the expected batch no longer matches).");
-create_exception!(_native, SchemaMismatch, Error, "The data's schema does not match the table's; the message names the column.");
-create_exception!(_native, InvalidArgument, Error, "A name, partition value or argument is not acceptable.");
-create_exception!(_native, FailedPrecondition, Error, "The catalog's state refuses the request (for example an expired lease).");
-create_exception!(_native, PermissionDenied, Error, "The caller may not do this.");
-create_exception!(_native, Unavailable, Error, "The metastore or the storage cannot be reached; retrying may help.");
-create_exception!(_native, DataError, Error, "Data could not be encoded, decoded or stored.");
+create_exception!(
+    _native,
+    Error,
+    PyException,
+    "Base class of every batchstore error."
+);
+create_exception!(
+    _native,
+    NotFound,
+    Error,
+    "A namespace, table, partition, version, batch or tag does not exist."
+);
+create_exception!(
+    _native,
+    AlreadyExists,
+    Error,
+    "The thing to create exists already."
+);
+create_exception!(
+    _native,
+    Conflict,
+    Error,
+    "Another write changed the partition first (the expected batch no longer matches)."
+);
+create_exception!(
+    _native,
+    SchemaMismatch,
+    Error,
+    "The data's schema does not match the table's; the message names the column."
+);
+create_exception!(
+    _native,
+    InvalidArgument,
+    Error,
+    "A name, partition value or argument is not acceptable."
+);
+create_exception!(
+    _native,
+    FailedPrecondition,
+    Error,
+    "The catalog's state refuses the request (for example an expired lease)."
+);
+create_exception!(
+    _native,
+    PermissionDenied,
+    Error,
+    "The caller may not do this."
+);
+create_exception!(
+    _native,
+    Unavailable,
+    Error,
+    "The metastore or the storage cannot be reached; retrying may help."
+);
+create_exception!(
+    _native,
+    DataError,
+    Error,
+    "Data could not be encoded, decoded or stored."
+);
 
 /// Converts a client error into the matching Python exception.
 pub fn to_py(error: ClientError) -> PyErr {
@@ -29,7 +79,9 @@ pub fn to_py(error: ClientError) -> PyErr {
         ClientError::SchemaMismatch(_) => SchemaMismatch::new_err(message),
         ClientError::InvalidArgument(_) => InvalidArgument::new_err(message),
         ClientError::FailedPrecondition(_) => FailedPrecondition::new_err(message),
-        ClientError::PermissionDenied(_) | ClientError::Unauthenticated(_) => PermissionDenied::new_err(message),
+        ClientError::PermissionDenied(_) | ClientError::Unauthenticated(_) => {
+            PermissionDenied::new_err(message)
+        }
         ClientError::Unavailable(_) => Unavailable::new_err(message),
         ClientError::Storage(_) | ClientError::Data(_) => DataError::new_err(message),
         ClientError::Cancelled => pyo3::exceptions::PyKeyboardInterrupt::new_err(message),

@@ -21,8 +21,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Conflict", py.get_type::<errors::Conflict>())?;
     m.add("SchemaMismatch", py.get_type::<errors::SchemaMismatch>())?;
     m.add("InvalidArgument", py.get_type::<errors::InvalidArgument>())?;
-    m.add("FailedPrecondition", py.get_type::<errors::FailedPrecondition>())?;
-    m.add("PermissionDenied", py.get_type::<errors::PermissionDenied>())?;
+    m.add(
+        "FailedPrecondition",
+        py.get_type::<errors::FailedPrecondition>(),
+    )?;
+    m.add(
+        "PermissionDenied",
+        py.get_type::<errors::PermissionDenied>(),
+    )?;
     m.add("Unavailable", py.get_type::<errors::Unavailable>())?;
     m.add("DataError", py.get_type::<errors::DataError>())?;
     Ok(())

@@ -6,8 +6,8 @@ use crate::values::{self, Pairs};
 use arrow_array::ffi_stream::RecordBatchStreamReader;
 use arrow_pyarrow::{FromPyArrow, IntoPyArrow, Table};
 use batchstore_client::{
-    Client, Expected, KeyType, PartitionColumns, PartitionData, PartitionKey, ReadRequest, RollbackTo, TableName,
-    TagTarget, WriteOptions, WriteRequest,
+    Client, Expected, KeyType, PartitionColumns, PartitionData, PartitionKey, ReadRequest,
+    RollbackTo, TableName, TagTarget, WriteOptions, WriteRequest,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -19,7 +19,13 @@ pub struct NativeClient {
 }
 
 fn expected(text: Option<String>) -> Option<Expected> {
-    text.map(|t| if t == "-" { Expected::Nothing } else { Expected::Batch(t) })
+    text.map(|t| {
+        if t == "-" {
+            Expected::Nothing
+        } else {
+            Expected::Batch(t)
+        }
+    })
 }
 
 #[pymethods]
@@ -27,7 +33,10 @@ impl NativeClient {
     #[new]
     #[pyo3(signature = (endpoint=None))]
     fn new(py: Python<'_>, endpoint: Option<String>) -> PyResult<Self> {
-        let client = run(py, async move { Client::connect(endpoint.as_deref()).await })?;
+        let client = run(
+            py,
+            async move { Client::connect(endpoint.as_deref()).await },
+        )?;
         Ok(NativeClient { client })
     }
 
@@ -36,9 +45,16 @@ impl NativeClient {
         self.client.endpoint().to_owned()
     }
 
-    fn create_namespace(&self, py: Python<'_>, name: String, if_not_exists: bool) -> PyResult<bool> {
+    fn create_namespace(
+        &self,
+        py: Python<'_>,
+        name: String,
+        if_not_exists: bool,
+    ) -> PyResult<bool> {
         let client = self.client.clone();
-        run(py, async move { client.create_namespace(&name, if_not_exists).await })
+        run(py, async move {
+            client.create_namespace(&name, if_not_exists).await
+        })
     }
 
     fn list_namespaces(&self, py: Python<'_>) -> PyResult<Vec<String>> {
@@ -58,16 +74,31 @@ impl NativeClient {
     ) -> PyResult<bool> {
         let keys = keys
             .into_iter()
-            .map(|(name, t)| Ok(PartitionKey { name, key_type: KeyType::parse(&t).map_err(crate::errors::to_py)? }))
+            .map(|(name, t)| {
+                Ok(PartitionKey {
+                    name,
+                    key_type: KeyType::parse(&t).map_err(crate::errors::to_py)?,
+                })
+            })
             .collect::<PyResult<Vec<_>>>()?;
         let client = self.client.clone();
         let name = TableName::new(namespace, table);
-        run(py, async move { client.create_table(&name, &keys, None, if_not_exists).await.map(|(_, created)| created) })
+        run(py, async move {
+            client
+                .create_table(&name, &keys, None, if_not_exists)
+                .await
+                .map(|(_, created)| created)
+        })
     }
 
     /// A dict: namespace, table, partition_keys [(name, type)], columns [(name, type)],
     /// location, partition_count, created_at_us.
-    fn get_table<'py>(&self, py: Python<'py>, namespace: String, table: String) -> PyResult<Bound<'py, PyDict>> {
+    fn get_table<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        table: String,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let client = self.client.clone();
         let name = TableName::new(namespace, table);
         let info = run(py, async move { client.get_table(&name).await })?;
@@ -90,7 +121,10 @@ impl NativeClient {
     #[pyo3(signature = (namespace=None))]
     fn list_tables(&self, py: Python<'_>, namespace: Option<String>) -> PyResult<Vec<String>> {
         let client = self.client.clone();
-        let tables = run(py, async move { client.list_tables(namespace.as_deref()).await })?;
+        let tables = run(
+            py,
+            async move { client.list_tables(namespace.as_deref()).await },
+        )?;
         Ok(tables.into_iter().map(|t| t.name.to_string()).collect())
     }
 
@@ -113,11 +147,24 @@ impl NativeClient {
         let mut partitions = Vec::with_capacity(parts.len());
         for (pairs, expected_batch, data) in parts {
             let reader = RecordBatchStreamReader::from_pyarrow_bound(&data)?;
-            partitions.push(PartitionData { partition: values::spec(pairs), expected: expected(expected_batch), data: Box::new(reader) });
+            partitions.push(PartitionData {
+                partition: values::spec(pairs),
+                expected: expected(expected_batch),
+                data: Box::new(reader),
+            });
         }
-        let request = WriteRequest { table: TableName::new(namespace, table), partitions, message, inputs: Vec::new() };
+        let request = WriteRequest {
+            table: TableName::new(namespace, table),
+            partitions,
+            message,
+            inputs: Vec::new(),
+        };
         let client = self.client.clone();
-        let committed = run(py, async move { client.write_partitions(request, &WriteOptions::default(), None).await })?;
+        let committed = run(py, async move {
+            client
+                .write_partitions(request, &WriteOptions::default(), None)
+                .await
+        })?;
         let list = PyList::empty(py);
         for c in &committed {
             list.append(values::commit_dict(py, c)?)?;
@@ -158,10 +205,18 @@ impl NativeClient {
         table.into_pyarrow(py)
     }
 
-    fn history<'py>(&self, py: Python<'py>, namespace: String, table: String, partition: Pairs) -> PyResult<Bound<'py, PyList>> {
+    fn history<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        table: String,
+        partition: Pairs,
+    ) -> PyResult<Bound<'py, PyList>> {
         let client = self.client.clone();
         let name = TableName::new(namespace, table);
-        let entries = run(py, async move { client.history(&name, &values::spec(partition)).await })?;
+        let entries = run(py, async move {
+            client.history(&name, &values::spec(partition)).await
+        })?;
         let list = PyList::empty(py);
         for h in &entries {
             list.append(values::history_dict(py, h)?)?;
@@ -185,17 +240,34 @@ impl NativeClient {
         let target = match (to_version, to_batch) {
             (Some(v), None) => RollbackTo::Version(v),
             (None, Some(b)) => RollbackTo::Batch(b),
-            _ => return Err(crate::errors::InvalidArgument::new_err("give exactly one of to_version or to_batch")),
+            _ => {
+                return Err(crate::errors::InvalidArgument::new_err(
+                    "give exactly one of to_version or to_batch",
+                ));
+            }
         };
         let client = self.client.clone();
         let name = TableName::new(namespace, table);
         let committed = run(py, async move {
-            client.rollback(&name, &values::spec(partition), target, expected(expected_batch), &message).await
+            client
+                .rollback(
+                    &name,
+                    &values::spec(partition),
+                    target,
+                    expected(expected_batch),
+                    &message,
+                )
+                .await
         })?;
         values::commit_dict(py, &committed)
     }
 
-    fn partitions<'py>(&self, py: Python<'py>, namespace: String, table: String) -> PyResult<Bound<'py, PyList>> {
+    fn partitions<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        table: String,
+    ) -> PyResult<Bound<'py, PyList>> {
         let client = self.client.clone();
         let name = TableName::new(namespace, table);
         let partitions = run(py, async move { client.partitions(&name).await })?;
@@ -225,11 +297,19 @@ impl NativeClient {
         };
         let client = self.client.clone();
         let table = TableName::new(namespace, table);
-        let tag = run(py, async move { client.create_tag(&table, &name, target).await })?;
+        let tag = run(
+            py,
+            async move { client.create_tag(&table, &name, target).await },
+        )?;
         values::tag_dict(py, &tag)
     }
 
-    fn list_tags<'py>(&self, py: Python<'py>, namespace: String, table: String) -> PyResult<Bound<'py, PyList>> {
+    fn list_tags<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        table: String,
+    ) -> PyResult<Bound<'py, PyList>> {
         let client = self.client.clone();
         let name = TableName::new(namespace, table);
         let tags = run(py, async move { client.list_tags(&name).await })?;
@@ -240,7 +320,13 @@ impl NativeClient {
         Ok(list)
     }
 
-    fn delete_tag(&self, py: Python<'_>, namespace: String, table: String, name: String) -> PyResult<()> {
+    fn delete_tag(
+        &self,
+        py: Python<'_>,
+        namespace: String,
+        table: String,
+        name: String,
+    ) -> PyResult<()> {
         let client = self.client.clone();
         let table = TableName::new(namespace, table);
         run(py, async move { client.delete_tag(&table, &name).await })

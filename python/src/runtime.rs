@@ -38,11 +38,19 @@ where
     let mut handle = runtime.spawn(work);
     loop {
         let finished = py.detach(|| {
-            runtime.block_on(async { tokio::time::timeout(Duration::from_millis(100), &mut handle).await.ok() })
+            runtime.block_on(async {
+                tokio::time::timeout(Duration::from_millis(100), &mut handle)
+                    .await
+                    .ok()
+            })
         });
         match finished {
             Some(Ok(result)) => return result.map_err(errors::to_py),
-            Some(Err(join)) => return Err(errors::Error::new_err(format!("the operation failed: {join}"))),
+            Some(Err(join)) => {
+                return Err(errors::Error::new_err(format!(
+                    "the operation failed: {join}"
+                )));
+            }
             None => {
                 if let Err(interrupt) = py.check_signals() {
                     handle.abort();

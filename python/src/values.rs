@@ -1,6 +1,8 @@
 //! Plain values between Python and the client: partition specs, selectors, result records.
 
-use batchstore_client::{CommitInfo, HistoryEntry, PartitionInfo, PartitionSpec, Selector, TagInfo};
+use batchstore_client::{
+    CommitInfo, HistoryEntry, PartitionInfo, PartitionSpec, Selector, TagInfo,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -14,7 +16,9 @@ pub fn spec(pairs: Pairs) -> PartitionSpec {
 
 /// `kind` is one of current, version, batch, tag, as_of (microseconds since the epoch).
 pub fn selector(kind: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Selector> {
-    let need = |what: &str| crate::errors::InvalidArgument::new_err(format!("the {kind} selector needs {what}"));
+    let need = |what: &str| {
+        crate::errors::InvalidArgument::new_err(format!("the {kind} selector needs {what}"))
+    };
     Ok(match kind {
         "current" => Selector::Current,
         "version" => Selector::Version(value.ok_or_else(|| need("a version number"))?.extract()?),
@@ -22,9 +26,16 @@ pub fn selector(kind: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Select
         "tag" => Selector::Tag(value.ok_or_else(|| need("a tag name"))?.extract()?),
         "as_of" => {
             let micros: i64 = value.ok_or_else(|| need("a time"))?.extract()?;
-            Selector::AsOf(chrono::DateTime::from_timestamp_micros(micros).ok_or_else(|| need("a time in range"))?)
+            Selector::AsOf(
+                chrono::DateTime::from_timestamp_micros(micros)
+                    .ok_or_else(|| need("a time in range"))?,
+            )
         }
-        other => return Err(crate::errors::InvalidArgument::new_err(format!("unknown selector {other:?}"))),
+        other => {
+            return Err(crate::errors::InvalidArgument::new_err(format!(
+                "unknown selector {other:?}"
+            )));
+        }
     })
 }
 

@@ -133,8 +133,14 @@ class Client:
             first = partitions
         try:
             committed = self._native.write(namespace, table, native_parts, message)
-        except NotFound:
-            if not (_partitions.is_named(first) and self._create_missing_table(namespace, table, first)):
+        except NotFound as error:
+            if not _partitions.is_named(first):
+                raise NotFound(
+                    f"{error} With bare partition values batchstore cannot tell the key names: create the "
+                    f"table with bs.create_table({namespace!r}, {table!r}, partition_keys=[...]), or pass "
+                    "partitions as a dict such as {'ds': '20161031'} to create it on the first store."
+                ) from None
+            if not self._create_missing_table(namespace, table, first):
                 raise
             committed = self._native.write(namespace, table, native_parts, message)
         infos = [CommitInfo._from_native(c) for c in committed]

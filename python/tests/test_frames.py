@@ -131,7 +131,7 @@ def test_partition_by_commits_all_or_nothing(client):
 
 
 def test_auto_create_with_dict_but_not_with_list(client):
-    with pytest.raises(bs.NotFound, match="does not exist"):
+    with pytest.raises(bs.NotFound, match="create_table"):
         bs.store_dataframe(pd.DataFrame({"v": [1]}), "fresh", "t1", partitions=["x"])
     info = bs.store_dataframe(pd.DataFrame({"v": [1]}), "fresh", "t2", partitions={"ds": dt.date(2016, 1, 2), "n": 5})
     assert info.partition == {"ds": "2016-01-02", "n": "5"}

@@ -10,7 +10,7 @@
 //! commit to four round trips; SQLite, in-process, runs the same steps one statement each.
 
 use super::writes::check_batch_id;
-use super::{Catalog, Dialect, format_micros};
+use super::{Catalog, Dialect, cas_guard, format_micros};
 use crate::error::{CatalogError, CatalogResult};
 use crate::model::{
     BatchRecord, BatchState, CommitOutcome, CommittedVersion, DataFile, ExpectedCurrent,
@@ -205,11 +205,7 @@ impl Catalog {
         message: &str,
         actor: &str,
     ) -> Result<(i64, i64), TxStop> {
-        let guard = match &p.update.expected {
-            None => "",
-            Some(ExpectedCurrent::Nothing) => " AND current_batch_id IS NULL",
-            Some(ExpectedCurrent::Batch(_)) => " AND current_batch_id = $8",
-        };
+        let guard = cas_guard(p.update.expected.as_ref(), 8);
         let inline_files = p.update.files.len() <= FILES_IN_STATEMENT;
         let first_file_param = 9;
         let files_cte = if inline_files && !p.update.files.is_empty() {
@@ -331,31 +327,17 @@ impl Catalog {
         conn: &mut AnyConnection,
         p: &PreparedUpdate,
     ) -> Result<(i64, i64), TxStop> {
-        const SET: &str = "UPDATE partitions SET current_batch_id = $1, \
-                current_version = current_version + 1, rows = $2, bytes = $3, \
-                updated_at_us = {max}({now}, updated_at_us + 1) WHERE id = $4";
-        let guard = match &p.update.expected {
-            None => "",
-            Some(ExpectedCurrent::Nothing) => " AND current_batch_id IS NULL",
-            Some(ExpectedCurrent::Batch(_)) => " AND current_batch_id = $5",
-        };
-        let sql = format!(
-            "{}{guard} RETURNING current_version, updated_at_us",
-            self.sql(SET).0
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql))
-            .bind(&p.batch.batch_id)
-            .bind(p.rows)
-            .bind(p.bytes)
-            .bind(p.batch.partition_id);
-        if let Some(ExpectedCurrent::Batch(expected)) = &p.update.expected {
-            query = query.bind(expected);
-        }
-        match query.fetch_optional(&mut *conn).await? {
-            Some(row) => Ok((
-                row.try_get("current_version")?,
-                row.try_get("updated_at_us")?,
-            )),
+        let moved = self
+            .move_pointer(
+                conn,
+                p.batch.partition_id,
+                &p.batch.batch_id,
+                (p.rows, p.bytes),
+                p.update.expected.as_ref(),
+            )
+            .await?;
+        match moved {
+            Some(moved) => Ok(moved),
             None => Err(self.conflict(conn, p).await.into()),
         }
     }

@@ -7,7 +7,7 @@ use crate::error::{CatalogError, CatalogResult};
 use crate::model::{
     CommittedVersion, ExpectedCurrent, HistoryRecord, Page, PartitionValues, RollbackTarget,
 };
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::Row;
 
 impl Catalog {
     /// A partition's history, newest first. The page token is the last version returned.
@@ -99,29 +99,16 @@ impl Catalog {
         };
 
         let mut tx = self.pool.begin().await?;
-        let guard = match &expected {
-            None => "",
-            Some(ExpectedCurrent::Nothing) => " AND current_batch_id IS NULL",
-            Some(ExpectedCurrent::Batch(_)) => " AND current_batch_id = $5",
-        };
-        let sql = format!(
-            "{}{guard} RETURNING current_version, updated_at_us",
-            self.sql(
-                "UPDATE partitions SET current_batch_id = $1, current_version = current_version + 1, \
-                        rows = $2, bytes = $3, updated_at_us = {max}({now}, updated_at_us + 1) \
-                 WHERE id = $4"
+        let moved = self
+            .move_pointer(
+                &mut tx,
+                p.id,
+                &target_batch,
+                (rows, bytes),
+                expected.as_ref(),
             )
-            .0
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql))
-            .bind(&target_batch)
-            .bind(rows)
-            .bind(bytes)
-            .bind(p.id);
-        if let Some(ExpectedCurrent::Batch(b)) = &expected {
-            query = query.bind(b);
-        }
-        let Some(row) = query.fetch_optional(&mut *tx).await? else {
+            .await?;
+        let Some((version, committed_at)) = moved else {
             let now = sqlx::query(
                 "SELECT current_batch_id, current_version FROM partitions WHERE id = $1",
             )
@@ -138,8 +125,6 @@ impl Catalog {
                 batch.unwrap_or_default()
             )));
         };
-        let version: i64 = row.try_get("current_version")?;
-        let committed_at: i64 = row.try_get("updated_at_us")?;
         sqlx::query(
             "INSERT INTO history (partition_id, version, batch_id, operation, actor, message, \
                                   committed_at_us, rows, bytes) \

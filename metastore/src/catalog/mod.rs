@@ -18,7 +18,7 @@ mod tags;
 mod writes;
 
 use crate::error::{CatalogError, CatalogResult};
-use crate::model::{Micros, PartitionKeyDef, PartitionValues, TableRecord};
+use crate::model::{ExpectedCurrent, Micros, PartitionKeyDef, PartitionValues, TableRecord};
 use crate::names::quote_for_message;
 use crate::warehouse::Warehouse;
 use sha2::{Digest, Sha256};
@@ -264,6 +264,44 @@ impl Catalog {
             })
     }
 
+    /// Moves a partition's pointer to `batch_id` as its next version, inside the caller's
+    /// transaction. With `expected`, only if the current batch still matches (compare-and-swap);
+    /// `None` when it does not. Returns `(version, committed_at)`; the time never runs backwards
+    /// within a partition.
+    async fn move_pointer(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        partition_id: i64,
+        batch_id: &str,
+        (rows, bytes): (i64, i64),
+        expected: Option<&ExpectedCurrent>,
+    ) -> CatalogResult<Option<(i64, i64)>> {
+        let sql = format!(
+            "UPDATE partitions SET current_batch_id = $1, current_version = current_version + 1, \
+                    rows = $2, bytes = $3, updated_at_us = {}({}, updated_at_us + 1) \
+             WHERE id = $4{} RETURNING current_version, updated_at_us",
+            self.dialect.max(),
+            self.dialect.now(),
+            cas_guard(expected, 5)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(batch_id)
+            .bind(rows)
+            .bind(bytes)
+            .bind(partition_id);
+        if let Some(ExpectedCurrent::Batch(expected)) = expected {
+            query = query.bind(expected);
+        }
+        let row = query.fetch_optional(&mut *conn).await?;
+        row.map(|row| {
+            Ok((
+                row.try_get("current_version")?,
+                row.try_get("updated_at_us")?,
+            ))
+        })
+        .transpose()
+    }
+
     /// Records an audit event inside the caller's transaction.
     async fn audit(
         &self,
@@ -353,6 +391,16 @@ struct PartitionRow {
     id: i64,
     current_batch_id: Option<String>,
     current_version: i64,
+}
+
+/// The SQL condition of a compare-and-swap on `partitions.current_batch_id` (the expected batch
+/// is bound as parameter `$param`), or nothing without an expectation.
+fn cas_guard(expected: Option<&ExpectedCurrent>, param: usize) -> String {
+    match expected {
+        None => String::new(),
+        Some(ExpectedCurrent::Nothing) => " AND current_batch_id IS NULL".to_owned(),
+        Some(ExpectedCurrent::Batch(_)) => format!(" AND current_batch_id = ${param}"),
+    }
 }
 
 /// The stored identity of a partition: hex SHA-256 of its canonical JSON values.

@@ -22,6 +22,9 @@ struct Args {
     /// Commits per client-count run.
     #[arg(long, default_value_t = 2000)]
     commits: usize,
+    /// Concurrent clients of the commit runs.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    clients: Vec<usize>,
     /// Table sizes (partitions) for the resolve benchmark.
     #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
     partitions: Vec<usize>,
@@ -46,7 +49,7 @@ async fn main() -> Result<()> {
         let server = Metastore::start(&db.url, &[])?;
         let mut client = server.client().await?;
         create_table(&mut client, "bench", "commits").await?;
-        for clients in [1usize, 16] {
+        for &clients in &args.clients {
             let (rate, latencies) = commits(&server, clients, args.commits).await?;
             println!(
                 "{name:8} commit   clients={clients:2}  {rate:8.0} commits/s  p50 {:6.2} ms  p99 {:6.2} ms",
@@ -65,7 +68,7 @@ async fn main() -> Result<()> {
             );
         }
         if backend == Backend::Postgres {
-            for clients in [1, 16] {
+            for &clients in &args.clients {
                 let tps = pgbench(clients, args.pgbench_seconds)?;
                 println!(
                     "postgres pgbench  clients={clients:2}  {tps:8.0} tx/s (BEGIN; UPDATE one row; COMMIT)"
@@ -110,6 +113,7 @@ async fn commits(server: &Metastore, clients: usize, total: usize) -> Result<(f6
         }
         prepared.push((client, batches));
     }
+    eprintln!("committing with {clients} clients");
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (mut client, batches) in prepared {
@@ -227,7 +231,7 @@ async fn resolves(server: &Metastore, table: &str, n: usize, count: usize) -> Re
 }
 
 /// pgbench on a fresh database: BEGIN; UPDATE one random row of 100,000; COMMIT.
-fn pgbench(clients: u32, seconds: u32) -> Result<f64> {
+fn pgbench(clients: usize, seconds: u32) -> Result<f64> {
     let db = TestDatabase::create(Backend::Postgres)?;
     let name = db
         .url

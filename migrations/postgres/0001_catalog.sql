@@ -30,10 +30,11 @@ CREATE TABLE partitions (
     rows              BIGINT  NOT NULL DEFAULT 0,
     bytes             BIGINT  NOT NULL DEFAULT 0,
     updated_at_us     BIGINT  NOT NULL
-);
+) WITH (fillfactor = 80);  -- room on each page for heap-only updates of the pointer
 CREATE UNIQUE INDEX partitions_identity ON partitions (table_id, partition_hash);
--- Written partitions in creation order: listing pages, counts, whole-table reads.
-CREATE INDEX partitions_written ON partitions (table_id, id) WHERE current_version > 0;
+-- Partitions in creation order: listing pages, counts, whole-table reads. No predicate on
+-- current_version, so that moving a partition's pointer stays a heap-only (HOT) update.
+CREATE INDEX partitions_by_table ON partitions (table_id, id);
 
 CREATE TABLE batches (
     batch_id            TEXT    PRIMARY KEY,    -- UUIDv7

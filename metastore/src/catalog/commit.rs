@@ -6,11 +6,12 @@
 //! lineage and an audit event. Partitions are updated in id order so concurrent multi-partition
 //! commits cannot deadlock. Marking a batch committed is guarded by `state = 'pending'` and an
 //! unexpired lease, so a batch commits at most once, and a retry finds the version it created.
-//! On PostgreSQL each partition's update is one statement (data-modifying CTEs), which keeps a
-//! commit to four round trips; SQLite, in-process, runs the same steps one statement each.
+//! On PostgreSQL each partition's update is one call of a server-side function (migration
+//! 0002); a single-partition commit is that one call, atomic without a surrounding
+//! transaction. SQLite, in-process, runs the same steps one statement each in a transaction.
 
 use super::writes::check_batch_id;
-use super::{Catalog, Dialect, cas_guard, format_micros};
+use super::{Catalog, Dialect, format_micros};
 use crate::error::{CatalogError, CatalogResult};
 use crate::model::{
     BatchRecord, BatchState, CommitOutcome, CommittedVersion, DataFile, ExpectedCurrent,
@@ -26,14 +27,14 @@ use std::collections::HashSet;
 pub const MAX_UPDATES_PER_COMMIT: usize = 10_000;
 /// Most files one batch may list.
 pub const MAX_FILES_PER_BATCH: usize = 100_000;
-/// Files recorded inside the one-statement PostgreSQL update; more go in separate inserts.
-const FILES_IN_STATEMENT: usize = 100;
 
 /// Why the transaction of a commit stopped early.
 enum TxStop {
     Error(CatalogError),
     /// The batch row was no longer pending with a live lease: find out why after rollback.
     BatchNotPending(String),
+    /// The compare-and-swap of this batch's partition failed: say why after rollback.
+    Conflict(String),
 }
 
 impl From<CatalogError> for TxStop {
@@ -92,21 +93,51 @@ impl Catalog {
         futures::future::try_join_all(checks).await?;
         prepared.sort_by_key(|p| p.batch.partition_id);
 
-        let mut tx = self.pool.begin().await?;
-        match self.commit_in(&mut tx, &prepared, message, actor).await {
-            Ok(committed) => {
-                tx.commit().await?;
-                Ok(CommitOutcome {
-                    committed,
-                    already_committed: false,
-                })
+        let result = if self.is_single_statement(&prepared) {
+            // One partition of a table with a fixed schema on PostgreSQL: one atomic call.
+            let mut conn = self.pool.acquire().await?;
+            let p = &prepared[0];
+            let target = audit_target(std::slice::from_ref(&p.batch));
+            self.commit_partition_pg(&mut conn, p, message, actor, Some(&target))
+                .await
+                .map(|moved| vec![committed_version(p, moved)])
+        } else {
+            let mut tx = self.pool.begin().await?;
+            match self.commit_in(&mut tx, &prepared, message, actor).await {
+                Ok(committed) => tx.commit().await.map(|()| committed).map_err(TxStop::from),
+                Err(stop) => {
+                    tx.rollback().await?;
+                    Err(stop)
+                }
             }
+        };
+        match result {
+            Ok(committed) => Ok(CommitOutcome {
+                committed,
+                already_committed: false,
+            }),
             Err(TxStop::Error(e)) => Err(e),
             Err(TxStop::BatchNotPending(batch_id)) => {
-                tx.rollback().await?;
                 self.explain_not_pending(&batch_id, &prepared).await
             }
+            Err(TxStop::Conflict(batch_id)) => {
+                let p = prepared.iter().find(|p| p.batch.batch_id == batch_id);
+                Err(match p {
+                    Some(p) => self.conflict(p).await,
+                    None => {
+                        CatalogError::Internal(format!("conflict on an unknown batch {batch_id}"))
+                    }
+                })
+            }
         }
+    }
+
+    /// Whether the commit can run as one server-side call without a transaction around it.
+    fn is_single_statement(&self, prepared: &[PreparedUpdate]) -> bool {
+        self.dialect == Dialect::Postgres
+            && prepared.len() == 1
+            && prepared[0].batch.table.arrow_schema.is_some()
+            && prepared[0].update.inputs.is_empty()
     }
 
     async fn commit_in(
@@ -119,8 +150,11 @@ impl Catalog {
         self.fix_table_schemas(conn, prepared).await?;
         let mut committed = Vec::with_capacity(prepared.len());
         for p in prepared {
-            let (version, committed_at) = match self.dialect {
-                Dialect::Postgres => self.apply_in_one_statement(conn, p, message, actor).await?,
+            let moved = match self.dialect {
+                Dialect::Postgres => {
+                    self.commit_partition_pg(conn, p, message, actor, None)
+                        .await?
+                }
                 Dialect::Sqlite => self.apply_step_by_step(conn, p, message, actor).await?,
             };
             for input in &p.update.inputs {
@@ -130,23 +164,11 @@ impl Catalog {
                     .execute(&mut *conn)
                     .await?;
             }
-            committed.push(CommittedVersion {
-                batch_id: p.batch.batch_id.clone(),
-                namespace: p.batch.table.namespace.clone(),
-                table: p.batch.table.name.clone(),
-                partition: p.batch.partition.pairs(&p.batch.table.keys),
-                version,
-                committed_at,
-                rows: p.rows,
-                bytes: p.bytes,
-            });
+            committed.push(committed_version(p, moved));
         }
-        let target = committed
-            .iter()
-            .map(|c| format!("{}.{}@{}", c.namespace, c.table, c.batch_id))
-            .collect::<Vec<_>>()
-            .join(" ");
-        self.audit(conn, actor, "commit", &target, message).await?;
+        let batches: Vec<BatchRecord> = prepared.iter().map(|p| p.batch.clone()).collect();
+        self.audit(conn, actor, "commit", &audit_target(&batches), message)
+            .await?;
         Ok(committed)
     }
 
@@ -195,89 +217,60 @@ impl Catalog {
         Ok((version, committed_at))
     }
 
-    /// The same update as [`Self::apply_step_by_step`] in one PostgreSQL statement: the pointer
-    /// swap's `RETURNING` feeds the history row, the batch update and the file rows, each
-    /// guarded so that nothing happens when the swap does not.
-    async fn apply_in_one_statement(
+    /// The same update as [`Self::apply_step_by_step`] as one call of the PostgreSQL function
+    /// `batchstore_commit_partition` (migration 0002), which also records the audit event when
+    /// `audit_target` is given.
+    async fn commit_partition_pg(
         &self,
         conn: &mut AnyConnection,
         p: &PreparedUpdate,
         message: &str,
         actor: &str,
+        audit_target: Option<&str>,
     ) -> Result<(i64, i64), TxStop> {
-        let guard = cas_guard(p.update.expected.as_ref(), 8);
-        let inline_files = p.update.files.len() <= FILES_IN_STATEMENT;
-        let first_file_param = 9;
-        let files_cte = if inline_files && !p.update.files.is_empty() {
-            let rows = (0..p.update.files.len())
-                .map(|i| {
-                    let n = first_file_param + 3 * i;
-                    format!(
-                        "(${n}, CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
-                        n + 1,
-                        n + 2
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!(
-                ", f AS (INSERT INTO batch_files (batch_id, path, size_bytes, rows) \
-                         SELECT $1, v.path, v.size_bytes, v.rows \
-                         FROM (VALUES {rows}) AS v (path, size_bytes, rows) \
-                         WHERE EXISTS (SELECT 1 FROM p))"
-            )
-        } else {
-            String::new()
+        let (guard, expected) = match &p.update.expected {
+            None => (0, ""),
+            Some(ExpectedCurrent::Nothing) => (1, ""),
+            Some(ExpectedCurrent::Batch(b)) => (2, b.as_str()),
         };
-        let statement = format!(
-            "WITH p AS (UPDATE partitions SET current_batch_id = $1, \
-                        current_version = current_version + 1, rows = $2, bytes = $3, \
-                        updated_at_us = {max}({now}, updated_at_us + 1) \
-                    WHERE id = $4{guard} RETURNING current_version, updated_at_us), \
-             b AS (UPDATE batches SET state = 'committed', \
-                        version = (SELECT current_version FROM p), \
-                        committed_at_us = (SELECT updated_at_us FROM p), \
-                        rows = $2, bytes = $3, arrow_schema = $7 \
-                    WHERE batch_id = $1 AND state = 'pending' AND lease_expires_at_us > {now} \
-                      AND EXISTS (SELECT 1 FROM p) RETURNING batch_id), \
-             h AS (INSERT INTO history (partition_id, version, batch_id, operation, actor, \
-                                        message, committed_at_us, rows, bytes) \
-                    SELECT $4, current_version, $1, 'write', $5, $6, updated_at_us, $2, $3 FROM p)\
-             {files_cte} \
-             SELECT current_version, updated_at_us, (SELECT COUNT(*) FROM b) AS marked FROM p",
-            max = self.dialect.max(),
-            now = self.dialect.now(),
-        );
-        let mut query = sqlx::query(AssertSqlSafe(statement))
-            .bind(&p.batch.batch_id)
-            .bind(p.rows)
-            .bind(p.bytes)
-            .bind(p.batch.partition_id)
-            .bind(actor)
-            .bind(message)
-            .bind(&p.update.arrow_schema)
-            .bind(match &p.update.expected {
-                Some(ExpectedCurrent::Batch(b)) => b.as_str(),
-                _ => "",
-            });
-        if inline_files {
-            for file in &p.update.files {
-                query = query.bind(&file.path).bind(file.size_bytes).bind(file.rows);
+        let files: Vec<(&str, i64, i64)> = p
+            .update
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.size_bytes, f.rows))
+            .collect();
+        let files = serde_json::to_string(&files)
+            .map_err(|e| CatalogError::Internal(format!("encoding the file list: {e}")))?;
+        let called = sqlx::query(
+            "SELECT new_version, new_committed_at_us FROM batchstore_commit_partition(\
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&p.batch.batch_id)
+        .bind(p.batch.partition_id)
+        .bind(p.rows)
+        .bind(p.bytes)
+        .bind(&p.update.arrow_schema)
+        .bind(guard)
+        .bind(expected)
+        .bind(actor)
+        .bind(message)
+        .bind(files)
+        .bind(audit_target)
+        .fetch_one(&mut *conn)
+        .await;
+        match called {
+            Ok(row) => Ok((
+                row.try_get("new_version")?,
+                row.try_get("new_committed_at_us")?,
+            )),
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("BS001") => {
+                Err(TxStop::Conflict(p.batch.batch_id.clone()))
             }
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("BS002") => {
+                Err(TxStop::BatchNotPending(p.batch.batch_id.clone()))
+            }
+            Err(other) => Err(other.into()),
         }
-        let Some(row) = query.fetch_optional(&mut *conn).await? else {
-            return Err(self.conflict(conn, p).await.into());
-        };
-        if row.try_get::<i64, _>("marked")? != 1 {
-            return Err(TxStop::BatchNotPending(p.batch.batch_id.clone()));
-        }
-        if !inline_files {
-            insert_files(conn, &p.batch.batch_id, &p.update.files).await?;
-        }
-        Ok((
-            row.try_get("current_version")?,
-            row.try_get("updated_at_us")?,
-        ))
     }
 
     /// Fixes the schema of tables that have none yet (first write), or checks against the
@@ -338,15 +331,17 @@ impl Catalog {
             .await?;
         match moved {
             Some(moved) => Ok(moved),
-            None => Err(self.conflict(conn, p).await.into()),
+            None => Err(TxStop::Conflict(p.batch.batch_id.clone())),
         }
     }
 
-    async fn conflict(&self, conn: &mut AnyConnection, p: &PreparedUpdate) -> CatalogError {
+    /// The refusal of a failed compare-and-swap, naming the batch that is current now (read
+    /// after the transaction was rolled back).
+    async fn conflict(&self, p: &PreparedUpdate) -> CatalogError {
         let current =
             sqlx::query("SELECT current_batch_id, current_version FROM partitions WHERE id = $1")
                 .bind(p.batch.partition_id)
-                .fetch_one(&mut *conn)
+                .fetch_one(&self.pool)
                 .await;
         let (batch, version): (Option<String>, i64) = match current {
             Ok(row) => (
@@ -411,6 +406,29 @@ impl Catalog {
             ))),
         }
     }
+}
+
+/// What a commit reports for one partition, from its update and `(version, committed_at)`.
+fn committed_version(p: &PreparedUpdate, (version, committed_at): (i64, i64)) -> CommittedVersion {
+    CommittedVersion {
+        batch_id: p.batch.batch_id.clone(),
+        namespace: p.batch.table.namespace.clone(),
+        table: p.batch.table.name.clone(),
+        partition: p.batch.partition.pairs(&p.batch.table.keys),
+        version,
+        committed_at,
+        rows: p.rows,
+        bytes: p.bytes,
+    }
+}
+
+/// The audit target of a commit: `namespace.table@batch` for each batch.
+fn audit_target(batches: &[BatchRecord]) -> String {
+    batches
+        .iter()
+        .map(|b| format!("{}.{}@{}", b.table.namespace, b.table.name, b.batch_id))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Inserts a batch's file list, many rows per statement.

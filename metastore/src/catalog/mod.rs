@@ -69,10 +69,26 @@ impl Dialect {
         }
     }
 
-    fn migration_sql(self) -> &'static str {
+    /// The embedded migrations of this dialect: `(version, description, sql)`.
+    fn migrations(self) -> &'static [(i64, &'static str, &'static str)] {
         match self {
-            Dialect::Sqlite => include_str!("../../../migrations/sqlite/0001_catalog.sql"),
-            Dialect::Postgres => include_str!("../../../migrations/postgres/0001_catalog.sql"),
+            Dialect::Sqlite => &[(
+                1,
+                "catalog",
+                include_str!("../../../migrations/sqlite/0001_catalog.sql"),
+            )],
+            Dialect::Postgres => &[
+                (
+                    1,
+                    "catalog",
+                    include_str!("../../../migrations/postgres/0001_catalog.sql"),
+                ),
+                (
+                    2,
+                    "commit function",
+                    include_str!("../../../migrations/postgres/0002_commit_function.sql"),
+                ),
+            ],
         }
     }
 }
@@ -361,14 +377,20 @@ async fn connect_pool(
 /// Applies the embedded migrations for the dialect (idempotent; replicas may race safely, as
 /// sqlx takes an advisory lock on PostgreSQL).
 async fn run_migrations(pool: &AnyPool, dialect: Dialect) -> CatalogResult<()> {
-    let migration = Migration::new(
-        1,
-        Cow::Borrowed("catalog"),
-        MigrationType::Simple,
-        SqlStr::from_static(dialect.migration_sql()),
-        false,
-    );
-    Migrator::with_migrations(vec![migration])
+    let migrations = dialect
+        .migrations()
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                SqlStr::from_static(sql),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
         .run(pool)
         .await
         .map_err(|e| CatalogError::Internal(format!("applying catalog migrations failed: {e}")))

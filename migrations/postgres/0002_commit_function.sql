@@ -2,8 +2,9 @@
 -- pointer (next version, time never running backwards), mark the batch committed (only while
 -- pending with a live lease), append history, record files and, when asked, the audit event.
 -- It is one statement, so on its own it is atomic; inside a transaction it joins it.
--- Refusals raise SQLSTATE BS001 (the expected current batch no longer matches) or BS002 (the
--- batch is no longer pending); the caller turns them into the catalog's errors.
+-- Refusals raise SQLSTATE BS001 (the expected current batch no longer matches), BS002 (the
+-- batch is no longer pending) or BS003 (the table was dropped); the caller turns them into the
+-- catalog's errors.
 CREATE FUNCTION batchstore_commit_partition(
     p_batch_id      TEXT,
     p_partition_id  BIGINT,
@@ -23,6 +24,11 @@ DECLARE
     t BIGINT;
     now_us BIGINT := CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT);
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM partitions p JOIN tables t ON t.id = p.table_id
+                    WHERE p.id = p_partition_id AND t.dropped_at_us IS NULL) THEN
+        RAISE EXCEPTION USING ERRCODE = 'BS003', MESSAGE = 'batchstore: the table was dropped';
+    END IF;
+
     UPDATE partitions
        SET current_batch_id = p_batch_id, current_version = current_version + 1,
            rows = p_rows, bytes = p_bytes, updated_at_us = GREATEST(now_us, updated_at_us + 1)

@@ -38,6 +38,7 @@ on_both_backends!(
     schema_mismatch_names_column,
     paging_and_lineage,
     graceful_shutdown_finishes_commit,
+    commit_after_table_drop_is_refused,
 );
 
 struct Fixture {
@@ -1041,5 +1042,50 @@ async fn graceful_shutdown_finishes_commit(backend: Backend) -> anyhow::Result<(
     assert_eq!(committed.committed[0].version, 1);
     assert_eq!(committed.committed[0].rows, 3000);
     assert!(status.success(), "exit status {status}");
+    Ok(())
+}
+
+async fn commit_after_table_drop_is_refused(backend: Backend) -> anyhow::Result<()> {
+    let Fixture {
+        mut client,
+        _db,
+        server: _server,
+    } = fixture(backend, &[]).await?;
+    create_table(&mut client, "sales", "items").await?;
+    write_once(&mut client, "sales", "items", &ds("1"), None).await?;
+    let begun = client
+        .begin_write(pb::BeginWriteRequest {
+            table: table_ref("sales", "items"),
+            partition: Some(ds("1")),
+            lease_seconds: 0,
+        })
+        .await?
+        .into_inner();
+    let file = upload(&begun.location, "part-00000.parquet", 10, 1)?;
+    client
+        .drop_table(pb::DropTableRequest {
+            table: table_ref("sales", "items"),
+        })
+        .await?;
+    let refused = client
+        .commit(pb::CommitRequest {
+            updates: vec![pb::PartitionUpdate {
+                batch_id: begun.batch_id,
+                files: vec![file],
+                arrow_schema: int_schema(),
+                expected_current_batch_id: None,
+                input_batch_ids: vec![],
+            }],
+            message: String::new(),
+            actor: String::new(),
+        })
+        .await
+        .expect_err("the table is gone");
+    assert_eq!(refused.code(), Code::NotFound, "{}", refused.message());
+    assert!(
+        refused.message().contains("dropped"),
+        "{}",
+        refused.message()
+    );
     Ok(())
 }

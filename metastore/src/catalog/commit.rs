@@ -74,7 +74,11 @@ impl Catalog {
         validate_updates(&updates)?;
         let mut batches = Vec::with_capacity(updates.len());
         for update in &updates {
-            batches.push(self.batch(&update.batch_id, false).await?);
+            let batch = match self.recall_began(&update.batch_id) {
+                Some(batch) => batch,
+                None => self.batch(&update.batch_id, false).await?,
+            };
+            batches.push(batch);
         }
         if let Some(outcome) = already_committed(&batches)? {
             return Ok(outcome);
@@ -111,6 +115,9 @@ impl Catalog {
                 }
             }
         };
+        if result.is_ok() {
+            self.forget_began(prepared.iter().map(|p| p.batch.batch_id.as_str()));
+        }
         match result {
             Ok(committed) => Ok(CommitOutcome {
                 committed,
@@ -268,6 +275,13 @@ impl Catalog {
             }
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("BS002") => {
                 Err(TxStop::BatchNotPending(p.batch.batch_id.clone()))
+            }
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("BS003") => {
+                Err(TxStop::Error(CatalogError::NotFound(format!(
+                    "table {} was dropped after batch {} began; nothing was committed",
+                    p.batch.table.qualified(),
+                    p.batch.batch_id
+                ))))
             }
             Err(other) => Err(other.into()),
         }

@@ -18,7 +18,9 @@ mod tags;
 mod writes;
 
 use crate::error::{CatalogError, CatalogResult};
-use crate::model::{ExpectedCurrent, Micros, PartitionKeyDef, PartitionValues, TableRecord};
+use crate::model::{
+    BatchRecord, ExpectedCurrent, Micros, PartitionKeyDef, PartitionValues, TableRecord,
+};
 use crate::names::quote_for_message;
 use crate::warehouse::Warehouse;
 use sha2::{Digest, Sha256};
@@ -26,6 +28,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row, SqlStr};
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The two supported databases.
@@ -121,7 +125,14 @@ pub struct Catalog {
     dialect: Dialect,
     warehouse: Warehouse,
     settings: CatalogSettings,
+    /// Batches this process began and has not yet seen committed or aborted (PostgreSQL), so a
+    /// commit need not read them back. What is kept never changes (table, partition, location);
+    /// the commit itself re-checks state, lease and that the table still exists.
+    began: Arc<Mutex<HashMap<String, BatchRecord>>>,
 }
+
+/// Most batches remembered between BeginWrite and Commit; past it the memory starts afresh.
+const BEGAN_LIMIT: usize = 100_000;
 
 impl Catalog {
     /// Connects to the database and applies pending migrations.
@@ -136,6 +147,7 @@ impl Catalog {
         let (pool, dialect) = connect_pool(database_url, settings.max_connections).await?;
         run_migrations(&pool, dialect).await?;
         Ok(Catalog {
+            began: Arc::default(),
             pool,
             dialect,
             warehouse,
@@ -316,6 +328,36 @@ impl Catalog {
             ))
         })
         .transpose()
+    }
+
+    /// Remembers a batch this process began (PostgreSQL only; see `Catalog::began`).
+    fn remember_began(&self, batch: BatchRecord) {
+        if self.dialect != Dialect::Postgres {
+            return;
+        }
+        if let Ok(mut began) = self.began.lock() {
+            if began.len() >= BEGAN_LIMIT {
+                began.clear();
+            }
+            began.insert(batch.batch_id.clone(), batch);
+        }
+    }
+
+    /// A batch this process began, if it still remembers it.
+    fn recall_began(&self, batch_id: &str) -> Option<BatchRecord> {
+        self.began
+            .lock()
+            .ok()
+            .and_then(|began| began.get(batch_id).cloned())
+    }
+
+    /// Forgets batches that were committed or aborted.
+    fn forget_began<'a>(&self, batch_ids: impl IntoIterator<Item = &'a str>) {
+        if let Ok(mut began) = self.began.lock() {
+            for id in batch_ids {
+                began.remove(id);
+            }
+        }
     }
 
     /// Records an audit event inside the caller's transaction.

@@ -39,7 +39,7 @@ impl Catalog {
             "INSERT INTO batches (batch_id, table_id, partition_id, state, location, \
                                   created_at_us, lease_expires_at_us) \
              VALUES ($1, $2, $3, 'pending', $4, {now}, {now} + $5) \
-             RETURNING lease_expires_at_us",
+             RETURNING created_at_us, lease_expires_at_us",
         ))
         .bind(&batch_id)
         .bind(table.id)
@@ -48,10 +48,26 @@ impl Catalog {
         .bind(lease.as_micros() as i64)
         .fetch_one(&self.pool)
         .await?;
+        let lease_expires_at: i64 = row.try_get("lease_expires_at_us")?;
+        self.remember_began(BatchRecord {
+            batch_id: batch_id.clone(),
+            table,
+            partition_id: partition.id,
+            partition: values,
+            state: BatchState::Pending,
+            location: location.clone(),
+            created_at: row.try_get("created_at_us")?,
+            lease_expires_at,
+            version: None,
+            committed_at: None,
+            rows: 0,
+            bytes: 0,
+            files: Vec::new(),
+        });
         Ok(PendingBatch {
             batch_id,
             location,
-            lease_expires_at: row.try_get("lease_expires_at_us")?,
+            lease_expires_at,
             current_batch_id: partition.current_batch_id,
             current_version: partition.current_version,
         })
@@ -100,6 +116,7 @@ impl Catalog {
     /// `NotFound` for an unknown batch; `FailedPrecondition` for a committed one.
     pub async fn abort_write(&self, batch_id: &str) -> CatalogResult<()> {
         check_batch_id(batch_id)?;
+        self.forget_began([batch_id]);
         sqlx::query(
             "UPDATE batches SET state = 'aborted' WHERE batch_id = $1 AND state = 'pending'",
         )

@@ -363,6 +363,44 @@ pub fn upload(location: &str, name: &str, size: usize, rows: i64) -> Result<pb::
     })
 }
 
+/// Begins a write of `partition` (lease 0 = the server's default).
+///
+/// # Errors
+/// Whatever the service answers.
+pub async fn begin(
+    client: &mut MetastoreClient<Channel>,
+    namespace: &str,
+    table: &str,
+    partition: &pb::PartitionSpec,
+    lease_seconds: i64,
+) -> Result<pb::BeginWriteResponse, tonic::Status> {
+    let request = pb::BeginWriteRequest {
+        table: table_ref(namespace, table),
+        partition: Some(partition.clone()),
+        lease_seconds,
+    };
+    Ok(client.begin_write(request).await?.into_inner())
+}
+
+/// A commit of one batch with the tests' schema, optionally compare-and-swap.
+pub fn commit_request(
+    batch_id: String,
+    files: Vec<pb::DataFile>,
+    expected: Option<String>,
+) -> pb::CommitRequest {
+    pb::CommitRequest {
+        updates: vec![pb::PartitionUpdate {
+            batch_id,
+            files,
+            arrow_schema: int_schema(),
+            expected_current_batch_id: expected,
+            input_batch_ids: vec![],
+        }],
+        message: "test write".into(),
+        actor: "tests".into(),
+    }
+}
+
 /// Begins a write, uploads one file, commits; returns the committed partition.
 ///
 /// # Errors
@@ -374,28 +412,11 @@ pub async fn write_once(
     partition: &pb::PartitionSpec,
     expected: Option<String>,
 ) -> Result<pb::CommittedPartition, tonic::Status> {
-    let begun = client
-        .begin_write(pb::BeginWriteRequest {
-            table: table_ref(namespace, table),
-            partition: Some(partition.clone()),
-            lease_seconds: 0,
-        })
-        .await?
-        .into_inner();
+    let begun = begin(client, namespace, table, partition, 0).await?;
     let file = upload(&begun.location, "part-00000.parquet", 64, 3)
         .map_err(|e| tonic::Status::internal(e.to_string()))?;
     let committed = client
-        .commit(pb::CommitRequest {
-            updates: vec![pb::PartitionUpdate {
-                batch_id: begun.batch_id,
-                files: vec![file],
-                arrow_schema: int_schema(),
-                expected_current_batch_id: expected,
-                input_batch_ids: vec![],
-            }],
-            message: "test write".into(),
-            actor: "tests".into(),
-        })
+        .commit(commit_request(begun.batch_id, vec![file], expected))
         .await?
         .into_inner();
     committed

@@ -324,14 +324,7 @@ async fn idempotent_commit_retry(backend: Backend) -> anyhow::Result<()> {
     create_table(&mut client, "sales", "items").await?;
     let p = ds("1");
     write_once(&mut client, "sales", "items", &p, None).await?;
-    let begun = client
-        .begin_write(pb::BeginWriteRequest {
-            table: table_ref("sales", "items"),
-            partition: Some(p.clone()),
-            lease_seconds: 0,
-        })
-        .await?
-        .into_inner();
+    let begun = begin(&mut client, "sales", "items", &p, 0).await?;
     assert_eq!(begun.current_version, 1);
     let file = upload(&begun.location, "part-00000.parquet", 10, 1)?;
     let request = pb::CommitRequest {
@@ -372,14 +365,7 @@ async fn atomic_multi_partition_commit(backend: Backend) -> anyhow::Result<()> {
     let b1 = write_once(&mut client, "sales", "items", &p2, None).await?;
     let mut updates = Vec::new();
     for (p, expected) in [(&p1, a1.batch_id.clone()), (&p2, a1.batch_id.clone())] {
-        let begun = client
-            .begin_write(pb::BeginWriteRequest {
-                table: table_ref("sales", "items"),
-                partition: Some(p.clone()),
-                lease_seconds: 0,
-            })
-            .await?
-            .into_inner();
+        let begun = begin(&mut client, "sales", "items", p, 0).await?;
         updates.push(pb::PartitionUpdate {
             files: vec![upload(&begun.location, "part-00000.parquet", 8, 1)?],
             batch_id: begun.batch_id,
@@ -427,14 +413,7 @@ async fn missing_or_wrong_files_are_refused(backend: Backend) -> anyhow::Result<
         server: _server,
     } = fixture(backend, &[]).await?;
     create_table(&mut client, "sales", "items").await?;
-    let begun = client
-        .begin_write(pb::BeginWriteRequest {
-            table: table_ref("sales", "items"),
-            partition: Some(ds("1")),
-            lease_seconds: 0,
-        })
-        .await?
-        .into_inner();
+    let begun = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
     let real = upload(&begun.location, "part-00000.parquet", 100, 5)?;
     let commit = |files: Vec<pb::DataFile>| pb::CommitRequest {
         updates: vec![pb::PartitionUpdate {
@@ -736,28 +715,11 @@ async fn expired_lease_abandons_batch(backend: Backend) -> anyhow::Result<()> {
         server: _server,
     } = fixture(backend, &[]).await?;
     create_table(&mut client, "sales", "items").await?;
-    let begun = client
-        .begin_write(pb::BeginWriteRequest {
-            table: table_ref("sales", "items"),
-            partition: Some(ds("1")),
-            lease_seconds: 1,
-        })
-        .await?
-        .into_inner();
+    let begun = begin(&mut client, "sales", "items", &ds("1"), 1).await?;
     let file = upload(&begun.location, "part-00000.parquet", 10, 1)?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let late = client
-        .commit(pb::CommitRequest {
-            updates: vec![pb::PartitionUpdate {
-                batch_id: begun.batch_id.clone(),
-                files: vec![file],
-                arrow_schema: int_schema(),
-                expected_current_batch_id: None,
-                input_batch_ids: vec![],
-            }],
-            message: String::new(),
-            actor: String::new(),
-        })
+        .commit(commit_request(begun.batch_id.clone(), vec![file], None))
         .await
         .expect_err("lease expired");
     assert_eq!(late.code(), Code::FailedPrecondition);
@@ -788,14 +750,7 @@ async fn aborted_batch_cannot_commit(backend: Backend) -> anyhow::Result<()> {
         server: _server,
     } = fixture(backend, &[]).await?;
     create_table(&mut client, "sales", "items").await?;
-    let begun = client
-        .begin_write(pb::BeginWriteRequest {
-            table: table_ref("sales", "items"),
-            partition: Some(ds("1")),
-            lease_seconds: 0,
-        })
-        .await?
-        .into_inner();
+    let begun = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
     let file = upload(&begun.location, "part-00000.parquet", 10, 1)?;
     client
         .abort_write(pb::AbortWriteRequest {
@@ -808,17 +763,7 @@ async fn aborted_batch_cannot_commit(backend: Backend) -> anyhow::Result<()> {
         })
         .await?;
     let refused = client
-        .commit(pb::CommitRequest {
-            updates: vec![pb::PartitionUpdate {
-                batch_id: begun.batch_id.clone(),
-                files: vec![file],
-                arrow_schema: int_schema(),
-                expected_current_batch_id: None,
-                input_batch_ids: vec![],
-            }],
-            message: String::new(),
-            actor: String::new(),
-        })
+        .commit(commit_request(begun.batch_id.clone(), vec![file], None))
         .await
         .expect_err("aborted");
     assert_eq!(refused.code(), Code::FailedPrecondition);
@@ -851,14 +796,7 @@ async fn schema_mismatch_names_column(backend: Backend) -> anyhow::Result<()> {
     } = fixture(backend, &[]).await?;
     create_table(&mut client, "sales", "items").await?;
     write_once(&mut client, "sales", "items", &ds("1"), None).await?;
-    let begun = client
-        .begin_write(pb::BeginWriteRequest {
-            table: table_ref("sales", "items"),
-            partition: Some(ds("1")),
-            lease_seconds: 0,
-        })
-        .await?
-        .into_inner();
+    let begun = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
     let file = upload(&begun.location, "part-00000.parquet", 10, 1)?;
     let refused = client
         .commit(pb::CommitRequest {
@@ -927,14 +865,7 @@ async fn paging_and_lineage(backend: Backend) -> anyhow::Result<()> {
     }
     assert_eq!(seen, batches);
 
-    let begun = client
-        .begin_write(pb::BeginWriteRequest {
-            table: table_ref("sales", "items"),
-            partition: Some(ds("derived")),
-            lease_seconds: 0,
-        })
-        .await?
-        .into_inner();
+    let begun = begin(&mut client, "sales", "items", &ds("derived"), 0).await?;
     let file = upload(&begun.location, "part-00000.parquet", 10, 1)?;
     client
         .commit(pb::CommitRequest {
@@ -1008,14 +939,7 @@ async fn graceful_shutdown_finishes_commit(backend: Backend) -> anyhow::Result<(
         _db,
     } = fixture(backend, &[]).await?;
     create_table(&mut client, "sales", "items").await?;
-    let begun = client
-        .begin_write(pb::BeginWriteRequest {
-            table: table_ref("sales", "items"),
-            partition: Some(ds("1")),
-            lease_seconds: 0,
-        })
-        .await?
-        .into_inner();
+    let begun = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
     // Enough files that checking them keeps the commit in flight while SIGTERM arrives.
     let files = (0..3000)
         .map(|i| upload(&begun.location, &format!("part-{i:05}.parquet"), 16, 1))
@@ -1053,14 +977,7 @@ async fn commit_after_table_drop_is_refused(backend: Backend) -> anyhow::Result<
     } = fixture(backend, &[]).await?;
     create_table(&mut client, "sales", "items").await?;
     write_once(&mut client, "sales", "items", &ds("1"), None).await?;
-    let begun = client
-        .begin_write(pb::BeginWriteRequest {
-            table: table_ref("sales", "items"),
-            partition: Some(ds("1")),
-            lease_seconds: 0,
-        })
-        .await?
-        .into_inner();
+    let begun = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
     let file = upload(&begun.location, "part-00000.parquet", 10, 1)?;
     client
         .drop_table(pb::DropTableRequest {
@@ -1068,17 +985,7 @@ async fn commit_after_table_drop_is_refused(backend: Backend) -> anyhow::Result<
         })
         .await?;
     let refused = client
-        .commit(pb::CommitRequest {
-            updates: vec![pb::PartitionUpdate {
-                batch_id: begun.batch_id,
-                files: vec![file],
-                arrow_schema: int_schema(),
-                expected_current_batch_id: None,
-                input_batch_ids: vec![],
-            }],
-            message: String::new(),
-            actor: String::new(),
-        })
+        .commit(commit_request(begun.batch_id, vec![file], None))
         .await
         .expect_err("the table is gone");
     assert_eq!(refused.code(), Code::NotFound, "{}", refused.message());

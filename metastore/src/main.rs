@@ -3,6 +3,7 @@
 use batchstore_metastore::catalog::{CatalogSettings, migrate_database, redact_url};
 use batchstore_metastore::server::{ServeOptions, serve, shutdown_signal};
 use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -76,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match Cli::parse().command {
         Command::Serve(args) => {

@@ -101,28 +101,25 @@ impl Client {
     /// # Errors
     /// When the metastore cannot be reached.
     pub async fn list_namespaces(&self) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>> {
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = self
-                .rpc
-                .clone()
-                .list_namespaces(pb::ListNamespacesRequest {
-                    page_size: 0,
-                    page_token: token,
-                })
-                .await?
-                .into_inner();
-            out.extend(
-                page.namespaces
+        all_pages(|page_token| {
+            let mut rpc = self.rpc.clone();
+            async move {
+                let page = rpc
+                    .list_namespaces(pb::ListNamespacesRequest {
+                        page_size: 0,
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                let items = page
+                    .namespaces
                     .into_iter()
-                    .map(|n| (n.name, from_micros(n.created_at_micros))),
-            );
-            if page.next_page_token.is_empty() {
-                return Ok(out);
+                    .map(|n| (n.name, from_micros(n.created_at_micros)))
+                    .collect();
+                Ok((items, page.next_page_token))
             }
-            token = page.next_page_token;
-        }
+        })
+        .await
     }
 
     /// Drops an empty namespace.
@@ -184,27 +181,28 @@ impl Client {
     /// # Errors
     /// `NotFound` for a missing namespace.
     pub async fn list_tables(&self, namespace: Option<&str>) -> Result<Vec<TableInfo>> {
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = self
-                .rpc
-                .clone()
-                .list_tables(pb::ListTablesRequest {
-                    namespace: namespace.unwrap_or_default().into(),
-                    page_size: 0,
-                    page_token: token,
-                })
-                .await?
-                .into_inner();
-            for table in page.tables {
-                out.push(table_info(table)?);
+        let namespace = namespace.unwrap_or_default().to_owned();
+        all_pages(|page_token| {
+            let mut rpc = self.rpc.clone();
+            let namespace = namespace.clone();
+            async move {
+                let page = rpc
+                    .list_tables(pb::ListTablesRequest {
+                        namespace,
+                        page_size: 0,
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                let items = page
+                    .tables
+                    .into_iter()
+                    .map(table_info)
+                    .collect::<Result<_>>()?;
+                Ok((items, page.next_page_token))
             }
-            if page.next_page_token.is_empty() {
-                return Ok(out);
-            }
-            token = page.next_page_token;
-        }
+        })
+        .await
     }
 
     /// Drops a table (its batches stay until garbage collection).
@@ -247,32 +245,31 @@ impl Client {
     /// # Errors
     /// `NotFound` for a missing table.
     pub async fn partitions(&self, table: &TableName) -> Result<Vec<PartitionInfo>> {
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = self
-                .rpc
-                .clone()
-                .list_partitions(pb::ListPartitionsRequest {
-                    table: Some(table_ref(table)),
-                    page_size: 0,
-                    page_token: token,
-                })
-                .await?
-                .into_inner();
-            out.extend(page.partitions.into_iter().map(|p| PartitionInfo {
-                partition: pairs(p.partition.as_ref()),
-                batch_id: p.batch_id,
-                version: p.version,
-                rows: p.rows,
-                bytes: p.bytes,
-                updated_at: from_micros(p.updated_at_micros),
-            }));
-            if page.next_page_token.is_empty() {
-                return Ok(out);
+        all_pages(|page_token| {
+            let mut rpc = self.rpc.clone();
+            let request = pb::ListPartitionsRequest {
+                table: Some(table_ref(table)),
+                page_size: 0,
+                page_token,
+            };
+            async move {
+                let page = rpc.list_partitions(request).await?.into_inner();
+                let items = page
+                    .partitions
+                    .into_iter()
+                    .map(|p| PartitionInfo {
+                        partition: pairs(p.partition.as_ref()),
+                        batch_id: p.batch_id,
+                        version: p.version,
+                        rows: p.rows,
+                        bytes: p.bytes,
+                        updated_at: from_micros(p.updated_at_micros),
+                    })
+                    .collect();
+                Ok((items, page.next_page_token))
             }
-            token = page.next_page_token;
-        }
+        })
+        .await
     }
 
     /// A partition's history, newest first.
@@ -285,36 +282,35 @@ impl Client {
         partition: &PartitionSpec,
     ) -> Result<Vec<HistoryEntry>> {
         let spec = partition_spec(&self.partition_pairs(table, partition).await?);
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = self
-                .rpc
-                .clone()
-                .get_history(pb::GetHistoryRequest {
-                    table: Some(table_ref(table)),
-                    partition: Some(spec.clone()),
-                    page_size: 0,
-                    page_token: token,
-                })
-                .await?
-                .into_inner();
-            out.extend(page.entries.into_iter().map(|h| HistoryEntry {
-                version: h.version,
-                batch_id: h.batch_id,
-                operation: h.operation,
-                actor: h.actor,
-                message: h.message,
-                committed_at: from_micros(h.committed_at_micros),
-                rows: h.rows,
-                bytes: h.bytes,
-                current: h.current,
-            }));
-            if page.next_page_token.is_empty() {
-                return Ok(out);
+        all_pages(|page_token| {
+            let mut rpc = self.rpc.clone();
+            let request = pb::GetHistoryRequest {
+                table: Some(table_ref(table)),
+                partition: Some(spec.clone()),
+                page_size: 0,
+                page_token,
+            };
+            async move {
+                let page = rpc.get_history(request).await?.into_inner();
+                let items = page
+                    .entries
+                    .into_iter()
+                    .map(|h| HistoryEntry {
+                        version: h.version,
+                        batch_id: h.batch_id,
+                        operation: h.operation,
+                        actor: h.actor,
+                        message: h.message,
+                        committed_at: from_micros(h.committed_at_micros),
+                        rows: h.rows,
+                        bytes: h.bytes,
+                        current: h.current,
+                    })
+                    .collect();
+                Ok((items, page.next_page_token))
             }
-            token = page.next_page_token;
-        }
+        })
+        .await
     }
 
     /// Points a partition back at an earlier version or batch (a new version; nothing deleted).
@@ -436,6 +432,25 @@ pub enum TagTarget {
     Batch(String),
     /// A partition's version; 0 = its current version.
     Version(PartitionSpec, i64),
+}
+
+/// Follows `next_page_token` to the last page. `fetch` gets a page token and returns that page's
+/// items and the next token ("" after the last page).
+async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, String)>>,
+{
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (items, next) = fetch(token).await?;
+        out.extend(items);
+        if next.is_empty() {
+            return Ok(out);
+        }
+        token = next;
+    }
 }
 
 fn missing(what: &str) -> ClientError {

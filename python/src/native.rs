@@ -165,11 +165,7 @@ impl NativeClient {
                 .write_partitions(request, &WriteOptions::default(), None)
                 .await
         })?;
-        let list = PyList::empty(py);
-        for c in &committed {
-            list.append(values::commit_dict(py, c)?)?;
-        }
-        Ok(list)
+        values::dict_list(py, &committed, values::commit_dict)
     }
 
     /// Reads partitions (none = all) as a `pyarrow.Table`.
@@ -217,11 +213,7 @@ impl NativeClient {
         let entries = run(py, async move {
             client.history(&name, &values::spec(partition)).await
         })?;
-        let list = PyList::empty(py);
-        for h in &entries {
-            list.append(values::history_dict(py, h)?)?;
-        }
-        Ok(list)
+        values::dict_list(py, &entries, values::history_dict)
     }
 
     #[pyo3(signature = (namespace, table, partition, to_version=None, to_batch=None, expected_batch=None, message=String::new()))]
@@ -271,11 +263,7 @@ impl NativeClient {
         let client = self.client.clone();
         let name = TableName::new(namespace, table);
         let partitions = run(py, async move { client.partitions(&name).await })?;
-        let list = PyList::empty(py);
-        for p in &partitions {
-            list.append(values::partition_dict(py, p)?)?;
-        }
-        Ok(list)
+        values::dict_list(py, &partitions, values::partition_dict)
     }
 
     /// Tags a batch (`batch_id`) or a partition's version (0 = current).
@@ -313,11 +301,7 @@ impl NativeClient {
         let client = self.client.clone();
         let name = TableName::new(namespace, table);
         let tags = run(py, async move { client.list_tags(&name).await })?;
-        let list = PyList::empty(py);
-        for t in &tags {
-            list.append(values::tag_dict(py, t)?)?;
-        }
-        Ok(list)
+        values::dict_list(py, &tags, values::tag_dict)
     }
 
     fn delete_tag(

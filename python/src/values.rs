@@ -4,7 +4,7 @@ use batchstore_client::{
     CommitInfo, HistoryEntry, PartitionInfo, PartitionSpec, Selector, TagInfo,
 };
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList};
 
 /// A partition as the Python layer passes it: `(key or None, value)` pairs, values already
 /// normalised to text.
@@ -91,4 +91,17 @@ pub fn tag_dict<'py>(py: Python<'py>, t: &TagInfo) -> PyResult<Bound<'py, PyDict
     dict.set_item("version", t.version)?;
     dict.set_item("created_at_us", t.created_at.timestamp_micros())?;
     Ok(dict)
+}
+
+/// A Python list of dicts, one per item.
+pub fn dict_list<'py, T>(
+    py: Python<'py>,
+    items: &[T],
+    to_dict: fn(Python<'py>, &T) -> PyResult<Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    for item in items {
+        list.append(to_dict(py, item)?)?;
+    }
+    Ok(list)
 }

@@ -115,6 +115,23 @@ impl Client {
         progress: Option<Arc<dyn Progress>>,
     ) -> Result<Vec<CommitInfo>> {
         let mut pending = PendingBatches::new(self.clone());
+        let result = self
+            .upload_and_commit(request, options, progress, &mut pending)
+            .await;
+        if result.is_err() {
+            // Give the batches up now rather than waiting for their leases to run out.
+            pending.abort().await;
+        }
+        result
+    }
+
+    async fn upload_and_commit(
+        &self,
+        request: WriteRequest,
+        options: &WriteOptions,
+        progress: Option<Arc<dyn Progress>>,
+        pending: &mut PendingBatches,
+    ) -> Result<Vec<CommitInfo>> {
         let mut updates = Vec::with_capacity(request.partitions.len());
         for part in request.partitions {
             let pairs = self
@@ -157,7 +174,8 @@ impl Client {
     }
 }
 
-/// Batches begun but not committed; aborted when dropped (on error or cancellation).
+/// Batches begun but not committed: aborted on error, and when dropped (cancellation) by a
+/// task on the runtime.
 struct PendingBatches {
     client: Client,
     ids: Vec<String>,
@@ -174,6 +192,11 @@ impl PendingBatches {
     fn committed(&mut self) {
         self.ids.clear();
     }
+
+    /// Tells the metastore to give up every batch (best effort: a lease expiry does the same).
+    async fn abort(&mut self) {
+        abort_all(self.client.rpc.clone(), std::mem::take(&mut self.ids)).await;
+    }
 }
 
 impl Drop for PendingBatches {
@@ -184,15 +207,24 @@ impl Drop for PendingBatches {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let ids = std::mem::take(&mut self.ids);
-        let mut rpc = self.client.rpc.clone();
-        runtime.spawn(async move {
-            for batch_id in ids {
-                if let Err(error) = rpc.abort_write(pb::AbortWriteRequest { batch_id: batch_id.clone() }).await {
-                    tracing::debug!(%batch_id, %error, "could not abort the batch; its lease will expire");
-                }
-            }
-        });
+        runtime.spawn(abort_all(
+            self.client.rpc.clone(),
+            std::mem::take(&mut self.ids),
+        ));
+    }
+}
+
+async fn abort_all(
+    mut rpc: batchstore_proto::v1::metastore_client::MetastoreClient<tonic::transport::Channel>,
+    batch_ids: Vec<String>,
+) {
+    for batch_id in batch_ids {
+        let request = pb::AbortWriteRequest {
+            batch_id: batch_id.clone(),
+        };
+        if let Err(error) = rpc.abort_write(request).await {
+            tracing::debug!(%batch_id, %error, "could not abort the batch; its lease will expire");
+        }
     }
 }
 

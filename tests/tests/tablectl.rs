@@ -538,6 +538,41 @@ fn schema_mismatch_is_refused(storage: Storage) -> Result<()> {
         "the partition is unchanged"
     );
 
+    // The refused batch was given up at once (AbortWrite), not left to its lease.
+    let committed = history[0]["batch_id"]
+        .as_str()
+        .context("batch id")?
+        .to_owned();
+    let refused: Vec<String> = env
+        .stored_files()?
+        .iter()
+        .filter_map(|f| {
+            f.split("_batch=")
+                .nth(1)
+                .and_then(|rest| rest.split('/').next())
+                .map(str::to_owned)
+        })
+        .filter(|id| *id != committed)
+        .collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "one refused batch in storage: {refused:?}"
+    );
+    let state = tokio::runtime::Runtime::new()?.block_on(async {
+        let mut client = env.server.client().await?;
+        let batch = client
+            .get_batch(batchstore_proto::v1::GetBatchRequest {
+                batch_id: refused[0].clone(),
+            })
+            .await?
+            .into_inner()
+            .batch
+            .context("batch")?;
+        anyhow::Ok(batch.state)
+    })?;
+    assert_eq!(state, batchstore_proto::v1::BatchState::Aborted as i32);
+
     let usage = env.cli.run(&["read"])?;
     assert_eq!(usage.status.code(), Some(2), "usage errors exit 2");
     Ok(())

@@ -304,11 +304,7 @@ async fn read(client: &Client, args: ReadArgs, json: bool) -> Result<()> {
         columns: args.columns.clone(),
         ..ReadRequest::default()
     };
-    let bar = args
-        .output
-        .as_ref()
-        .and_then(|_| Bar::rows(None, "reading"))
-        .map(Arc::new);
+    let bar = Bar::rows(None, "reading").map(Arc::new);
     let result = client
         .read(&request, bar.clone().map(|b| b as Arc<dyn Progress>))
         .await;

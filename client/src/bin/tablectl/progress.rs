@@ -18,7 +18,7 @@ impl Bar {
                 let bar = ProgressBar::new(total);
                 bar.set_style(
                     ProgressStyle::with_template(
-                        "{msg} [{bar:40}] {human_pos}/{human_len} rows ({per_sec}, {eta})",
+                        "{msg} [{bar:40}] {human_pos}/{human_len} rows ({elapsed}, {eta} left)",
                     )
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> "),
@@ -28,7 +28,7 @@ impl Bar {
             None => {
                 let bar = ProgressBar::new_spinner();
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner} {msg} {human_pos} rows ({per_sec})")
+                    ProgressStyle::with_template("{spinner} {msg} {human_pos} rows ({elapsed})")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
                 bar

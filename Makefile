@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/batchstore-target
 export CARGO_TERM_COLOR ?= never
 CARGO ?= cargo
 
-.PHONY: run build test test-rust test-python lint fmt deps bench-metastore bench-data bench-python clean-data
+.PHONY: run build test test-rust test-python test-r lint lint-r fmt deps bench-metastore bench-data bench-python bench-r clean-data
 
 ## run: the metastore on SQLite (./batchstore.db) and a local warehouse (./warehouse), 127.0.0.1:50051
 run:
@@ -15,7 +15,7 @@ run:
 build:
 	$(CARGO) build --workspace --bins
 
-## test: every suite: Rust (metastore, client, tablectl), Python (R joins when its package lands)
+## test: every suite: Rust (metastore, client, tablectl), Python, R
 test: deps lint test-rust test-python
 
 test-rust: build
@@ -28,10 +28,23 @@ test-python: build
 
 lint:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path $(R_CRATE) -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## test-r: `R CMD INSTALL r-bindings` (dev profile, sharing the cargo target dir), then testthat
+## (the cross-language tests use the Python package test-python installs)
+R_CRATE := r-bindings/src/rust/Cargo.toml
+test-r: build lint-r
+	BATCHSTORE_CARGO_PROFILE=dev R CMD INSTALL --no-multiarch --preclean r-bindings
+	BATCHSTORE_REQUIRE_PYTHON=1 Rscript -e 'testthat::test_dir("r-bindings/tests/testthat", 	  package = "batchstore", load_package = "installed", stop_on_failure = TRUE)'
+
+## lint-r: clippy on the R package's crate (it needs R to build, so it is not in the workspace)
+lint-r:
+	$(CARGO) clippy --manifest-path $(R_CRATE) -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
+	$(CARGO) fmt --manifest-path $(R_CRATE)
 
 ## deps: system packages the suites need, installed only when missing (idempotent)
 deps:
@@ -55,6 +68,12 @@ bench-python: deps
 	python3 -m pip install --quiet --disable-pip-version-check deltalake
 	python3 -m pip install --force-reinstall --no-deps --quiet --disable-pip-version-check ./python
 	python3 bench/python/store_load.py $(BENCH_ARGS)
+
+## bench-r: sf_writer/sf_reader of a 2,000,000-row data.frame vs saveRDS/readRDS
+bench-r: deps
+	$(CARGO) build --release -p batchstore-metastore
+	R CMD INSTALL --no-multiarch --preclean r-bindings
+	BATCHSTORE_METASTORE_BIN=$(CARGO_TARGET_DIR)/release/metastore Rscript bench/r/sf_bench.R $(BENCH_ARGS)
 
 clean-data:
 	rm -rf batchstore.db batchstore.db-wal batchstore.db-shm warehouse

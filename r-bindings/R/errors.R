@@ -1,0 +1,30 @@
+# Errors: the one place native error values become R conditions.
+#
+# Every condition has class c("batchstore_<kind>", "batchstore_error", "error", "condition"),
+# where kind is one of not_found, already_exists, conflict, schema_mismatch, invalid_argument,
+# failed_precondition, permission_denied, unauthenticated, unavailable, storage, data,
+# cancelled, internal. The message is the service's sentence.
+
+bs_condition <- function(kind, message, call = NULL) {
+  structure(
+    class = c(paste0("batchstore_", kind), "batchstore_error", "error", "condition"),
+    list(message = message, call = call, kind = kind)
+  )
+}
+
+# Raises `x` if it is a native error, else returns it.
+bs_check <- function(x, call = sys.call(-1)) {
+  if (inherits(x, "batchstore_native_error")) {
+    stop(bs_condition(x$kind, x$message, call))
+  }
+  x
+}
+
+# Raises an invalid_argument condition about the caller's arguments.
+bs_invalid <- function(message, call = sys.call(-1)) {
+  stop(bs_condition("invalid_argument", message, call))
+}
+
+bs_is_error <- function(x, kind) {
+  inherits(x, "batchstore_native_error") && identical(x$kind, kind)
+}

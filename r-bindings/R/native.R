@@ -1,0 +1,32 @@
+# The native entry points (src/rust/src/lib.rs). Each returns its value, or a
+# `batchstore_native_error` that bs_check() (errors.R) raises as a classed condition.
+
+bs_native <- list(
+  connect = function(endpoint) .Call(wrap__bs_connect, endpoint),
+  endpoint = function(client) .Call(wrap__bs_endpoint, client),
+  create_namespace = function(client, name, if_not_exists) {
+    .Call(wrap__bs_create_namespace, client, name, if_not_exists)
+  },
+  create_table = function(client, namespace, table, key_names, key_types, if_not_exists) {
+    .Call(wrap__bs_create_table, client, namespace, table, key_names, key_types, if_not_exists)
+  },
+  get_table = function(client, namespace, table) .Call(wrap__bs_get_table, client, namespace, table),
+  list_tables = function(client, namespace) .Call(wrap__bs_list_tables, client, namespace),
+  write = function(client, namespace, table, frame, rows, partition, expected_batch, message) {
+    .Call(wrap__bs_write, client, namespace, table, frame, rows, partition, expected_batch, message)
+  },
+  read = function(client, namespace, table, partitions, selector, value, columns) {
+    .Call(wrap__bs_read, client, namespace, table, partitions, selector, value, columns)
+  },
+  history = function(client, namespace, table, partition) {
+    .Call(wrap__bs_history, client, namespace, table, partition)
+  },
+  rollback = function(client, namespace, table, partition, to_version, to_batch, expected_batch, message) {
+    .Call(wrap__bs_rollback, client, namespace, table, partition, to_version, to_batch, expected_batch, message)
+  },
+  partitions = function(client, namespace, table) .Call(wrap__bs_partitions, client, namespace, table),
+  create_tag = function(client, namespace, table, name, partition, version, batch_id) {
+    .Call(wrap__bs_create_tag, client, namespace, table, name, partition, version, batch_id)
+  },
+  list_tags = function(client, namespace, table) .Call(wrap__bs_list_tags, client, namespace, table)
+)

@@ -1,0 +1,352 @@
+//! The native half of the batchstore R package.
+//!
+//! Entry points are thin: read the arguments, run the client's operation on the shared runtime
+//! (`runtime`), convert data frames (`frame_in`, `frame_out`) and records (`records`). They
+//! never throw: failures come back as `batchstore_native_error` values (`errors`), which the
+//! R functions turn into classed conditions. The R-facing API lives in `R/`.
+
+mod args;
+mod errors;
+mod frame_in;
+mod frame_out;
+mod interrupt;
+mod records;
+mod runtime;
+mod rvalues;
+
+use arrow_array::RecordBatchIterator;
+use batchstore_client::{
+    Client, KeyType, PartitionColumns, PartitionData, PartitionKey, ReadRequest, RollbackTo,
+    Selector, TagTarget, WriteOptions, WriteRequest,
+};
+use errors::{BindingError, Outcome, to_r};
+use extendr_api::prelude::*;
+use runtime::run;
+
+/// Connects to a metastore (`endpoint` NULL: BATCHSTORE_ENDPOINT, else the local default).
+#[extendr]
+fn bs_connect(endpoint: Robj) -> Robj {
+    to_r((|| {
+        let endpoint = args::optional_text(&endpoint);
+        let client = run(async move { Client::connect(endpoint.as_deref()).await })?;
+        Ok(ExternalPtr::new(client).into())
+    })())
+}
+
+#[extendr]
+fn bs_endpoint(client: Robj) -> Robj {
+    to_r(args::client(&client).map(|c| c.endpoint().into()))
+}
+
+#[extendr]
+fn bs_create_namespace(client: Robj, name: Robj, if_not_exists: Robj) -> Robj {
+    to_r((|| {
+        let client = args::client(&client)?;
+        let name = args::text(&name, "namespace")?;
+        let if_not_exists = args::flag(&if_not_exists);
+        let created = run(async move { client.create_namespace(&name, if_not_exists).await })?;
+        Ok(created.into())
+    })())
+}
+
+/// `key_names` and `key_types` (string, int64, date) in key order.
+#[extendr]
+fn bs_create_table(
+    client: Robj,
+    namespace: Robj,
+    table: Robj,
+    key_names: Robj,
+    key_types: Robj,
+    if_not_exists: Robj,
+) -> Robj {
+    to_r((|| {
+        let client = args::client(&client)?;
+        let name = args::table(&namespace, &table)?;
+        let names = key_names.as_str_vector().unwrap_or_default();
+        let types = key_types.as_str_vector().unwrap_or_default();
+        if names.len() != types.len() {
+            return Err(BindingError::InvalidArgument(
+                "give one type per partition key".to_owned(),
+            ));
+        }
+        let keys = names
+            .iter()
+            .zip(types)
+            .map(|(n, t)| {
+                Ok(PartitionKey {
+                    name: (*n).to_owned(),
+                    key_type: KeyType::parse(t)?,
+                })
+            })
+            .collect::<Outcome<Vec<_>>>()?;
+        let if_not_exists = args::flag(&if_not_exists);
+        let created = run(async move {
+            client
+                .create_table(&name, &keys, None, if_not_exists)
+                .await
+                .map(|(_, created)| created)
+        })?;
+        Ok(created.into())
+    })())
+}
+
+/// A list: namespace, table, key_names, key_types, columns, types, partition_count.
+#[extendr]
+fn bs_get_table(client: Robj, namespace: Robj, table: Robj) -> Robj {
+    to_r((|| {
+        let client = args::client(&client)?;
+        let name = args::table(&namespace, &table)?;
+        let info = run(async move { client.get_table(&name).await })?;
+        let key_types: Vec<String> = info
+            .partition_keys
+            .iter()
+            .map(|k| format!("{:?}", k.key_type).to_lowercase())
+            .collect();
+        Ok(list!(
+            namespace = info.name.namespace.as_str(),
+            table = info.name.table.as_str(),
+            key_names = Strings::from_values(info.partition_keys.iter().map(|k| k.name.as_str())),
+            key_types = Strings::from_values(&key_types),
+            columns = Strings::from_values(info.columns.iter().map(|c| c.0.as_str())),
+            types = Strings::from_values(info.columns.iter().map(|c| c.1.as_str())),
+            partition_count = info.partition_count as f64
+        )
+        .into())
+    })())
+}
+
+#[extendr]
+fn bs_list_tables(client: Robj, namespace: Robj) -> Robj {
+    to_r((|| {
+        let client = args::client(&client)?;
+        let namespace = args::optional_text(&namespace);
+        let tables = run(async move { client.list_tables(namespace.as_deref()).await })?;
+        let names: Vec<String> = tables.iter().map(|t| t.name.to_string()).collect();
+        Ok(Strings::from_values(&names).into())
+    })())
+}
+
+/// Writes `frame` (with `rows` rows) as a new version of one partition.
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn bs_write(
+    client: Robj,
+    namespace: Robj,
+    table: Robj,
+    frame: Robj,
+    rows: Robj,
+    partition: Robj,
+    expected_batch: Robj,
+    message: Robj,
+) -> Robj {
+    to_r((|| {
+        let client = args::client(&client)?;
+        let name = args::table(&namespace, &table)?;
+        let rows = args::optional_number(&rows, "rows")?.unwrap_or(0).max(0) as usize;
+        let batch = frame_in::to_record_batch(&frame, rows)?;
+        let schema = batch.schema();
+        let data = PartitionData {
+            partition: records::partition(&partition)?,
+            expected: args::expected(&expected_batch),
+            data: Box::new(RecordBatchIterator::new([Ok(batch)], schema)),
+        };
+        let request = WriteRequest {
+            table: name,
+            partitions: vec![data],
+            message: args::optional_text(&message).unwrap_or_default(),
+            inputs: Vec::new(),
+        };
+        let committed = run(async move {
+            client
+                .write_partitions(request, &WriteOptions::default(), None)
+                .await
+        })?;
+        records::commits(&committed)
+    })())
+}
+
+/// Reads partitions (empty list: all) as a data.frame. `selector`: current, version, batch,
+/// tag or as_of (value in seconds since the epoch).
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn bs_read(
+    client: Robj,
+    namespace: Robj,
+    table: Robj,
+    partitions: Robj,
+    selector: Robj,
+    value: Robj,
+    columns: Robj,
+) -> Robj {
+    to_r((|| {
+        let client = args::client(&client)?;
+        let name = args::table(&namespace, &table)?;
+        let selector = match args::text(&selector, "selector")?.as_str() {
+            "current" => Selector::Current,
+            "version" => Selector::Version(
+                args::optional_number(&value, "version")?.ok_or_else(|| need("version"))?,
+            ),
+            "batch" => {
+                Selector::Batch(args::optional_text(&value).ok_or_else(|| need("batch_id"))?)
+            }
+            "tag" => Selector::Tag(args::optional_text(&value).ok_or_else(|| need("tag"))?),
+            "as_of" => {
+                let seconds = value
+                    .as_real()
+                    .filter(|s| s.is_finite())
+                    .ok_or_else(|| need("as_of"))?;
+                Selector::AsOf(
+                    chrono::DateTime::from_timestamp_micros((seconds * 1e6).round() as i64)
+                        .ok_or_else(|| need("as_of"))?,
+                )
+            }
+            other => {
+                return Err(BindingError::InvalidArgument(format!(
+                    "unknown selector {other:?}"
+                )));
+            }
+        };
+        let columns = if columns.is_null() {
+            None
+        } else {
+            Some(
+                columns
+                    .as_str_vector()
+                    .ok_or_else(|| {
+                        BindingError::InvalidArgument("columns must be a character vector".into())
+                    })?
+                    .iter()
+                    .map(|c| (*c).to_owned())
+                    .collect(),
+            )
+        };
+        let request = ReadRequest {
+            table: Some(name),
+            partitions: records::partitions(&partitions)?,
+            selector,
+            columns,
+            partition_columns: PartitionColumns::Auto,
+            parallelism: 0,
+        };
+        let result = run(async move { client.read(&request, None).await })?;
+        frame_out::to_data_frame(&result.schema, &result.batches)
+    })())
+}
+
+fn need(what: &str) -> BindingError {
+    BindingError::InvalidArgument(format!("{what} must be given as a single value"))
+}
+
+#[extendr]
+fn bs_history(client: Robj, namespace: Robj, table: Robj, partition: Robj) -> Robj {
+    to_r((|| {
+        let client = args::client(&client)?;
+        let name = args::table(&namespace, &table)?;
+        let partition = records::partition(&partition)?;
+        let entries = run(async move { client.history(&name, &partition).await })?;
+        records::history(&entries)
+    })())
+}
+
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn bs_rollback(
+    client: Robj,
+    namespace: Robj,
+    table: Robj,
+    partition: Robj,
+    to_version: Robj,
+    to_batch: Robj,
+    expected_batch: Robj,
+    message: Robj,
+) -> Robj {
+    to_r((|| {
+        let client = args::client(&client)?;
+        let name = args::table(&namespace, &table)?;
+        let partition = records::partition(&partition)?;
+        let target = match (
+            args::optional_number(&to_version, "to_version")?,
+            args::optional_text(&to_batch),
+        ) {
+            (Some(v), None) => RollbackTo::Version(v),
+            (None, Some(b)) => RollbackTo::Batch(b),
+            _ => {
+                return Err(BindingError::InvalidArgument(
+                    "give exactly one of to_version and to_batch".to_owned(),
+                ));
+            }
+        };
+        let expected = args::expected(&expected_batch);
+        let message = args::optional_text(&message).unwrap_or_default();
+        let committed = run(async move {
+            client
+                .rollback(&name, &partition, target, expected, &message)
+                .await
+        })?;
+        records::commits(std::slice::from_ref(&committed))
+    })())
+}
+
+#[extendr]
+fn bs_partitions(client: Robj, namespace: Robj, table: Robj) -> Robj {
+    to_r((|| {
+        let client = args::client(&client)?;
+        let name = args::table(&namespace, &table)?;
+        let partitions = run(async move { client.partitions(&name).await })?;
+        records::partition_list(&partitions)
+    })())
+}
+
+/// Tags a partition's version (0: current), or a batch when `batch_id` is given.
+#[extendr]
+fn bs_create_tag(
+    client: Robj,
+    namespace: Robj,
+    table: Robj,
+    name: Robj,
+    partition: Robj,
+    version: Robj,
+    batch_id: Robj,
+) -> Robj {
+    to_r((|| {
+        let client = args::client(&client)?;
+        let table = args::table(&namespace, &table)?;
+        let name = args::text(&name, "tag name")?;
+        let target = match args::optional_text(&batch_id) {
+            Some(batch) => TagTarget::Batch(batch),
+            None => TagTarget::Version(
+                records::partition(&partition)?,
+                args::optional_number(&version, "version")?.unwrap_or(0),
+            ),
+        };
+        let tag = run(async move { client.create_tag(&table, &name, target).await })?;
+        records::tags(std::slice::from_ref(&tag))
+    })())
+}
+
+#[extendr]
+fn bs_list_tags(client: Robj, namespace: Robj, table: Robj) -> Robj {
+    to_r((|| {
+        let client = args::client(&client)?;
+        let name = args::table(&namespace, &table)?;
+        let tags = run(async move { client.list_tags(&name).await })?;
+        records::tags(&tags)
+    })())
+}
+
+extendr_module! {
+    mod batchstore;
+    fn bs_connect;
+    fn bs_endpoint;
+    fn bs_create_namespace;
+    fn bs_create_table;
+    fn bs_get_table;
+    fn bs_list_tables;
+    fn bs_write;
+    fn bs_read;
+    fn bs_history;
+    fn bs_rollback;
+    fn bs_partitions;
+    fn bs_create_tag;
+    fn bs_list_tags;
+}

@@ -1,0 +1,4 @@
+library(testthat)
+library(batchstore)
+
+test_check("batchstore")

@@ -1,0 +1,75 @@
+# Cross-language: what R writes Python reads with equal values, and the other way round; and
+# both name partitions identically.
+
+test_that("a frame written by R is read by Python with equal values", {
+  skip_without_python()
+  server <- start_metastore()
+  df <- data.frame(
+    num = c(1.5, NA, -2),
+    int = c(1L, NA, 3L),
+    lgl = c(TRUE, FALSE, NA),
+    chr = c("a", NA, "\u00e9t\u00e9"),
+    fct = factor(c("x", "y", NA), levels = c("y", "x", "unused")),
+    day = as.Date(c("2016-10-31", NA, "2020-02-29")),
+    at = as.POSIXct(c("2024-01-02 03:04:05.5", NA, "1999-12-31 23:59:59"), tz = "Europe/Paris")
+  )
+  sf_writer(df, "xl", "from_r", partitions = c(ds = 20161031))
+  out <- run_python(server, '
+import datetime as dt, math
+import pandas as pd
+import batchstore as bs
+
+df = bs.load_dataframe("xl", "from_r", {"ds": 20161031})
+assert list(df.columns) == ["num", "int", "lgl", "chr", "fct", "day", "at"], list(df.columns)
+assert df["num"].iloc[0] == 1.5 and math.isnan(df["num"].iloc[1]) and df["num"].iloc[2] == -2
+assert df["int"].iloc[0] == 1 and pd.isna(df["int"].iloc[1]) and df["int"].iloc[2] == 3
+assert df["lgl"].tolist()[:2] == [True, False] and pd.isna(df["lgl"].iloc[2])
+assert df["chr"].iloc[0] == "a" and df["chr"].iloc[1] is None and df["chr"].iloc[2] == "\u00e9t\u00e9"
+assert list(df["fct"].cat.categories) == ["y", "x", "unused"], df["fct"].cat.categories
+assert df["fct"].iloc[0] == "x" and df["fct"].iloc[1] == "y" and pd.isna(df["fct"].iloc[2])
+assert df["day"].iloc[0] == dt.date(2016, 10, 31) and pd.isna(df["day"].iloc[1])
+paris = pd.Timestamp("2024-01-02 03:04:05.5", tz="Europe/Paris")
+assert df["at"].iloc[0] == paris, df["at"].iloc[0]
+assert str(df["at"].dt.tz) == "Europe/Paris"
+assert pd.isna(df["at"].iloc[1])
+print("ok", len(df))
+')
+  expect_identical(tail(out, 1), "ok 3")
+})
+
+test_that("a frame written by Python is read by R with equal values", {
+  skip_without_python()
+  server <- start_metastore()
+  run_python(server, '
+import datetime as dt
+import pandas as pd
+import batchstore as bs
+
+df = pd.DataFrame({
+    "num": [1.25, None, 3.0],
+    "int": pd.array([7, None, -1], dtype="Int64"),
+    "big": [2**40, 1, 2],
+    "lgl": [True, False, True],
+    "chr": ["a", None, "\u00fc"],
+    "cat": pd.Categorical(["lo", "hi", "lo"], categories=["lo", "mid", "hi"], ordered=True),
+    "day": [dt.date(2016, 10, 31), None, dt.date(2020, 2, 29)],
+    "at": pd.to_datetime(["2024-01-02 03:04:05.25", None, "2000-01-01"]).tz_localize("UTC"),
+})
+bs.store_dataframe(df, "xl", "from_py", {"day": dt.date(2016, 10, 31)})
+bs.store_dataframe(df.head(1), "xl", "by_int", {"ds": 20161031})
+')
+  df <- sf_reader("xl", "from_py", c(day = as.Date("2016-10-31")))
+  expected <- data.frame(
+    num = c(1.25, NA, 3),
+    int = c(7L, NA, -1L),
+    big = c(2^40, 1, 2),
+    lgl = c(TRUE, FALSE, TRUE),
+    chr = c("a", NA, "\u00fc"),
+    cat = factor(c("lo", "hi", "lo"), levels = c("lo", "mid", "hi"), ordered = TRUE),
+    day = as.Date(c("2016-10-31", NA, "2020-02-29")),
+    at = as.POSIXct(c("2024-01-02 03:04:05.25", NA, "2000-01-01 00:00:00"), tz = "UTC")
+  )
+  expect_identical(df, expected)
+  expect_identical(nrow(sf_reader("xl", "by_int", c(ds = 20161031))), 1L)
+  expect_identical(sf_reader("xl", "from_py", c(day = "2016-10-31")), df)
+})

@@ -16,7 +16,7 @@ build:
 	$(CARGO) build --workspace --bins
 
 ## test: every suite: Rust (metastore, client, tablectl), Python, R
-test: deps lint test-rust test-python
+test: deps lint test-rust test-python test-r
 
 test-rust: build
 	$(CARGO) test --workspace --no-fail-fast
@@ -34,9 +34,10 @@ lint:
 ## test-r: `R CMD INSTALL r-bindings` (dev profile, sharing the cargo target dir), then testthat
 ## (the cross-language tests use the Python package test-python installs)
 R_CRATE := r-bindings/src/rust/Cargo.toml
+R_TESTS := testthat::test_dir("r-bindings/tests/testthat", package = "batchstore", load_package = "installed", stop_on_failure = TRUE)
 test-r: build lint-r
 	BATCHSTORE_CARGO_PROFILE=dev R CMD INSTALL --no-multiarch --preclean r-bindings
-	BATCHSTORE_REQUIRE_PYTHON=1 Rscript -e 'testthat::test_dir("r-bindings/tests/testthat", 	  package = "batchstore", load_package = "installed", stop_on_failure = TRUE)'
+	BATCHSTORE_REQUIRE_PYTHON=1 Rscript -e '$(R_TESTS)'
 
 ## lint-r: clippy on the R package's crate (it needs R to build, so it is not in the workspace)
 lint-r:

@@ -18,18 +18,22 @@ bs_binary <- function(name, override) {
 }
 
 free_port <- function() {
-  out <- system2("python3", c("-c", shQuote(paste(
+  out <- system2("env", c(CLEAN_ENV, "python3", "-c", shQuote(paste(
     "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
   ))), stdout = TRUE)
   as.integer(out[1L])
 }
 
+# R runs children with its own LD_LIBRARY_PATH, which can make a Python built with a shared
+# libpython load the system's libpython (and lose its site-packages); children get it unset.
+CLEAN_ENV <- "-u LD_LIBRARY_PATH"
+
 # Starts `command` in the background; returns its pid. Output goes to `log`.
 spawn <- function(command, args, log, env = character()) {
   pid_file <- tempfile("pid")
   script <- sprintf(
-    "echo $$ > %s; exec %s %s > %s 2>&1",
-    shQuote(pid_file), paste(env, collapse = " "),
+    "echo $$ > %s; exec env %s %s %s > %s 2>&1",
+    shQuote(pid_file), CLEAN_ENV, paste(env, collapse = " "),
     paste(shQuote(c(command, args)), collapse = " "), shQuote(log)
   )
   system2("sh", c("-c", shQuote(script)), wait = FALSE)
@@ -110,14 +114,14 @@ run_python <- function(server, code) {
   writeLines(code, script)
   env <- c(sprintf("BATCHSTORE_ENDPOINT=%s", server$endpoint),
            sprintf("%s=%s", names(server$settings), server$settings))
-  out <- suppressWarnings(system2("env", c(env, "python3", script), stdout = TRUE, stderr = TRUE))
+  out <- suppressWarnings(system2("env", c(CLEAN_ENV, env, "python3", script), stdout = TRUE, stderr = TRUE))
   status <- attr(out, "status")
   if (!is.null(status) && status != 0) stop("python failed:\n", paste(out, collapse = "\n"))
   out
 }
 
 python_has_batchstore <- function() {
-  identical(suppressWarnings(system2("python3", c("-c", shQuote("import batchstore")),
+  identical(suppressWarnings(system2("env", c(CLEAN_ENV, "python3", "-c", shQuote("import batchstore")),
                                      stdout = FALSE, stderr = FALSE)), 0L)
 }
 

@@ -12,6 +12,7 @@ expect_batchstore_error <- function(expr, kind, pattern) {
 
 test_that("a missing table is batchstore_not_found", {
   start_metastore()
+  sf_create_table("sales", "something")
   expect_batchstore_error(sf_reader("sales", "nothing_here"), "not_found", "nothing_here")
   expect_batchstore_error(sf_history("nowhere", "t", c(ds = 1L)), "not_found", "nowhere")
 })
@@ -60,7 +61,7 @@ test_that("bad partition values are batchstore_invalid_argument", {
     sf_writer(frame(1), "s", "t", partitions = list(ds = Sys.time())), "invalid_argument", "date and time"
   )
   expect_batchstore_error(sf_writer(frame(1), "s", "t", partitions = c(ds = "a", "b")), "invalid_argument", "name every")
-  expect_batchstore_error(sf_writer(frame(1), "s", "t", partitions = c(ds = "a/../../x")), "invalid_argument|not_found", ".")
+  expect_batchstore_error(sf_writer(frame(1), "s", "t", partitions = c(ds = "")), "invalid_argument", ".")
 })
 
 test_that("columns batchstore cannot store are refused before anything is written", {
@@ -94,5 +95,5 @@ test_that("an unreachable metastore is batchstore_unavailable", {
   expect_batchstore_error({
     sf_connect(sprintf("http://127.0.0.1:%d", port))
     sf_tables()
-  }, "unavailable", "unavailable")
+  }, "unavailable", "cannot reach the metastore")
 })

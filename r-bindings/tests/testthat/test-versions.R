@@ -51,6 +51,15 @@ test_that("partition values name the same partition whatever their R type", {
   expect_identical(sf_partitions("sales", "by_date")$partition, "day=2016-10-31/region=eu")
 })
 
+test_that("a hostile partition value is escaped: it stays inside the warehouse and reads back", {
+  server <- start_metastore()
+  sf_writer(frame(1), "sales", "hostile", partitions = c(ds = "../../outside"))
+  expect_identical(sf_reader("sales", "hostile", c(ds = "../../outside")), frame(1))
+  expect_identical(sf_partitions("sales", "hostile")$partition, "ds=../../outside")
+  expect_false(file.exists(file.path(server$dir, "outside")))
+  expect_false(file.exists(file.path(dirname(server$dir), "outside")))
+})
+
 test_that("reading many partitions adds the keys as typed columns", {
   start_metastore()
   sf_writer(frame(1), "sales", "many", partitions = c(ds = 20161031L))

@@ -16,7 +16,7 @@ pub fn client(value: &Robj) -> Outcome<Client> {
         )
     };
     let pointer: &ExternalPtr<Client> = value.try_into().map_err(|_| stale())?;
-    pointer.try_addr().map(Client::clone).map_err(|_| stale())
+    pointer.try_addr().cloned().map_err(|_| stale())
 }
 
 /// A required string.

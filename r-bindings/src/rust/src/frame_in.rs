@@ -31,13 +31,13 @@ pub fn to_record_batch(frame: &Robj, rows: usize) -> Outcome<RecordBatch> {
     let mut columns = Vec::with_capacity(list.len());
     let mut categories = serde_json::Map::new();
     for (name, column) in names.iter().zip(list.values()) {
-        if column.len() != rows {
+        let converted = convert(name, &column)?;
+        if converted.array.len() != rows {
             return Err(BindingError::InvalidArgument(format!(
                 "column {name:?} has {} values but the frame has {rows} rows",
-                column.len()
+                converted.array.len()
             )));
         }
-        let converted = convert(name, &column)?;
         if let Some(levels) = converted.levels {
             categories.insert(name.clone(), levels);
         }

@@ -84,7 +84,7 @@ fn column(
         DataType::Null => Ok(Logicals::from_values((0..rows).map(|_| Rbool::na_value())).into()),
         DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => {
             let ints = cast_all(arrays, &DataType::Int32)?;
-            if ints.iter().any(|a| holds_na_int(a)) {
+            if ints.iter().any(holds_na_int) {
                 doubles(&cast_all(arrays, &DataType::Float64)?, rows)
             } else {
                 Ok(integers(&ints, rows))

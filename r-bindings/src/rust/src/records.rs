@@ -51,7 +51,7 @@ fn micros_to_seconds(time: &DateTime<Utc>) -> f64 {
     time.timestamp_micros() as f64 / 1e6
 }
 
-fn utc_times(times: impl ExactSizeIterator<Item = f64>) -> Result<Robj> {
+fn utc_times(times: impl ExactSizeIterator<Item = f64>) -> extendr_api::Result<Robj> {
     let mut out: Robj = Doubles::from_values(times).into();
     out.set_class(["POSIXct", "POSIXt"])?;
     out.set_attrib("tzone", "UTC")?;

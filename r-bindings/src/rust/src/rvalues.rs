@@ -51,7 +51,7 @@ pub fn optional_string(value: &Robj) -> Option<String> {
 }
 
 /// A data.frame from named columns of equal length.
-pub fn data_frame(names: &[&str], columns: Vec<Robj>, rows: usize) -> Result<Robj> {
+pub fn data_frame(names: &[&str], columns: Vec<Robj>, rows: usize) -> extendr_api::Result<Robj> {
     let mut frame: Robj = List::from_values(columns).into();
     frame.set_names(names)?;
     frame.set_attrib(

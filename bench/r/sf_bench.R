@@ -24,7 +24,7 @@ make_frame <- function(n) {
     store = factor(sample(sprintf("store_%03d", 1:200), n, replace = TRUE)),
     sku = sprintf("SKU-%07d", sample.int(500000L, n, replace = TRUE)),
     day = as.Date("2016-10-31") - sample.int(365L, n, replace = TRUE),
-    sold_at = as.POSIXct("2016-10-31", tz = "UTC") + runif(n, 0, 86400 * 365)
+    sold_at = as.POSIXct("2016-10-31", tz = "UTC") + sample.int(86400L * 365L, n, replace = TRUE)
   )
 }
 

@@ -12,6 +12,10 @@ bs_prepare_frame <- function(data, call) {
   if (anyDuplicated(columns)) {
     bs_invalid(sprintf("column name %s appears twice", dQuote(columns[anyDuplicated(columns)], FALSE)), call)
   }
+  if (.row_names_info(data) > 0L) {
+    warning("the row names of data are not stored; keep them as a column with ",
+            "data$row_name <- rownames(data) before writing", call. = FALSE)
+  }
   frame <- unclass(data)
   attributes(frame) <- NULL
   names(frame) <- enc2utf8(columns)

@@ -74,3 +74,16 @@ bs.store_dataframe(df.head(1), "xl", "by_int", {"ds": 20161031})
   expect_identical(nrow(sf_reader("xl", "by_int", c(ds = 20161031))), 1L)
   expect_identical(sf_reader("xl", "from_py", c(d = "2016-10-31")), df)
 })
+
+test_that("text R cannot hold (an embedded NUL) is a batchstore_data error, not a crash", {
+  skip_without_python()
+  server <- start_metastore()
+  run_python(server, '
+import pandas as pd
+import batchstore as bs
+bs.store_dataframe(pd.DataFrame({"s": ["fine", "bad\\x00text"]}), "xl", "nul", {"ds": 1})
+')
+  error <- expect_error(sf_reader("xl", "nul", c(ds = 1L)), class = "batchstore_data")
+  expect_match(conditionMessage(error), "NUL")
+  expect_identical(sf_reader("xl", "nul", c(ds = 1L), columns = character())$s, NULL)
+})

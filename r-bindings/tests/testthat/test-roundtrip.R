@@ -51,6 +51,13 @@ test_that("text in another encoding is stored as UTF-8", {
   expect_identical(back$s, c("caf\u00e9", "plain"))
 })
 
+test_that("row names are not stored, and the writer says so", {
+  start_metastore()
+  expect_warning(sf_writer(mtcars, "cars", "mtcars", partitions = c(ds = 1L)), "row names")
+  back <- sf_reader("cars", "mtcars", c(ds = 1L))
+  expect_identical(back, `rownames<-`(mtcars, NULL))
+})
+
 test_that("an empty frame and a frame of one column keep their types", {
   start_metastore()
   empty <- every_type()[0, ]
@@ -65,7 +72,8 @@ test_that("an empty frame and a frame of one column keep their types", {
 test_that("a frame larger than one file (1,048,576 rows) comes back whole and in order", {
   start_metastore()
   n <- 1200000L
-  df <- data.frame(i = seq_len(n), s = rep_len(c("a", "bb", NA, "ccc"), n))
+  # Text that repeats (R strings made once and reused) and text that never does.
+  df <- data.frame(i = seq_len(n), s = rep_len(c("a", "bb", NA, "ccc"), n), u = sprintf("u%d", seq_len(n)))
   sf_writer(df, "sales", "big", partitions = c(ds = 1L))
   back <- sf_reader("sales", "big", c(ds = 1L))
   expect_identical(back, df)

@@ -7,6 +7,7 @@
 //! column's time zone. Nulls become NA. Other types are turned into text.
 
 use crate::errors::{BindingError, Outcome};
+use crate::rstrings;
 use crate::rvalues::{self, CATEGORIES_KEY};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type};
@@ -205,12 +206,8 @@ fn logicals(arrays: &[&ArrayRef], rows: usize) -> Robj {
 
 fn strings(arrays: &[&ArrayRef], rows: usize) -> Outcome<Robj> {
     let text = cast_all(arrays, &DataType::Utf8)?;
-    let na = <&str>::na();
-    let values = text
-        .iter()
-        .flat_map(|a| a.as_string::<i32>().iter())
-        .map(|v| v.unwrap_or(na));
-    Ok(Strings::from_values(exact(values, rows)).into())
+    let values = text.iter().flat_map(|a| a.as_string::<i32>().iter());
+    rstrings::character_vector(values, rows)
 }
 
 fn dates(arrays: &[&ArrayRef], rows: usize) -> Outcome<Robj> {
@@ -300,7 +297,10 @@ fn factor(
         }
     }
     let mut out: Robj = Integers::from_values(codes).into();
-    out.set_attrib("levels", Strings::from_values(&levels))?;
+    out.set_attrib(
+        "levels",
+        rstrings::character_vector(levels.iter().map(|l| Some(l.as_str())), levels.len())?,
+    )?;
     if ordered {
         out.set_class(["ordered", "factor"])?;
     } else {

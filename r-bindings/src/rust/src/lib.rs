@@ -11,17 +11,29 @@ mod frame_in;
 mod frame_out;
 mod interrupt;
 mod records;
+mod rstrings;
 mod runtime;
 mod rvalues;
 
 use arrow_array::RecordBatchIterator;
 use batchstore_client::{
     Client, KeyType, PartitionColumns, PartitionData, PartitionKey, ReadRequest, RollbackTo,
-    Selector, TagTarget, WriteOptions, WriteRequest,
+    Selector, TableName, TagTarget, WriteOptions, WriteRequest,
 };
 use errors::{BindingError, Outcome, to_r};
 use extendr_api::prelude::*;
 use runtime::run;
+
+/// Runs `body` with the connection's client and the table `namespace`.`table`, and returns
+/// its value, or its error as a `batchstore_native_error`.
+fn on_table(
+    client: &Robj,
+    namespace: &Robj,
+    table: &Robj,
+    body: impl FnOnce(Client, TableName) -> Outcome<Robj>,
+) -> Robj {
+    to_r(args::client(client).and_then(|client| body(client, args::table(namespace, table)?)))
+}
 
 /// Connects to a metastore (`endpoint` NULL: BATCHSTORE_ENDPOINT, else the local default).
 #[extendr]
@@ -59,9 +71,7 @@ fn bs_create_table(
     key_types: Robj,
     if_not_exists: Robj,
 ) -> Robj {
-    to_r((|| {
-        let client = args::client(&client)?;
-        let name = args::table(&namespace, &table)?;
+    on_table(&client, &namespace, &table, |client, name| {
         let names = key_names.as_str_vector().unwrap_or_default();
         let types = key_types.as_str_vector().unwrap_or_default();
         if names.len() != types.len() {
@@ -87,15 +97,13 @@ fn bs_create_table(
                 .map(|(_, created)| created)
         })?;
         Ok(created.into())
-    })())
+    })
 }
 
 /// A list: namespace, table, key_names, key_types, columns, types, partition_count.
 #[extendr]
 fn bs_get_table(client: Robj, namespace: Robj, table: Robj) -> Robj {
-    to_r((|| {
-        let client = args::client(&client)?;
-        let name = args::table(&namespace, &table)?;
+    on_table(&client, &namespace, &table, |client, name| {
         let info = run(async move { client.get_table(&name).await })?;
         let key_types: Vec<String> = info
             .partition_keys
@@ -112,7 +120,7 @@ fn bs_get_table(client: Robj, namespace: Robj, table: Robj) -> Robj {
             partition_count = info.partition_count as f64
         )
         .into())
-    })())
+    })
 }
 
 #[extendr]
@@ -139,9 +147,7 @@ fn bs_write(
     expected_batch: Robj,
     message: Robj,
 ) -> Robj {
-    to_r((|| {
-        let client = args::client(&client)?;
-        let name = args::table(&namespace, &table)?;
+    on_table(&client, &namespace, &table, |client, name| {
         let rows = args::optional_number(&rows, "rows")?.unwrap_or(0).max(0) as usize;
         let batch = frame_in::to_record_batch(&frame, rows)?;
         let schema = batch.schema();
@@ -162,7 +168,7 @@ fn bs_write(
                 .await
         })?;
         records::commits(&committed)
-    })())
+    })
 }
 
 /// Reads partitions (empty list: all) as a data.frame. `selector`: current, version, batch,
@@ -178,9 +184,7 @@ fn bs_read(
     value: Robj,
     columns: Robj,
 ) -> Robj {
-    to_r((|| {
-        let client = args::client(&client)?;
-        let name = args::table(&namespace, &table)?;
+    on_table(&client, &namespace, &table, |client, name| {
         let selector = match args::text(&selector, "selector")?.as_str() {
             "current" => Selector::Current,
             "version" => Selector::Version(
@@ -230,7 +234,7 @@ fn bs_read(
         };
         let result = run(async move { client.read(&request, None).await })?;
         frame_out::to_data_frame(&result.schema, &result.batches)
-    })())
+    })
 }
 
 fn need(what: &str) -> BindingError {
@@ -239,13 +243,11 @@ fn need(what: &str) -> BindingError {
 
 #[extendr]
 fn bs_history(client: Robj, namespace: Robj, table: Robj, partition: Robj) -> Robj {
-    to_r((|| {
-        let client = args::client(&client)?;
-        let name = args::table(&namespace, &table)?;
+    on_table(&client, &namespace, &table, |client, name| {
         let partition = records::partition(&partition)?;
         let entries = run(async move { client.history(&name, &partition).await })?;
         records::history(&entries)
-    })())
+    })
 }
 
 #[extendr]
@@ -260,9 +262,7 @@ fn bs_rollback(
     expected_batch: Robj,
     message: Robj,
 ) -> Robj {
-    to_r((|| {
-        let client = args::client(&client)?;
-        let name = args::table(&namespace, &table)?;
+    on_table(&client, &namespace, &table, |client, name| {
         let partition = records::partition(&partition)?;
         let target = match (
             args::optional_number(&to_version, "to_version")?,
@@ -284,17 +284,15 @@ fn bs_rollback(
                 .await
         })?;
         records::commits(std::slice::from_ref(&committed))
-    })())
+    })
 }
 
 #[extendr]
 fn bs_partitions(client: Robj, namespace: Robj, table: Robj) -> Robj {
-    to_r((|| {
-        let client = args::client(&client)?;
-        let name = args::table(&namespace, &table)?;
+    on_table(&client, &namespace, &table, |client, name| {
         let partitions = run(async move { client.partitions(&name).await })?;
         records::partition_list(&partitions)
-    })())
+    })
 }
 
 /// Tags a partition's version (0: current), or a batch when `batch_id` is given.
@@ -308,9 +306,7 @@ fn bs_create_tag(
     version: Robj,
     batch_id: Robj,
 ) -> Robj {
-    to_r((|| {
-        let client = args::client(&client)?;
-        let table = args::table(&namespace, &table)?;
+    on_table(&client, &namespace, &table, |client, table| {
         let name = args::text(&name, "tag name")?;
         let target = match args::optional_text(&batch_id) {
             Some(batch) => TagTarget::Batch(batch),
@@ -321,17 +317,15 @@ fn bs_create_tag(
         };
         let tag = run(async move { client.create_tag(&table, &name, target).await })?;
         records::tags(std::slice::from_ref(&tag))
-    })())
+    })
 }
 
 #[extendr]
 fn bs_list_tags(client: Robj, namespace: Robj, table: Robj) -> Robj {
-    to_r((|| {
-        let client = args::client(&client)?;
-        let name = args::table(&namespace, &table)?;
+    on_table(&client, &namespace, &table, |client, name| {
         let tags = run(async move { client.list_tags(&name).await })?;
         records::tags(&tags)
-    })())
+    })
 }
 
 extendr_module! {

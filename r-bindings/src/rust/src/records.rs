@@ -66,8 +66,9 @@ fn nums(values: impl ExactSizeIterator<Item = i64>) -> Robj {
     Doubles::from_values(values.map(|v| v as f64)).into()
 }
 
-fn texts<'a>(values: impl ExactSizeIterator<Item = &'a str>) -> Robj {
-    Strings::from_values(values).into()
+/// Text from the metastore; a NUL (which R strings cannot hold) is dropped.
+fn texts<S: AsRef<str>>(values: impl ExactSizeIterator<Item = S>) -> Robj {
+    Strings::from_values(values.map(|v| v.as_ref().replace('\0', ""))).into()
 }
 
 fn describe(partition: &[(String, String)]) -> String {
@@ -77,7 +78,7 @@ fn describe(partition: &[(String, String)]) -> String {
 /// Commits as a data.frame: partition, version, batch_id, rows, bytes, committed_at.
 pub fn commits(items: &[CommitInfo]) -> Outcome<Robj> {
     let columns = vec![
-        Strings::from_values(items.iter().map(|c| describe(&c.partition))).into(),
+        texts(items.iter().map(|c| describe(&c.partition))),
         ints(items.iter().map(|c| c.version)),
         texts(items.iter().map(|c| c.batch_id.as_str())),
         nums(items.iter().map(|c| c.rows)),
@@ -125,7 +126,7 @@ pub fn history(items: &[HistoryEntry]) -> Outcome<Robj> {
 /// A table's partitions with their current batch.
 pub fn partition_list(items: &[PartitionInfo]) -> Outcome<Robj> {
     let columns = vec![
-        Strings::from_values(items.iter().map(|p| describe(&p.partition))).into(),
+        texts(items.iter().map(|p| describe(&p.partition))),
         ints(items.iter().map(|p| p.version)),
         texts(items.iter().map(|p| p.batch_id.as_str())),
         nums(items.iter().map(|p| p.rows)),
@@ -147,7 +148,7 @@ pub fn partition_list(items: &[PartitionInfo]) -> Outcome<Robj> {
 pub fn tags(items: &[TagInfo]) -> Outcome<Robj> {
     let columns = vec![
         texts(items.iter().map(|t| t.name.as_str())),
-        Strings::from_values(items.iter().map(|t| describe(&t.partition))).into(),
+        texts(items.iter().map(|t| describe(&t.partition))),
         ints(items.iter().map(|t| t.version)),
         texts(items.iter().map(|t| t.batch_id.as_str())),
         utc_times(items.iter().map(|t| micros_to_seconds(&t.created_at)))?,

@@ -11,6 +11,7 @@
 pub mod client;
 pub mod error;
 pub mod read;
+pub mod runtime;
 pub mod schema;
 pub mod storage;
 pub mod types;

@@ -8,21 +8,10 @@ use crate::errors;
 use batchstore_client::ClientError;
 use pyo3::prelude::*;
 use std::future::Future;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
-    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("batchstore")
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| errors::Error::new_err(format!("cannot start the batchstore runtime: {e}")))
+    batchstore_client::runtime::shared().map_err(errors::Error::new_err)
 }
 
 /// Runs `work` to completion on the runtime without holding the GIL.

@@ -46,7 +46,7 @@ bs_utf8 <- function(text, column, call) {
 }
 
 sf_writer <- function(data, namespace, resource, partitions = NULL, expected_batch = NULL,
-                      message = "", con = NULL) {
+                      message = "", progress = interactive(), con = NULL) {
   call <- sys.call()
   namespace <- bs_name(namespace, "namespace", call)
   resource <- bs_name(resource, "resource", call)
@@ -54,7 +54,8 @@ sf_writer <- function(data, namespace, resource, partitions = NULL, expected_bat
   partition <- bs_one_partition(partitions, call)
   pointer <- bs_pointer(con)
   write <- function() {
-    bs_native$write(pointer, namespace, resource, frame, nrow(data), partition, expected_batch, message)
+    bs_native$write(pointer, namespace, resource, frame, nrow(data), partition, expected_batch, message,
+                    bs_progress_delay(progress, call))
   }
   result <- write()
   if (bs_is_error(result, "not_found") && bs_table_missing(pointer, namespace, resource)) {
@@ -80,7 +81,7 @@ bs_table_missing <- function(pointer, namespace, resource) {
 }
 
 sf_reader <- function(namespace, resource, partitions = NULL, version = NULL, batch_id = NULL,
-                      tag = NULL, as_of = NULL, columns = NULL, con = NULL) {
+                      tag = NULL, as_of = NULL, columns = NULL, progress = interactive(), con = NULL) {
   call <- sys.call()
   namespace <- bs_name(namespace, "namespace", call)
   resource <- bs_name(resource, "resource", call)
@@ -95,7 +96,8 @@ sf_reader <- function(namespace, resource, partitions = NULL, version = NULL, ba
     columns <- enc2utf8(columns)
   }
   bs_check(bs_native$read(
-    bs_pointer(con), namespace, resource, bs_many_partitions(partitions, call), selector, value, columns
+    bs_pointer(con), namespace, resource, bs_many_partitions(partitions, call), selector, value, columns,
+    bs_progress_delay(progress, call)
   ), call)
 }
 
@@ -113,4 +115,14 @@ bs_seconds <- function(when, call) {
   }
   if (is.na(seconds)) bs_invalid("as_of must be a POSIXct time, a Date or text such as \"2024-05-01 12:00:00\"", call)
   seconds
+}
+
+# TRUE: show progress after a second; FALSE: never; a number: after that many seconds.
+bs_progress_delay <- function(progress, call) {
+  if (isTRUE(progress)) return(1)
+  if (isFALSE(progress) || is.null(progress)) return(-1)
+  if (is.numeric(progress) && length(progress) == 1L && !is.na(progress) && progress >= 0) {
+    return(as.numeric(progress))
+  }
+  bs_invalid("progress must be TRUE, FALSE or a number of seconds", call)
 }

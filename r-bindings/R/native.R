@@ -12,11 +12,11 @@ bs_native <- list(
   },
   get_table = function(client, namespace, table) .Call(wrap__bs_get_table, client, namespace, table),
   list_tables = function(client, namespace) .Call(wrap__bs_list_tables, client, namespace),
-  write = function(client, namespace, table, frame, rows, partition, expected_batch, message) {
-    .Call(wrap__bs_write, client, namespace, table, frame, rows, partition, expected_batch, message)
+  write = function(client, namespace, table, frame, rows, partition, expected_batch, message, progress) {
+    .Call(wrap__bs_write, client, namespace, table, frame, rows, partition, expected_batch, message, progress)
   },
-  read = function(client, namespace, table, partitions, selector, value, columns) {
-    .Call(wrap__bs_read, client, namespace, table, partitions, selector, value, columns)
+  read = function(client, namespace, table, partitions, selector, value, columns, progress) {
+    .Call(wrap__bs_read, client, namespace, table, partitions, selector, value, columns, progress)
   },
   history = function(client, namespace, table, partition) {
     .Call(wrap__bs_history, client, namespace, table, partition)

@@ -74,7 +74,9 @@ test_that("a frame larger than one file (1,048,576 rows) comes back whole and in
   n <- 1200000L
   # Text that repeats (R strings made once and reused) and text that never does.
   df <- data.frame(i = seq_len(n), s = rep_len(c("a", "bb", NA, "ccc"), n), u = sprintf("u%d", seq_len(n)))
-  sf_writer(df, "sales", "big", partitions = c(ds = 1L))
-  back <- sf_reader("sales", "big", c(ds = 1L))
+  shown <- capture.output(sf_writer(df, "sales", "big", partitions = c(ds = 1L), progress = 0), type = "message")
+  expect_match(paste(shown, collapse = "\n"), "writing: 1200000 rows, [0-9.]+ MB stored data")
+  back <- sf_reader("sales", "big", c(ds = 1L), progress = FALSE)
   expect_identical(back, df)
+  expect_error(sf_reader("sales", "big", c(ds = 1L), progress = "yes"), class = "batchstore_invalid_argument")
 })

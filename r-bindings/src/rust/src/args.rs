@@ -72,3 +72,11 @@ pub fn expected(value: &Robj) -> Option<Expected> {
         }
     })
 }
+
+/// A progress setting: a delay in seconds before showing it (R passes a negative one for none).
+pub fn progress_delay(value: &Robj) -> Option<std::time::Duration> {
+    value
+        .as_real()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(std::time::Duration::from_secs_f64)
+}

@@ -10,6 +10,7 @@ mod errors;
 mod frame_in;
 mod frame_out;
 mod interrupt;
+mod progress;
 mod records;
 mod rstrings;
 mod runtime;
@@ -22,7 +23,9 @@ use batchstore_client::{
 };
 use errors::{BindingError, Outcome, to_r};
 use extendr_api::prelude::*;
-use runtime::run;
+use progress::Counter;
+use runtime::{run, run_showing};
+use std::sync::Arc;
 
 /// Runs `body` with the connection's client and the table `namespace`.`table`, and returns
 /// its value, or its error as a `batchstore_native_error`.
@@ -146,6 +149,7 @@ fn bs_write(
     partition: Robj,
     expected_batch: Robj,
     message: Robj,
+    progress: Robj,
 ) -> Robj {
     on_table(&client, &namespace, &table, |client, name| {
         let rows = args::optional_number(&rows, "rows")?.unwrap_or(0).max(0) as usize;
@@ -162,11 +166,18 @@ fn bs_write(
             message: args::optional_text(&message).unwrap_or_default(),
             inputs: Vec::new(),
         };
-        let committed = run(async move {
-            client
-                .write_partitions(request, &WriteOptions::default(), None)
-                .await
-        })?;
+        let counter = args::progress_delay(&progress).map(|d| Arc::new(Counter::new("writing", d)));
+        let shown = counter
+            .clone()
+            .map(|c| c as Arc<dyn batchstore_client::Progress>);
+        let committed = run_showing(
+            async move {
+                client
+                    .write_partitions(request, &WriteOptions::default(), shown)
+                    .await
+            },
+            counter.as_deref(),
+        )?;
         records::commits(&committed)
     })
 }
@@ -183,6 +194,7 @@ fn bs_read(
     selector: Robj,
     value: Robj,
     columns: Robj,
+    progress: Robj,
 ) -> Robj {
     on_table(&client, &namespace, &table, |client, name| {
         let selector = match args::text(&selector, "selector")?.as_str() {
@@ -232,7 +244,14 @@ fn bs_read(
             partition_columns: PartitionColumns::Auto,
             parallelism: 0,
         };
-        let result = run(async move { client.read(&request, None).await })?;
+        let counter = args::progress_delay(&progress).map(|d| Arc::new(Counter::new("reading", d)));
+        let shown = counter
+            .clone()
+            .map(|c| c as Arc<dyn batchstore_client::Progress>);
+        let result = run_showing(
+            async move { client.read(&request, shown).await },
+            counter.as_deref(),
+        )?;
         frame_out::to_data_frame(&result.schema, &result.batches)
     })
 }

@@ -7,22 +7,12 @@
 
 use crate::errors::BindingError;
 use crate::interrupt;
+use crate::progress::Counter;
 use std::future::Future;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 fn runtime() -> Result<&'static tokio::runtime::Runtime, BindingError> {
-    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("batchstore")
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| BindingError::Internal(format!("cannot start the batchstore runtime: {e}")))
+    batchstore_client::runtime::shared().map_err(BindingError::Internal)
 }
 
 /// Runs `work` to completion, or until the user interrupts.
@@ -35,18 +25,32 @@ where
     T: Send + 'static,
     E: Into<BindingError> + Send + 'static,
 {
+    run_showing(work, None)
+}
+
+/// As [`run`], printing `progress` on the console while the work goes on.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_showing<T, E, F>(work: F, progress: Option<&Counter>) -> Result<T, BindingError>
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Into<BindingError> + Send + 'static,
+{
     let runtime = runtime()?;
     let mut handle = runtime.spawn(work);
-    loop {
+    let mut printed = false;
+    let outcome = loop {
         let finished = runtime.block_on(async {
             tokio::time::timeout(Duration::from_millis(100), &mut handle)
                 .await
                 .ok()
         });
         match finished {
-            Some(Ok(result)) => return result.map_err(Into::into),
+            Some(Ok(result)) => break result.map_err(Into::into),
             Some(Err(join)) => {
-                return Err(BindingError::Internal(format!(
+                break Err(BindingError::Internal(format!(
                     "the operation failed: {join}"
                 )));
             }
@@ -55,9 +59,16 @@ where
                     handle.abort();
                     // Wait for the cancelled task to unwind so its abort guard has run.
                     let _ = runtime.block_on(handle);
-                    return Err(BindingError::Cancelled);
+                    break Err(BindingError::Cancelled);
+                }
+                if let Some(progress) = progress {
+                    printed |= progress.show();
                 }
             }
         }
+    };
+    if let Some(progress) = progress {
+        progress.finish(printed);
     }
+    outcome
 }

@@ -75,25 +75,62 @@ fn describe(partition: &[(String, String)]) -> String {
     batchstore_client::describe_partition(partition)
 }
 
-/// Commits as a data.frame: partition, version, batch_id, rows, bytes, committed_at.
-pub fn commits(items: &[CommitInfo]) -> Outcome<Robj> {
+/// A record naming a partition's version: a commit, or a partition's current state.
+trait VersionRecord {
+    fn partition(&self) -> &[(String, String)];
+    fn version(&self) -> i64;
+    fn batch_id(&self) -> &str;
+    fn rows(&self) -> i64;
+    fn bytes(&self) -> i64;
+    fn at(&self) -> &DateTime<Utc>;
+}
+
+/// The two records have the same fields but for the name of their time.
+macro_rules! version_record {
+    ($record:ty, $at:ident) => {
+        impl VersionRecord for $record {
+            fn partition(&self) -> &[(String, String)] {
+                &self.partition
+            }
+            fn version(&self) -> i64 {
+                self.version
+            }
+            fn batch_id(&self) -> &str {
+                &self.batch_id
+            }
+            fn rows(&self) -> i64 {
+                self.rows
+            }
+            fn bytes(&self) -> i64 {
+                self.bytes
+            }
+            fn at(&self) -> &DateTime<Utc> {
+                &self.$at
+            }
+        }
+    };
+}
+
+version_record!(CommitInfo, committed_at);
+version_record!(PartitionInfo, updated_at);
+
+/// Columns partition, version, batch_id, rows, bytes and `at_name` (the record's time).
+fn version_records<R: VersionRecord>(items: &[R], at_name: &str) -> Outcome<Robj> {
     let columns = vec![
-        texts(items.iter().map(|c| describe(&c.partition))),
-        ints(items.iter().map(|c| c.version)),
-        texts(items.iter().map(|c| c.batch_id.as_str())),
-        nums(items.iter().map(|c| c.rows)),
-        nums(items.iter().map(|c| c.bytes)),
-        utc_times(items.iter().map(|c| micros_to_seconds(&c.committed_at)))?,
+        texts(items.iter().map(|r| describe(r.partition()))),
+        ints(items.iter().map(R::version)),
+        texts(items.iter().map(R::batch_id)),
+        nums(items.iter().map(R::rows)),
+        nums(items.iter().map(R::bytes)),
+        utc_times(items.iter().map(|r| micros_to_seconds(r.at())))?,
     ];
-    let names = [
-        "partition",
-        "version",
-        "batch_id",
-        "rows",
-        "bytes",
-        "committed_at",
-    ];
+    let names = ["partition", "version", "batch_id", "rows", "bytes", at_name];
     Ok(rvalues::data_frame(&names, columns, items.len())?)
+}
+
+/// Commits: partition, version, batch_id, rows, bytes, committed_at.
+pub fn commits(items: &[CommitInfo]) -> Outcome<Robj> {
+    version_records(items, "committed_at")
 }
 
 /// A partition's history, newest first.
@@ -123,25 +160,10 @@ pub fn history(items: &[HistoryEntry]) -> Outcome<Robj> {
     Ok(rvalues::data_frame(&names, columns, items.len())?)
 }
 
-/// A table's partitions with their current batch.
+/// A table's partitions with their current batch: partition, version, batch_id, rows, bytes,
+/// updated_at.
 pub fn partition_list(items: &[PartitionInfo]) -> Outcome<Robj> {
-    let columns = vec![
-        texts(items.iter().map(|p| describe(&p.partition))),
-        ints(items.iter().map(|p| p.version)),
-        texts(items.iter().map(|p| p.batch_id.as_str())),
-        nums(items.iter().map(|p| p.rows)),
-        nums(items.iter().map(|p| p.bytes)),
-        utc_times(items.iter().map(|p| micros_to_seconds(&p.updated_at)))?,
-    ];
-    let names = [
-        "partition",
-        "version",
-        "batch_id",
-        "rows",
-        "bytes",
-        "updated_at",
-    ];
-    Ok(rvalues::data_frame(&names, columns, items.len())?)
+    version_records(items, "updated_at")
 }
 
 /// Tags of a table.

@@ -3,7 +3,7 @@
 
 bs_state <- new.env(parent = emptyenv())
 
-sf_connect <- function(endpoint = NULL) {
+sf_connect <- function(endpoint = NULL, default = TRUE) {
   if (!is.null(endpoint) && !(is.character(endpoint) && length(endpoint) == 1L && !is.na(endpoint))) {
     bs_invalid("endpoint must be a single string such as \"http://127.0.0.1:50051\"")
   }
@@ -12,7 +12,7 @@ sf_connect <- function(endpoint = NULL) {
     list(pointer = pointer, endpoint = bs_check(bs_native$endpoint(pointer))),
     class = "batchstore_connection"
   )
-  bs_state$default <- con
+  if (isTRUE(default)) bs_state$default <- con
   invisible(con)
 }
 

@@ -52,6 +52,8 @@ sf_writer <- function(data, namespace, resource, partitions = NULL, expected_bat
   resource <- bs_name(resource, "resource", call)
   frame <- bs_prepare_frame(data, call)
   partition <- bs_one_partition(partitions, call)
+  if (!is.null(expected_batch)) expected_batch <- bs_name(expected_batch, "expected_batch", call)
+  message <- bs_text(message, "message", call)
   pointer <- bs_pointer(con)
   write <- function() {
     bs_native$write(pointer, namespace, resource, frame, nrow(data), partition, expected_batch, message,

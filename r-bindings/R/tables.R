@@ -7,6 +7,14 @@ bs_name <- function(value, what, call) {
   enc2utf8(value)
 }
 
+# A single string, possibly empty.
+bs_text <- function(value, what, call) {
+  if (!is.character(value) || length(value) != 1L || is.na(value)) {
+    bs_invalid(sprintf("%s must be a single string", what), call)
+  }
+  enc2utf8(value)
+}
+
 sf_create_table <- function(namespace, resource, keys = character(), if_not_exists = FALSE, con = NULL) {
   call <- sys.call()
   namespace <- bs_name(namespace, "namespace", call)

@@ -87,6 +87,10 @@ test_that("arguments are checked with clear messages", {
   expect_batchstore_error(sf_reader("sales", c("a", "b")), "invalid_argument", "resource")
   expect_batchstore_error(sf_reader("sales", "t", version = 1, tag = "x"), "invalid_argument", "at most one")
   expect_batchstore_error(sf_rollback("sales", "t", c(ds = 1L)), "invalid_argument", "exactly one")
+  expect_batchstore_error(
+    sf_writer(data.frame(x = 1), "sales", "t", c(ds = 1L), expected_batch = 42), "invalid_argument", "expected_batch"
+  )
+  expect_batchstore_error(sf_writer(data.frame(x = 1), "sales", "t", c(ds = 1L), message = NA), "invalid_argument", "message")
   expect_batchstore_error(sf_reader("sales", "t", con = "nope"), "invalid_argument", "sf_connect")
 })
 

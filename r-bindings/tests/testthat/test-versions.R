@@ -88,3 +88,13 @@ test_that("the default connection comes from BATCHSTORE_ENDPOINT", {
   expect_identical(con$endpoint, server$endpoint)
   expect_output(print(con), server$endpoint, fixed = TRUE)
 })
+
+test_that("a second connection can be used beside the default one", {
+  first <- start_metastore()
+  sf_writer(data.frame(x = 1L), "a", "t", partitions = c(ds = 1L))
+  second <- start_metastore()
+  other <- sf_connect(first$endpoint, default = FALSE)
+  expect_identical(sf_tables(), character())
+  expect_identical(sf_tables(con = other), "a.t")
+  expect_identical(sf_reader("a", "t", c(ds = 1L), con = other), data.frame(x = 1L))
+})

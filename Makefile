@@ -31,13 +31,16 @@ lint:
 	$(CARGO) fmt --manifest-path $(R_CRATE) -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## test-r: `R CMD INSTALL r-bindings` (dev profile, sharing the cargo target dir), then testthat
-## (the cross-language tests use the Python package test-python installs)
+## test-r: `R CMD INSTALL r-bindings` (dev profile, sharing the cargo target dir) into a library
+## of its own, so a user's installed package is left alone; then testthat (the cross-language
+## tests use the Python package test-python installs)
 R_CRATE := r-bindings/src/rust/Cargo.toml
+R_TEST_LIB := $(CARGO_TARGET_DIR)/r-test-library
 R_TESTS := testthat::test_dir("r-bindings/tests/testthat", package = "batchstore", load_package = "installed", stop_on_failure = TRUE)
 test-r: build lint-r
-	BATCHSTORE_CARGO_PROFILE=dev R CMD INSTALL --no-multiarch --preclean r-bindings
-	BATCHSTORE_REQUIRE_PYTHON=1 Rscript -e '$(R_TESTS)'
+	mkdir -p $(R_TEST_LIB)
+	BATCHSTORE_CARGO_PROFILE=dev R CMD INSTALL --library=$(R_TEST_LIB) --no-multiarch --preclean r-bindings
+	R_LIBS=$(R_TEST_LIB) BATCHSTORE_REQUIRE_PYTHON=1 Rscript -e '$(R_TESTS)'
 
 ## lint-r: clippy on the R package's crate (it needs R to build, so it is not in the workspace)
 lint-r:

@@ -13,7 +13,7 @@
 
 use crate::errors::{BindingError, Outcome};
 use extendr_api::prelude::*;
-use extendr_ffi::{R_NaString, R_xlen_t, Rf_mkCharLenCE, SET_STRING_ELT, SEXP, cetype_t};
+use extendr_ffi::{R_NaString, R_xlen_t, Rf_mkCharLenCE, SET_STRING_ELT, SEXP, SEXPTYPE, cetype_t};
 use foldhash::fast::FixedState;
 use std::collections::HashMap;
 
@@ -25,7 +25,8 @@ pub fn character_vector<'a>(
     values: impl Iterator<Item = Option<&'a str>>,
     len: usize,
 ) -> Outcome<Robj> {
-    let mut out: Robj = Strings::new(len).into();
+    // R fills a new character vector with "" itself.
+    let mut out = Robj::alloc_vector(SEXPTYPE::STRSXP, len);
     let mut made: HashMap<&str, SEXP, FixedState> = HashMap::default();
     let (mut caching, mut lookups, mut hits) = (true, 0usize, 0usize);
     single_threaded(|| {

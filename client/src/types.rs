@@ -82,6 +82,15 @@ pub enum KeyType {
 }
 
 impl KeyType {
+    /// The type's name as users write it: `string`, `int64` or `date`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyType::String => "string",
+            KeyType::Int64 => "int64",
+            KeyType::Date => "date",
+        }
+    }
+
     /// Parses `string`, `int64` (or `int`, `integer`), `date`.
     ///
     /// # Errors

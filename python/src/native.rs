@@ -108,7 +108,7 @@ impl NativeClient {
         let keys: Vec<(String, String)> = info
             .partition_keys
             .iter()
-            .map(|k| (k.name.clone(), format!("{:?}", k.key_type).to_lowercase()))
+            .map(|k| (k.name.clone(), k.key_type.name().to_owned()))
             .collect();
         dict.set_item("partition_keys", keys)?;
         dict.set_item("columns", info.columns.clone())?;

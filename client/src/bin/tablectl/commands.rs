@@ -180,7 +180,7 @@ async fn table(client: &Client, command: TableCommand, json: bool) -> Result<()>
             let keys: Vec<Vec<String>> = info
                 .partition_keys
                 .iter()
-                .map(|k| vec![k.name.clone(), format!("{:?}", k.key_type).to_lowercase()])
+                .map(|k| vec![k.name.clone(), k.key_type.name().to_owned()])
                 .collect();
             output::table(&["partition key", "type"], keys);
             if info.columns.is_empty() {

@@ -44,7 +44,8 @@ pub fn to_record_batch(frame: &Robj, rows: usize) -> Outcome<RecordBatch> {
         fields.push(Field::new(
             name,
             converted.array.data_type().clone(),
-            converted.array.null_count() > 0 || converted.nullable,
+            // Nullable even without NA here, so later frames with NA still match the schema.
+            true,
         ));
         columns.push(converted.array);
     }
@@ -66,8 +67,6 @@ struct Converted {
     array: ArrayRef,
     /// `{"categories": [...], "ordered": bool}` for factors.
     levels: Option<serde_json::Value>,
-    /// Nullable even without nulls in this frame (so later frames with NA still match).
-    nullable: bool,
 }
 
 impl Converted {
@@ -75,7 +74,6 @@ impl Converted {
         Converted {
             array,
             levels: None,
-            nullable: true,
         }
     }
 }
@@ -205,7 +203,6 @@ fn factor(name: &str, column: &Robj, ordered: bool) -> Outcome<Converted> {
     Ok(Converted {
         array: Arc::new(array),
         levels: Some(serde_json::json!({ "categories": levels, "ordered": ordered })),
-        nullable: true,
     })
 }
 

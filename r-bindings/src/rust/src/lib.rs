@@ -108,16 +108,11 @@ fn bs_create_table(
 fn bs_get_table(client: Robj, namespace: Robj, table: Robj) -> Robj {
     on_table(&client, &namespace, &table, |client, name| {
         let info = run(async move { client.get_table(&name).await })?;
-        let key_types: Vec<String> = info
-            .partition_keys
-            .iter()
-            .map(|k| format!("{:?}", k.key_type).to_lowercase())
-            .collect();
         Ok(list!(
             namespace = info.name.namespace.as_str(),
             table = info.name.table.as_str(),
             key_names = Strings::from_values(info.partition_keys.iter().map(|k| k.name.as_str())),
-            key_types = Strings::from_values(&key_types),
+            key_types = Strings::from_values(info.partition_keys.iter().map(|k| k.key_type.name())),
             columns = Strings::from_values(info.columns.iter().map(|c| c.0.as_str())),
             types = Strings::from_values(info.columns.iter().map(|c| c.1.as_str())),
             partition_count = info.partition_count as f64

@@ -3,7 +3,9 @@
 
 use crate::errors::{BindingError, Outcome};
 use crate::rvalues;
-use batchstore_client::{CommitInfo, HistoryEntry, PartitionInfo, PartitionSpec, TagInfo};
+use batchstore_client::{
+    CommitInfo, HistoryEntry, PartitionInfo, PartitionSpec, TagInfo, describe_partition,
+};
 use chrono::{DateTime, Utc};
 use extendr_api::prelude::*;
 
@@ -71,10 +73,6 @@ fn texts<S: AsRef<str>>(values: impl ExactSizeIterator<Item = S>) -> Robj {
     Strings::from_values(values.map(|v| v.as_ref().replace('\0', ""))).into()
 }
 
-fn describe(partition: &[(String, String)]) -> String {
-    batchstore_client::describe_partition(partition)
-}
-
 /// A record naming a partition's version: a commit, or a partition's current state.
 trait VersionRecord {
     fn partition(&self) -> &[(String, String)];
@@ -117,7 +115,7 @@ version_record!(PartitionInfo, updated_at);
 /// Columns partition, version, batch_id, rows, bytes and `at_name` (the record's time).
 fn version_records<R: VersionRecord>(items: &[R], at_name: &str) -> Outcome<Robj> {
     let columns = vec![
-        texts(items.iter().map(|r| describe(r.partition()))),
+        texts(items.iter().map(|r| describe_partition(r.partition()))),
         ints(items.iter().map(R::version)),
         texts(items.iter().map(R::batch_id)),
         nums(items.iter().map(R::rows)),
@@ -170,7 +168,7 @@ pub fn partition_list(items: &[PartitionInfo]) -> Outcome<Robj> {
 pub fn tags(items: &[TagInfo]) -> Outcome<Robj> {
     let columns = vec![
         texts(items.iter().map(|t| t.name.as_str())),
-        texts(items.iter().map(|t| describe(&t.partition))),
+        texts(items.iter().map(|t| describe_partition(&t.partition))),
         ints(items.iter().map(|t| t.version)),
         texts(items.iter().map(|t| t.batch_id.as_str())),
         utc_times(items.iter().map(|t| micros_to_seconds(&t.created_at)))?,

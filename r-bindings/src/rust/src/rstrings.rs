@@ -29,6 +29,8 @@ pub fn character_vector<'a>(
     let mut out = Robj::alloc_vector(SEXPTYPE::STRSXP, len);
     let mut made: HashMap<&str, SEXP, FixedState> = HashMap::default();
     let (mut caching, mut lookups, mut hits) = (true, 0usize, 0usize);
+    // SAFETY: `out` stays alive (and protected) for the whole loop.
+    let target = unsafe { out.get_mut() };
     single_threaded(|| {
         for (index, value) in values.take(len).enumerate() {
             let string = match value {
@@ -55,7 +57,7 @@ pub fn character_vector<'a>(
             }
             // SAFETY: `out` is a protected character vector of `len` elements and
             // `index < len`; `string` is a CHARSXP, stored before anything else allocates.
-            unsafe { SET_STRING_ELT(out.get_mut(), index as R_xlen_t, string) };
+            unsafe { SET_STRING_ELT(target, index as R_xlen_t, string) };
         }
         Ok(out)
     })

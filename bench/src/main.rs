@@ -218,6 +218,7 @@ async fn resolves(server: &Metastore, table: &str, n: usize, count: usize) -> Re
                 table: table_ref("bench", table),
                 partitions: vec![spec(&[("ds", &format!("p{i:07}"))])],
                 selector: None,
+                ..Default::default()
             })
             .await?
             .into_inner();

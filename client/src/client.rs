@@ -15,6 +15,13 @@ use tonic::transport::{Channel, Endpoint};
 /// Where to find the metastore when no endpoint is given and `BATCHSTORE_ENDPOINT` is unset.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
 
+/// Deadline of a metadata call (the commit has its own, longer one).
+pub(crate) const RPC_DEADLINE: Duration = Duration::from_secs(60);
+/// No call waits longer than this for its answer, however stalled the server.
+const CALL_LIMIT: Duration = Duration::from_secs(600);
+/// How often an open connection is checked for life while a call waits.
+const KEEPALIVE: Duration = Duration::from_secs(20);
+
 /// A connection to a batchstore metastore.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -47,6 +54,9 @@ impl Client {
                 ClientError::InvalidArgument(format!("bad metastore endpoint {endpoint:?}: {e}"))
             })?
             .connect_timeout(Duration::from_secs(10))
+            .timeout(CALL_LIMIT)
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE)
             .tcp_nodelay(true)
             .connect()
             .await
@@ -73,11 +83,6 @@ impl Client {
     /// The endpoint this client talks to.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
-    }
-
-    /// Names who acts in history and audit (default: `BATCHSTORE_ACTOR`, else `USER`).
-    pub fn set_actor(&mut self, actor: impl Into<String>) {
-        self.actor = actor.into();
     }
 
     /// Creates a namespace; returns false when it already existed and `if_not_exists` is set.
@@ -219,25 +224,40 @@ impl Client {
         Ok(())
     }
 
-    /// Turns a user's partition spec into `(key, value)` pairs, mapping positional values to the
-    /// table's keys in order (this asks the metastore for the table only when needed).
+    /// A batch and where it stands: settles a commit whose outcome was unknown.
     ///
     /// # Errors
-    /// `InvalidArgument` when there are more values than keys or keys are mixed wrongly.
-    pub async fn partition_pairs(
-        &self,
-        table: &TableName,
-        spec: &PartitionSpec,
-    ) -> Result<Vec<(String, String)>> {
-        if spec.0.iter().all(|(k, _)| k.is_some()) {
-            return Ok(spec
-                .0
-                .iter()
-                .map(|(k, v)| (k.clone().unwrap_or_default(), v.clone()))
-                .collect());
-        }
-        let info = self.get_table(table).await?;
-        pair_with_keys(&info.partition_keys, spec, table)
+    /// `NotFound` for an unknown batch.
+    pub async fn get_batch(&self, batch_id: &str) -> Result<BatchInfo> {
+        let batch = self
+            .rpc
+            .clone()
+            .get_batch(pb::GetBatchRequest {
+                batch_id: batch_id.into(),
+            })
+            .await?
+            .into_inner()
+            .batch
+            .ok_or_else(|| missing("batch"))?;
+        let state = pb::BatchState::try_from(batch.state)
+            .map(|s| {
+                s.as_str_name()
+                    .trim_start_matches("BATCH_STATE_")
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_else(|_| "unknown".into());
+        Ok(BatchInfo {
+            batch_id: batch.batch_id,
+            table: TableName::new(batch.namespace, batch.table),
+            partition: pairs(batch.partition.as_ref()),
+            state,
+            version: batch.version,
+            rows: batch.rows,
+            bytes: batch.bytes,
+            created_at: from_micros(batch.created_at_micros),
+            lease_expires_at: from_micros(batch.lease_expires_at_micros),
+            files: batch.files.len(),
+        })
     }
 
     /// Every partition with its current batch.
@@ -281,7 +301,7 @@ impl Client {
         table: &TableName,
         partition: &PartitionSpec,
     ) -> Result<Vec<HistoryEntry>> {
-        let spec = partition_spec(&self.partition_pairs(table, partition).await?);
+        let spec = spec_to_pb(partition);
         all_pages(|page_token| {
             let mut rpc = self.rpc.clone();
             let request = pb::GetHistoryRequest {
@@ -326,7 +346,7 @@ impl Client {
         expected: Option<Expected>,
         message: &str,
     ) -> Result<CommitInfo> {
-        let spec = partition_spec(&self.partition_pairs(table, partition).await?);
+        let spec = spec_to_pb(partition);
         let target = match target {
             RollbackTo::Version(v) => pb::rollback_request::Target::ToVersion(v),
             RollbackTo::Batch(b) => pb::rollback_request::Target::ToBatchId(b),
@@ -363,7 +383,7 @@ impl Client {
         let target = match target {
             TagTarget::Batch(b) => pb::create_tag_request::Target::BatchId(b),
             TagTarget::Version(partition, version) => {
-                let spec = partition_spec(&self.partition_pairs(table, &partition).await?);
+                let spec = spec_to_pb(&partition);
                 pb::create_tag_request::Target::PartitionVersion(pb::PartitionVersion {
                     partition: Some(spec),
                     version,
@@ -464,18 +484,6 @@ pub(crate) fn table_ref(table: &TableName) -> pb::TableRef {
     }
 }
 
-pub(crate) fn partition_spec(pairs: &[(String, String)]) -> pb::PartitionSpec {
-    pb::PartitionSpec {
-        values: pairs
-            .iter()
-            .map(|(k, v)| pb::PartitionValue {
-                key: k.clone(),
-                value: v.clone(),
-            })
-            .collect(),
-    }
-}
-
 pub(crate) fn pairs(spec: Option<&pb::PartitionSpec>) -> Vec<(String, String)> {
     spec.map(|s| {
         s.values
@@ -488,7 +496,7 @@ pub(crate) fn pairs(spec: Option<&pb::PartitionSpec>) -> Vec<(String, String)> {
 
 pub(crate) fn expected_to_pb(expected: Expected) -> String {
     match expected {
-        Expected::Nothing => "-".to_owned(),
+        Expected::Nothing => batchstore_proto::wire::EXPECT_NEW.to_owned(),
         Expected::Batch(b) => b,
     }
 }
@@ -560,32 +568,17 @@ fn tag_info(t: pb::Tag) -> TagInfo {
     }
 }
 
-/// Maps a spec with positional values onto the table's keys, in order.
-pub(crate) fn pair_with_keys(
-    keys: &[PartitionKey],
-    spec: &PartitionSpec,
-    table: &TableName,
-) -> Result<Vec<(String, String)>> {
-    let named = spec.0.iter().filter(|(k, _)| k.is_some()).count();
-    if named > 0 && named < spec.0.len() {
-        return Err(ClientError::InvalidArgument(
-            "give partition values either all as KEY=VALUE or all as bare values in key order, not mixed".into(),
-        ));
+/// A user's partition spec on the wire: named values with their keys, positional values with
+/// an empty key (the metastore matches them to the table's keys in order).
+pub(crate) fn spec_to_pb(spec: &PartitionSpec) -> pb::PartitionSpec {
+    pb::PartitionSpec {
+        values: spec
+            .0
+            .iter()
+            .map(|(k, v)| pb::PartitionValue {
+                key: k.clone().unwrap_or_default(),
+                value: v.clone(),
+            })
+            .collect(),
     }
-    if spec.0.len() > keys.len() {
-        return Err(ClientError::InvalidArgument(format!(
-            "{} partition values were given, but {table} has {} partition key(s): {}",
-            spec.0.len(),
-            keys.len(),
-            keys.iter()
-                .map(|k| k.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    Ok(keys
-        .iter()
-        .zip(&spec.0)
-        .map(|(k, (_, v))| (k.name.clone(), v.clone()))
-        .collect())
 }

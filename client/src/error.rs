@@ -36,9 +36,13 @@ pub enum ClientError {
     /// Data could not be encoded or decoded (Parquet, Arrow, CSV).
     #[error("{0}")]
     Data(String),
-    /// The operation was cancelled (Ctrl-C); nothing was committed.
-    #[error("cancelled; nothing was committed")]
-    Cancelled,
+    /// The operation was cancelled (Ctrl-C); the message says whether anything was committed.
+    #[error("{0}")]
+    Cancelled(String),
+    /// A commit was sent but no answer settled whether it happened; the message names the
+    /// batches and how to find out. Nothing was aborted.
+    #[error("{0}")]
+    OutcomeUnknown(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -53,7 +57,7 @@ impl ClientError {
         let message = status.message().to_owned();
         let kind = status
             .metadata()
-            .get("batchstore-error-kind")
+            .get(batchstore_proto::wire::ERROR_KIND_KEY)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         match (status.code(), kind) {
@@ -65,23 +69,22 @@ impl ClientError {
             (Code::FailedPrecondition, _) => ClientError::FailedPrecondition(message),
             (Code::PermissionDenied, _) => ClientError::PermissionDenied(message),
             (Code::Unauthenticated, _) => ClientError::Unauthenticated(message),
-            (Code::Unavailable | Code::DeadlineExceeded, _) => ClientError::Unavailable(format!(
-                "the metastore is unavailable: {}; check that it is running and that \
+            (Code::Unavailable | Code::DeadlineExceeded | Code::Unknown, _) => {
+                ClientError::Unavailable(format!(
+                    "the metastore is unavailable: {}; check that it is running and that \
                  BATCHSTORE_ENDPOINT points at it",
-                if message.is_empty() {
-                    "no answer"
-                } else {
-                    &message
-                }
-            )),
-            (Code::Cancelled, _) => ClientError::Cancelled,
+                    if message.is_empty() {
+                        "no answer"
+                    } else {
+                        &message
+                    }
+                ))
+            }
+            (Code::Cancelled, _) => {
+                ClientError::Cancelled(format!("the call was cancelled: {message}"))
+            }
             _ => ClientError::Internal(format!("{:?}: {message}", status.code())),
         }
-    }
-
-    /// True when the same call may succeed if repeated.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, ClientError::Unavailable(_) | ClientError::Conflict(_))
     }
 
     /// A short machine name of the kind, used by front ends (`not_found`, `conflict`, …).
@@ -98,7 +101,8 @@ impl ClientError {
             ClientError::Unavailable(_) => "unavailable",
             ClientError::Storage(_) => "storage",
             ClientError::Data(_) => "data",
-            ClientError::Cancelled => "cancelled",
+            ClientError::Cancelled(_) => "cancelled",
+            ClientError::OutcomeUnknown(_) => "outcome_unknown",
             ClientError::Internal(_) => "internal",
         }
     }

@@ -9,6 +9,7 @@
 //! - history, rollback, tags, tables and namespaces.
 
 pub mod client;
+mod commit;
 pub mod error;
 pub mod read;
 pub mod runtime;
@@ -17,9 +18,9 @@ pub mod storage;
 pub mod types;
 pub mod write;
 
-pub use batchstore_proto as proto;
 pub use client::{Client, DEFAULT_ENDPOINT, RollbackTo, TagTarget};
 pub use error::{ClientError, Result};
 pub use read::{PartitionColumns, ReadRequest, ReadResult};
+pub use tokio_util::sync::CancellationToken;
 pub use types::*;
 pub use write::{PartitionData, Progress, WriteOptions, WriteRequest};

@@ -1,21 +1,28 @@
 //! The read path: resolve a partition selection to batches, fetch their Parquet files
 //! concurrently, decode them on blocking threads in parallel, and return Arrow batches.
 //!
-//! Column projection is pushed into the Parquet decoder. When a read spans other than exactly
-//! one named partition, the partition keys are added as columns, typed by the table's key types.
+//! Every batch is conformed to one read schema *by column name* (never by position): the table's
+//! schema as the metastore keeps it (nullable where any batch is, with the widest dictionary
+//! index any batch uses), sent once per reply. A
+//! file's type is only converted losslessly; a value that cannot be represented is an error
+//! naming the column, partition and batch. Column projection is pushed into the Parquet decoder
+//! by name. When a read spans other than exactly one named partition, the partition keys are
+//! added as columns, typed by the table's key types.
 
-use crate::client::{Client, pairs, partition_spec, table_ref};
+use crate::client::{Client, pairs, spec_to_pb, table_ref};
+use crate::commit::repeat_while_unknown;
 use crate::error::{ClientError, Result};
-use crate::types::{KeyType, PartitionSpec, Selector, TableName, from_micros};
+use crate::types::{KeyType, PartitionSpec, Selector, TableInfo, TableName, from_micros};
 use crate::write::Progress;
 use arrow_array::{ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef};
 use batchstore_proto::v1 as pb;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Rows per decoded record batch.
@@ -76,6 +83,13 @@ struct FileTask {
     store: Arc<dyn object_store::ObjectStore>,
     path: object_store::path::Path,
     keys: Vec<ArrayMaker>,
+    origin: Arc<Origin>,
+}
+
+/// Where a file's rows come from, for error messages.
+struct Origin {
+    partition: String,
+    batch_id: String,
 }
 
 /// A constant partition-key column for a batch of n rows.
@@ -113,25 +127,7 @@ impl Client {
             .table
             .as_ref()
             .ok_or_else(|| ClientError::InvalidArgument("the read names no table".into()))?;
-        let mut specs = Vec::with_capacity(request.partitions.len());
-        for spec in &request.partitions {
-            specs.push(partition_spec(&self.partition_pairs(table, spec).await?));
-        }
-        let resolved = self
-            .rpc
-            .clone()
-            .resolve_partitions(pb::ResolvePartitionsRequest {
-                table: Some(table_ref(table)),
-                partitions: specs,
-                selector: Some(selector_to_pb(&request.selector)),
-            })
-            .await?
-            .into_inner();
-        let table_info = resolved
-            .table
-            .clone()
-            .map(crate::client::table_info)
-            .transpose()?;
+        let (table_info, resolved) = self.resolve(table, request).await?;
         let key_types: Vec<(String, KeyType)> = table_info
             .as_ref()
             .map(|t| {
@@ -147,29 +143,29 @@ impl Client {
             PartitionColumns::Auto => request.partitions.len() != 1,
         } && !key_types.is_empty();
 
-        let stored_schema = match resolved.partitions.first() {
-            Some(p) if !p.arrow_schema.is_empty() => crate::schema::decode(&p.arrow_schema)?,
-            _ => match &table_info {
-                Some(t) if !t.arrow_schema.is_empty() => crate::schema::decode(&t.arrow_schema)?,
-                _ => Schema::empty(),
-            },
+        // The table's read schema: the metastore keeps it nullable where any batch is and
+        // with the widest dictionary index any batch uses.
+        let stored_schema = match &table_info {
+            Some(t) if !t.arrow_schema.is_empty() => crate::schema::decode(&t.arrow_schema)?,
+            _ => Schema::empty(),
         };
-        let (projection, mut fields) = project(&stored_schema, request.columns.as_deref())?;
+        let mut fields = project(&stored_schema, request.columns.as_deref())?;
         if add_keys {
             fields.extend(
                 key_types
                     .iter()
-                    .map(|(name, t)| Field::new(name, key_data_type(*t), false)),
+                    .map(|(name, t)| Arc::new(Field::new(name, key_data_type(*t), false))),
             );
         }
         let schema = Arc::new(Schema::new_with_metadata(
             fields,
             stored_schema.metadata().clone(),
         ));
+        let data_columns = schema.fields().len() - if add_keys { key_types.len() } else { 0 };
 
         let mut tasks = Vec::new();
-        let mut partitions = Vec::with_capacity(resolved.partitions.len());
-        for p in &resolved.partitions {
+        let mut partitions = Vec::with_capacity(resolved.len());
+        for p in &resolved {
             let dir = self.stores.batch_dir(&p.location)?;
             let values = pairs(p.partition.as_ref());
             let keys = if add_keys {
@@ -177,11 +173,16 @@ impl Client {
             } else {
                 Vec::new()
             };
+            let origin = Arc::new(Origin {
+                partition: crate::types::describe_partition(&values),
+                batch_id: p.batch_id.clone(),
+            });
             for file in &p.files {
                 tasks.push(FileTask {
                     store: dir.store.clone(),
                     path: dir.file(&file.path)?,
                     keys: keys.clone(),
+                    origin: origin.clone(),
                 });
             }
             partitions.push(ReadPartition {
@@ -192,18 +193,13 @@ impl Client {
                 committed_at: from_micros(p.committed_at_micros),
             });
         }
-        let bytes: u64 = resolved
-            .partitions
-            .iter()
-            .map(|p| p.bytes.max(0) as u64)
-            .sum();
+        let bytes: u64 = resolved.iter().map(|p| p.bytes.max(0) as u64).sum();
         let parallelism = match request.parallelism {
             0 => 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let columns = Arc::new(projection);
         let decoded: Vec<Vec<RecordBatch>> = futures::stream::iter(tasks)
-            .map(|task| fetch_and_decode(task, schema.clone(), columns.clone(), progress.clone()))
+            .map(|task| fetch_and_decode(task, schema.clone(), data_columns, progress.clone()))
             .buffered(parallelism)
             .try_collect()
             .await?;
@@ -216,25 +212,59 @@ impl Client {
     }
 }
 
-/// Column names to keep (None = all) → the root indices and the output fields.
-fn project(
-    schema: &Schema,
-    columns: Option<&[String]>,
-) -> Result<(Option<Vec<usize>>, Vec<Field>)> {
+impl Client {
+    /// Resolves a read's selection, following pages (all pages show one moment of the table).
+    async fn resolve(
+        &self,
+        table: &TableName,
+        request: &ReadRequest,
+    ) -> Result<(Option<TableInfo>, Vec<pb::ResolvedPartition>)> {
+        let specs: Vec<pb::PartitionSpec> = request.partitions.iter().map(spec_to_pb).collect();
+        let mut info = None;
+        let mut partitions = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let call = pb::ResolvePartitionsRequest {
+                table: Some(table_ref(table)),
+                partitions: specs.clone(),
+                selector: Some(selector_to_pb(&request.selector)),
+                page_size: 0,
+                page_token,
+            };
+            let page = repeat_while_unknown(|| {
+                let mut rpc = self.rpc.clone();
+                let call = call.clone();
+                async move { rpc.resolve_partitions(call).await }
+            })
+            .await
+            .map_err(|(status, _)| ClientError::from(status))?
+            .into_inner();
+            if info.is_none() {
+                info = page.table.map(crate::client::table_info).transpose()?;
+            }
+            partitions.extend(page.partitions);
+            if page.next_page_token.is_empty() {
+                return Ok((info, partitions));
+            }
+            page_token = page.next_page_token;
+        }
+    }
+}
+
+/// The output fields for the requested columns (None = all), in the order asked for.
+fn project(schema: &Schema, columns: Option<&[String]>) -> Result<Vec<FieldRef>> {
     let Some(columns) = columns else {
-        return Ok((
-            None,
-            schema.fields().iter().map(|f| f.as_ref().clone()).collect(),
-        ));
+        return Ok(schema.fields().iter().cloned().collect());
     };
-    let mut indices = Vec::with_capacity(columns.len());
-    for (i, name) in columns.iter().enumerate() {
-        if columns[..i].contains(name) {
+    let mut seen = HashSet::with_capacity(columns.len());
+    let mut fields = Vec::with_capacity(columns.len());
+    for name in columns {
+        if !seen.insert(name.as_str()) {
             return Err(ClientError::InvalidArgument(format!(
                 "column {name:?} is asked for twice"
             )));
         }
-        let index = schema.index_of(name).map_err(|_| {
+        let field = schema.field_with_name(name).map_err(|_| {
             ClientError::InvalidArgument(format!(
                 "column {name:?} is not in the table; its columns are: {}",
                 schema
@@ -245,10 +275,9 @@ fn project(
                     .join(", ")
             ))
         })?;
-        indices.push(index);
+        fields.push(Arc::new(field.clone()));
     }
-    let fields = indices.iter().map(|&i| schema.field(i).clone()).collect();
-    Ok((Some(indices), fields))
+    Ok(fields)
 }
 
 fn key_data_type(key_type: KeyType) -> DataType {
@@ -289,67 +318,100 @@ fn key_makers(keys: &[(String, KeyType)], values: &[(String, String)]) -> Result
 async fn fetch_and_decode(
     task: FileTask,
     schema: SchemaRef,
-    columns: Arc<Option<Vec<usize>>>,
+    data_columns: usize,
     progress: Option<Arc<dyn Progress>>,
 ) -> Result<Vec<RecordBatch>> {
     let bytes: Bytes = task.store.get(&task.path).await?.bytes().await?;
     let size = bytes.len() as u64;
-    let batches =
-        tokio::task::spawn_blocking(move || decode(bytes, &schema, &columns, &task.keys)).await??;
+    let batches = tokio::task::spawn_blocking(move || {
+        decode(bytes, &schema, data_columns, &task.keys, &task.origin)
+    })
+    .await??;
     if let Some(progress) = &progress {
         progress.advance(batches.iter().map(|b| b.num_rows() as u64).sum(), size);
     }
     Ok(batches)
 }
 
+/// Decodes one file into the read schema: the first `data_columns` fields of `schema` are
+/// looked up in the file by name (only they are decoded), the rest are partition keys.
 fn decode(
     bytes: Bytes,
     schema: &SchemaRef,
-    columns: &Option<Vec<usize>>,
+    data_columns: usize,
     keys: &[ArrayMaker],
+    origin: &Origin,
 ) -> Result<Vec<RecordBatch>> {
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(BATCH_ROWS);
-    if let Some(columns) = columns {
-        let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
-        builder = builder.with_projection(mask);
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(BATCH_ROWS);
+    let file_schema = builder.schema().clone();
+    let wanted = &schema.fields()[..data_columns];
+    let mut roots = Vec::with_capacity(wanted.len());
+    for field in wanted {
+        let index = file_schema.index_of(field.name()).map_err(|_| {
+            ClientError::Data(format!(
+                "column {:?} is missing from a file of partition {} (batch {}); the batch does \
+                 not have the table's columns",
+                field.name(),
+                origin.partition,
+                origin.batch_id
+            ))
+        })?;
+        roots.push(index);
     }
-    let reader = builder.build()?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
+    let reader = builder.with_projection(mask).build()?;
     let mut out = Vec::new();
     for batch in reader {
-        let batch = batch?;
-        out.push(conform(batch, schema, columns.as_deref(), keys)?);
+        out.push(conform(&batch?, schema, wanted, keys, origin)?);
     }
     Ok(out)
 }
 
-/// Puts a decoded batch into the output schema: columns in the requested order (the decoder
-/// returns them in file order), cast where a file's type differs, keys appended.
+/// Puts a decoded batch into the read schema: each column found by name, converted where the
+/// file's type differs only losslessly (a value that cannot be represented is an error, never a
+/// null), partition keys appended.
 fn conform(
-    batch: RecordBatch,
+    batch: &RecordBatch,
     schema: &SchemaRef,
-    columns: Option<&[usize]>,
+    wanted: &[FieldRef],
     keys: &[ArrayMaker],
+    origin: &Origin,
 ) -> Result<RecordBatch> {
     let rows = batch.num_rows();
-    let mut arrays: Vec<ArrayRef> = match columns {
-        None => batch.columns().to_vec(),
-        Some(wanted) => {
-            let mut sorted: Vec<usize> = wanted.to_vec();
-            sorted.sort_unstable();
-            wanted
-                .iter()
-                .map(|i| {
-                    batch
-                        .column(sorted.binary_search(i).unwrap_or_default())
-                        .clone()
-                })
-                .collect()
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for field in wanted {
+        let found = batch.column_by_name(field.name()).ok_or_else(|| {
+            ClientError::Internal(format!("column {:?} was not decoded", field.name()))
+        })?;
+        let array = if found.data_type() == field.data_type() {
+            found.clone()
+        } else {
+            let options = arrow_cast::CastOptions {
+                safe: false,
+                ..Default::default()
+            };
+            arrow_cast::cast_with_options(found, field.data_type(), &options).map_err(|e| {
+                ClientError::Data(format!(
+                    "column {:?} of partition {} (batch {}) is {} in its file and cannot be read \
+                     as {} without losing values: {e}",
+                    field.name(),
+                    origin.partition,
+                    origin.batch_id,
+                    found.data_type(),
+                    field.data_type()
+                ))
+            })?
+        };
+        if !field.is_nullable() && array.null_count() > 0 {
+            return Err(ClientError::Data(format!(
+                "column {:?} of partition {} (batch {}) holds nulls, but the table declares it \
+                 not null",
+                field.name(),
+                origin.partition,
+                origin.batch_id
+            )));
         }
-    };
-    for (array, field) in arrays.iter_mut().zip(schema.fields()) {
-        if array.data_type() != field.data_type() {
-            *array = arrow_cast::cast(array, field.data_type())?;
-        }
+        arrays.push(array);
     }
     arrays.extend(keys.iter().map(|k| k.make(rows)));
     let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));

@@ -3,6 +3,7 @@
 
 use crate::error::{ClientError, Result};
 use arrow_schema::Schema;
+use batchstore_proto::wire::IPC_CONTINUATION;
 
 /// Encodes a schema (with its metadata) as an encapsulated IPC message.
 pub fn encode(schema: &Schema) -> Vec<u8> {
@@ -16,7 +17,7 @@ pub fn encode(schema: &Schema) -> Vec<u8> {
     let message = encoded.ipc_message;
     let padded = message.len().div_ceil(8) * 8;
     let mut out = Vec::with_capacity(8 + padded);
-    out.extend_from_slice(&[0xff; 4]);
+    out.extend_from_slice(&IPC_CONTINUATION);
     out.extend_from_slice(&(padded as i32).to_le_bytes());
     out.extend_from_slice(&message);
     out.resize(8 + padded, 0);
@@ -28,7 +29,7 @@ pub fn encode(schema: &Schema) -> Vec<u8> {
 /// # Errors
 /// `Data` when the bytes are not an Arrow schema.
 pub fn decode(bytes: &[u8]) -> Result<Schema> {
-    let decoded = if bytes.starts_with(&[0xff; 4]) {
+    let decoded = if bytes.starts_with(&IPC_CONTINUATION) {
         arrow_ipc::convert::try_schema_from_ipc_buffer(bytes)
     } else {
         arrow_ipc::convert::try_schema_from_flatbuffer_bytes(bytes)

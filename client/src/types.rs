@@ -148,6 +148,19 @@ pub enum Expected {
     Batch(String),
 }
 
+impl Expected {
+    /// The one reading of an expectation a user typed: `-` (or nothing at all, as BeginWrite
+    /// reports a new partition's current batch) means the partition must be new; anything
+    /// else is a batch id, which the metastore checks.
+    pub fn parse(text: &str) -> Self {
+        if batchstore_proto::wire::expects_new(text.trim()) {
+            Expected::Nothing
+        } else {
+            Expected::Batch(text.trim().to_owned())
+        }
+    }
+}
+
 /// A version created by a write or rollback.
 #[derive(Debug, Clone, Serialize)]
 pub struct CommitInfo {
@@ -159,6 +172,23 @@ pub struct CommitInfo {
     pub partition: Vec<(String, String)>,
     /// True when a retried commit found the batch already committed.
     pub already_committed: bool,
+}
+
+/// A batch and where it stands (`pending`, `committed`, `aborted`, `abandoned`).
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchInfo {
+    pub batch_id: String,
+    pub table: TableName,
+    pub partition: Vec<(String, String)>,
+    pub state: String,
+    /// The version its commit created (0 unless committed).
+    pub version: i64,
+    pub rows: i64,
+    pub bytes: i64,
+    pub created_at: DateTime<Utc>,
+    pub lease_expires_at: DateTime<Utc>,
+    /// How many files it holds.
+    pub files: usize,
 }
 
 /// One entry of a partition's history.

@@ -7,21 +7,24 @@
 //! partition as it was; a failed write tells the metastore (AbortWrite) when it still can,
 //! and otherwise its lease runs out.
 
-use crate::client::{Client, commit_info, expected_to_pb, partition_spec, table_ref};
+use crate::client::{Client, expected_to_pb, spec_to_pb, table_ref};
+use crate::commit::{CommitOutcome, repeat_while_unknown};
 use crate::error::{ClientError, Result};
 use crate::storage::BatchDir;
-use crate::types::{CommitInfo, Expected, PartitionSpec, TableName};
+use crate::types::{CommitInfo, Expected, PartitionSpec, TableName, describe_partition};
 use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_schema::SchemaRef;
 use batchstore_proto::v1 as pb;
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// Files at least this large are uploaded in parts.
 const MULTIPART_THRESHOLD: usize = 32 * 1024 * 1024;
@@ -29,6 +32,9 @@ const MULTIPART_THRESHOLD: usize = 32 * 1024 * 1024;
 const PART_SIZE: usize = 16 * 1024 * 1024;
 /// A file is also cut when its input reaches this many bytes of Arrow memory.
 const MAX_FILE_MEMORY: usize = 512 * 1024 * 1024;
+/// Most partitions one write commits (the metastore's limit of updates per commit), checked
+/// before anything is uploaded.
+pub const MAX_PARTITIONS_PER_WRITE: usize = 10_000;
 
 /// Reports progress of long writes and reads (a progress bar, a Python callback).
 pub trait Progress: Send + Sync {
@@ -47,6 +53,8 @@ pub struct WriteOptions {
     pub parallelism: usize,
     /// Lease to ask for; `None` = the metastore's default.
     pub lease: Option<Duration>,
+    /// Cancels the write (Ctrl-C in a front end); see [`Client::write_partitions`].
+    pub cancel: CancellationToken,
 }
 
 impl Default for WriteOptions {
@@ -56,6 +64,7 @@ impl Default for WriteOptions {
             zstd_level: 1,
             parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
             lease: None,
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -102,115 +111,183 @@ impl Client {
             .ok_or_else(|| ClientError::Internal("the commit returned no partition".into()))
     }
 
-    /// Writes each partition's data into a fresh batch and commits them all in one commit.
+    /// Writes each partition's data into a fresh batch (partitions concurrently) and commits
+    /// them all in one commit.
+    ///
+    /// Cancelling `options.cancel` before the commit is sent aborts the batches and returns
+    /// `Cancelled` ("nothing was committed"); once the commit is sent it is settled first, and
+    /// `Cancelled` then says whether it succeeded. A lost reply is settled by resending the
+    /// same commit (see `commit`); if it cannot be, `OutcomeUnknown` says so.
     ///
     /// # Errors
     /// `NotFound` for a missing table; `SchemaMismatch` naming the column; `Conflict` when an
-    /// expectation fails; `Storage`/`Data` when files cannot be written. In every case no
-    /// partition changes.
+    /// expectation fails; `Storage`/`Data` when files cannot be written; `OutcomeUnknown`. In
+    /// every case but the last, no partition changed.
     pub async fn write_partitions(
         &self,
         request: WriteRequest,
         options: &WriteOptions,
         progress: Option<Arc<dyn Progress>>,
     ) -> Result<Vec<CommitInfo>> {
-        let mut pending = PendingBatches::new(self.clone());
-        let result = self
-            .upload_and_commit(request, options, progress, &mut pending)
-            .await;
-        if result.is_err() {
-            // Give the batches up now rather than waiting for their leases to run out.
-            pending.abort().await;
+        if request.partitions.len() > MAX_PARTITIONS_PER_WRITE {
+            return Err(ClientError::InvalidArgument(format!(
+                "a write commits at most {MAX_PARTITIONS_PER_WRITE} partitions at once; {} were \
+                 given, so split the write",
+                request.partitions.len()
+            )));
         }
-        result
-    }
-
-    async fn upload_and_commit(
-        &self,
-        request: WriteRequest,
-        options: &WriteOptions,
-        progress: Option<Arc<dyn Progress>>,
-        pending: &mut PendingBatches,
-    ) -> Result<Vec<CommitInfo>> {
-        let mut updates = Vec::with_capacity(request.partitions.len());
-        for part in request.partitions {
-            let pairs = self
-                .partition_pairs(&request.table, &part.partition)
-                .await?;
-            let begun = self
-                .rpc
-                .clone()
-                .begin_write(pb::BeginWriteRequest {
-                    table: Some(table_ref(&request.table)),
-                    partition: Some(partition_spec(&pairs)),
-                    lease_seconds: options.lease.map_or(0, |l| l.as_secs().max(1) as i64),
-                })
-                .await?
-                .into_inner();
-            pending.ids.push(begun.batch_id.clone());
-            let dir = self.stores.batch_dir(&begun.location)?;
-            let (schema, files) = upload_batch(dir, part.data, options, progress.clone()).await?;
-            updates.push(pb::PartitionUpdate {
-                batch_id: begun.batch_id,
-                files,
-                arrow_schema: crate::schema::encode(&schema),
-                expected_current_batch_id: part.expected.map(expected_to_pb),
-                input_batch_ids: request.inputs.clone(),
-            });
-        }
+        let pending = PendingBatches::new(self.clone());
+        let staged = tokio::select! {
+            staged = self.stage(&request.table, request.partitions, &request.inputs, options,
+                                progress, &pending) => staged,
+            () = options.cancel.cancelled() => Err(ClientError::Cancelled(
+                "interrupted; nothing was committed".into(),
+            )),
+        };
+        let updates = match staged {
+            Ok(updates) => updates,
+            Err(error) => {
+                // Give the batches up now rather than waiting for their leases to run out.
+                pending.abort().await;
+                return Err(error);
+            }
+        };
+        let sent = pending.commit_sent();
         let commit = pb::CommitRequest {
             updates,
             message: request.message,
             actor: self.actor.clone(),
         };
-        let response = self.rpc.clone().commit(commit).await?.into_inner();
-        pending.committed();
-        let already = response.already_committed;
-        Ok(response
-            .committed
-            .into_iter()
-            .map(|c| commit_info(c, already))
-            .collect())
+        let result = match self.commit_settled(commit).await {
+            CommitOutcome::Answered(Ok(committed)) => Ok(committed),
+            CommitOutcome::Answered(Err(refusal)) => {
+                // A definite refusal: the batches were not committed by this request.
+                abort_all(self.rpc.clone(), sent).await;
+                Err(refusal)
+            }
+            CommitOutcome::Unknown(error) => return Err(error),
+        };
+        if !options.cancel.is_cancelled() {
+            return result;
+        }
+        Err(match result {
+            Ok(committed) => ClientError::Cancelled(format!(
+                "interrupted, but the commit had already been sent, and it succeeded: {}",
+                committed
+                    .iter()
+                    .map(|c| format!(
+                        "partition {} is at version {} (batch {})",
+                        describe_partition(&c.partition),
+                        c.version,
+                        c.batch_id
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            Err(error) => {
+                ClientError::Cancelled(format!("interrupted; nothing was committed ({error})"))
+            }
+        })
+    }
+
+    /// Begins a batch for every partition and uploads its data, partitions concurrently;
+    /// returns the commit's updates in the order given.
+    async fn stage(
+        &self,
+        table: &TableName,
+        partitions: Vec<PartitionData>,
+        inputs: &[String],
+        options: &WriteOptions,
+        progress: Option<Arc<dyn Progress>>,
+        pending: &PendingBatches,
+    ) -> Result<Vec<pb::PartitionUpdate>> {
+        let stage_one = |part: PartitionData| {
+            let progress = progress.clone();
+            async move {
+                let request = pb::BeginWriteRequest {
+                    table: Some(table_ref(table)),
+                    partition: Some(spec_to_pb(&part.partition)),
+                    lease_seconds: options.lease.map_or(0, |l| l.as_secs().max(1) as i64),
+                };
+                let begun = repeat_while_unknown(|| {
+                    let mut call = tonic::Request::new(request.clone());
+                    call.set_timeout(crate::client::RPC_DEADLINE);
+                    let mut rpc = self.rpc.clone();
+                    async move { rpc.begin_write(call).await }
+                })
+                .await
+                .map_err(|(status, _)| ClientError::from(status))?
+                .into_inner();
+                pending.add(begun.batch_id.clone());
+                let dir = self.stores.batch_dir(&begun.location)?;
+                let (schema, files) = upload_batch(dir, part.data, options, progress).await?;
+                Ok::<_, ClientError>(pb::PartitionUpdate {
+                    batch_id: begun.batch_id,
+                    files,
+                    arrow_schema: crate::schema::encode(&schema),
+                    expected_current_batch_id: part.expected.map(expected_to_pb),
+                    input_batch_ids: inputs.to_vec(),
+                })
+            }
+        };
+        futures::stream::iter(partitions)
+            .map(stage_one)
+            .buffered(options.parallelism.clamp(1, 8))
+            .try_collect()
+            .await
     }
 }
 
 /// Batches begun but not committed: aborted on error, and when dropped (cancellation) by a
-/// task on the runtime.
+/// task on the runtime; never once their commit was sent, since it may have succeeded.
 struct PendingBatches {
     client: Client,
-    ids: Vec<String>,
+    ids: Mutex<Vec<String>>,
 }
 
 impl PendingBatches {
     fn new(client: Client) -> Self {
         PendingBatches {
             client,
-            ids: Vec::new(),
+            ids: Mutex::new(Vec::new()),
         }
     }
 
-    fn committed(&mut self) {
-        self.ids.clear();
+    fn add(&self, batch_id: String) {
+        if let Ok(mut ids) = self.ids.lock() {
+            ids.push(batch_id);
+        }
+    }
+
+    fn take(&self) -> Vec<String> {
+        self.ids
+            .lock()
+            .map(|mut ids| std::mem::take(&mut *ids))
+            .unwrap_or_default()
+    }
+
+    /// The commit is on its way: the batches are handed back to the caller, and neither an
+    /// error nor a drop aborts them any more; only a definite refusal may.
+    fn commit_sent(&self) -> Vec<String> {
+        self.take()
     }
 
     /// Tells the metastore to give up every batch (best effort: a lease expiry does the same).
-    async fn abort(&mut self) {
-        abort_all(self.client.rpc.clone(), std::mem::take(&mut self.ids)).await;
+    async fn abort(&self) {
+        abort_all(self.client.rpc.clone(), self.take()).await;
     }
 }
 
 impl Drop for PendingBatches {
     fn drop(&mut self) {
-        if self.ids.is_empty() {
+        let ids = self.take();
+        if ids.is_empty() {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        runtime.spawn(abort_all(
-            self.client.rpc.clone(),
-            std::mem::take(&mut self.ids),
-        ));
+        runtime.spawn(abort_all(self.client.rpc.clone(), ids));
     }
 }
 
@@ -219,10 +296,11 @@ async fn abort_all(
     batch_ids: Vec<String>,
 ) {
     for batch_id in batch_ids {
-        let request = pb::AbortWriteRequest {
+        let mut call = tonic::Request::new(pb::AbortWriteRequest {
             batch_id: batch_id.clone(),
-        };
-        if let Err(error) = rpc.abort_write(request).await {
+        });
+        call.set_timeout(crate::client::RPC_DEADLINE);
+        if let Err(error) = rpc.abort_write(call).await {
             tracing::debug!(%batch_id, %error, "could not abort the batch; its lease will expire");
         }
     }

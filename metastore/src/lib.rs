@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod error;
 pub mod layout;
+pub mod limits;
 pub mod model;
 pub mod names;
 pub mod schema;

@@ -6,6 +6,7 @@
 use crate::error::{CatalogError, CatalogResult};
 use crate::names::{self, NameKind};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// Microseconds since the Unix epoch, UTC, as assigned by the catalog.
 pub type Micros = i64;
@@ -84,17 +85,23 @@ pub fn validate_partition_keys(keys: &[PartitionKeyDef]) -> CatalogResult<()> {
 }
 
 /// One value per partition key, canonical, in the table's key order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PartitionValues(pub Vec<String>);
 
 impl PartitionValues {
     /// Matches `(key, value)` pairs from a request against the table's keys: every key exactly
-    /// once, no others, each value canonical for its type.
+    /// once, no others, each value canonical for its type. Values with an empty key are
+    /// positional: one per key, in the table's key order (all or none of a spec's values).
     ///
     /// # Errors
     /// `InvalidArgument` saying which key is missing, unknown, repeated or badly typed.
     pub fn from_pairs(keys: &[PartitionKeyDef], pairs: &[(String, String)]) -> CatalogResult<Self> {
-        for (i, (key, _)) in pairs.iter().enumerate() {
+        let positional = pairs.iter().filter(|(k, _)| k.is_empty()).count();
+        if positional > 0 {
+            return Self::from_positional(keys, pairs, positional);
+        }
+        let mut given: HashMap<&str, &str> = HashMap::with_capacity(pairs.len());
+        for (key, value) in pairs {
             if !keys.iter().any(|k| &k.name == key) {
                 let known = key_list(keys);
                 return Err(CatalogError::InvalidArgument(format!(
@@ -102,7 +109,7 @@ impl PartitionValues {
                     names::quote_for_message(key)
                 )));
             }
-            if pairs[..i].iter().any(|(k, _)| k == key) {
+            if given.insert(key, value).is_some() {
                 return Err(CatalogError::InvalidArgument(format!(
                     "partition key {key} is given twice"
                 )));
@@ -110,7 +117,7 @@ impl PartitionValues {
         }
         let mut values = Vec::with_capacity(keys.len());
         for key in keys {
-            let Some((_, value)) = pairs.iter().find(|(k, _)| k == &key.name) else {
+            let Some(value) = given.get(key.name.as_str()) else {
                 return Err(CatalogError::InvalidArgument(format!(
                     "partition key {} is missing; this table is partitioned by {}",
                     key.name,
@@ -120,6 +127,34 @@ impl PartitionValues {
             values.push(key.key_type.canonical(&key.name, value)?);
         }
         Ok(PartitionValues(values))
+    }
+
+    /// Values given without keys (an empty key), matched to the table's keys in order.
+    fn from_positional(
+        keys: &[PartitionKeyDef],
+        pairs: &[(String, String)],
+        positional: usize,
+    ) -> CatalogResult<Self> {
+        if positional < pairs.len() {
+            return Err(CatalogError::InvalidArgument(
+                "give partition values either all with their keys or all as bare values in key \
+                 order, not mixed"
+                    .into(),
+            ));
+        }
+        if pairs.len() != keys.len() {
+            return Err(CatalogError::InvalidArgument(format!(
+                "{} partition value(s) were given, but the table has {} partition key(s): {}",
+                pairs.len(),
+                keys.len(),
+                key_list(keys)
+            )));
+        }
+        keys.iter()
+            .zip(pairs)
+            .map(|(key, (_, value))| key.key_type.canonical(&key.name, value))
+            .collect::<CatalogResult<_>>()
+            .map(PartitionValues)
     }
 
     /// The stable identity stored in the catalog: a JSON array of the values.
@@ -347,7 +382,6 @@ pub struct ResolvedPartition {
     pub rows: i64,
     pub bytes: i64,
     pub committed_at: Micros,
-    pub arrow_schema: Vec<u8>,
 }
 
 /// A partition in a listing.

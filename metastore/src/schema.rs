@@ -4,11 +4,12 @@
 //! table creation) fixes it, and every later write must match it. A refusal names the column.
 
 use crate::error::{CatalogError, CatalogResult};
+use crate::limits;
 use crate::model::PartitionKeyDef;
+use crate::names::quote_for_message;
 use arrow_schema::{DataType, Field, Schema};
-
-/// The IPC continuation marker that prefixes an encapsulated message.
-const CONTINUATION: [u8; 4] = [0xff; 4];
+use batchstore_proto::wire::IPC_CONTINUATION;
+use std::collections::HashMap;
 
 /// Decodes an Arrow IPC schema: either an encapsulated message (continuation marker and length
 /// prefix, as `pyarrow.Schema.serialize()` writes) or bare flatbuffer `Message` bytes.
@@ -21,16 +22,19 @@ pub fn decode(bytes: &[u8]) -> CatalogResult<Schema> {
             "the write carries no Arrow schema; send the schema of the data being committed".into(),
         ));
     }
-    let decoded = if bytes.starts_with(&CONTINUATION) {
+    limits::check_schema_bytes(bytes)?;
+    let decoded = if bytes.starts_with(&IPC_CONTINUATION) {
         arrow_ipc::convert::try_schema_from_ipc_buffer(bytes)
     } else {
         arrow_ipc::convert::try_schema_from_flatbuffer_bytes(bytes)
     };
-    decoded.map_err(|e| {
+    let schema = decoded.map_err(|e| {
         CatalogError::InvalidArgument(format!(
             "the Arrow schema sent with the request could not be decoded: {e}"
         ))
-    })
+    })?;
+    limits::check_schema(&schema)?;
+    Ok(schema)
 }
 
 /// Refuses schemas that could not be read back as a table: no columns, duplicate column names,
@@ -44,21 +48,19 @@ pub fn validate_for_table(schema: &Schema, keys: &[PartitionKeyDef]) -> CatalogR
             "the schema has no columns; a batch needs at least one column".into(),
         ));
     }
-    for (i, field) in schema.fields().iter().enumerate() {
-        if schema.fields()[..i]
-            .iter()
-            .any(|f| f.name() == field.name())
-        {
+    let mut seen = std::collections::HashSet::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        if !seen.insert(field.name()) {
             return Err(CatalogError::InvalidArgument(format!(
-                "column {:?} appears twice in the schema",
-                field.name()
+                "column {} appears twice in the schema",
+                quote_for_message(field.name())
             )));
         }
         if keys.iter().any(|k| &k.name == field.name()) {
             return Err(CatalogError::InvalidArgument(format!(
-                "column {:?} has the name of a partition key; partition keys are not stored as \
+                "column {} has the name of a partition key; partition keys are not stored as \
                  columns (reads add them), so drop or rename the column",
-                field.name()
+                quote_for_message(field.name())
             )));
         }
     }
@@ -74,14 +76,23 @@ pub fn validate_for_table(schema: &Schema, keys: &[PartitionKeyDef]) -> CatalogR
 /// # Errors
 /// `SchemaMismatch` naming the first column that differs and how.
 pub fn check_compatible(table: &Schema, write: &Schema, table_name: &str) -> CatalogResult<()> {
+    let by_name = |schema: &Schema| -> HashMap<String, usize> {
+        schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name().clone(), i))
+            .collect()
+    };
+    let (table_columns, write_columns) = (by_name(table), by_name(write));
     for field in table.fields() {
-        let Ok(written) = write.field_with_name(field.name()) else {
+        let Some(written) = write_columns.get(field.name()).map(|&i| write.field(i)) else {
             return Err(mismatch(
                 table_name,
                 field.name(),
                 format!(
-                    "the table has column {:?} ({}), but this write does not",
-                    field.name(),
+                    "the table has column {} ({}), but this write does not",
+                    quote_for_message(field.name()),
                     describe(field)
                 ),
             ));
@@ -91,8 +102,8 @@ pub fn check_compatible(table: &Schema, write: &Schema, table_name: &str) -> Cat
                 table_name,
                 field.name(),
                 format!(
-                    "column {:?} is {} in the table, but {} in this write",
-                    field.name(),
+                    "column {} is {} in the table, but {} in this write",
+                    quote_for_message(field.name()),
                     describe(field),
                     describe(written)
                 ),
@@ -103,8 +114,8 @@ pub fn check_compatible(table: &Schema, write: &Schema, table_name: &str) -> Cat
                 table_name,
                 field.name(),
                 format!(
-                    "column {:?} is not nullable in the table, but this write allows nulls in it",
-                    field.name()
+                    "column {} is not nullable in the table, but this write allows nulls in it",
+                    quote_for_message(field.name())
                 ),
             ));
         }
@@ -112,14 +123,14 @@ pub fn check_compatible(table: &Schema, write: &Schema, table_name: &str) -> Cat
     if let Some(extra) = write
         .fields()
         .iter()
-        .find(|f| table.field_with_name(f.name()).is_err())
+        .find(|f| !table_columns.contains_key(f.name()))
     {
         return Err(mismatch(
             table_name,
             extra.name(),
             format!(
-                "this write has column {:?} ({}), which the table does not have",
-                extra.name(),
+                "this write has column {} ({}), which the table does not have",
+                quote_for_message(extra.name()),
                 describe(extra)
             ),
         ));
@@ -127,10 +138,79 @@ pub fn check_compatible(table: &Schema, write: &Schema, table_name: &str) -> Cat
     Ok(())
 }
 
+/// The table's schema widened so that it reads `write` too: each dictionary column takes the
+/// wider of the two index types (encoders pick the index by the number of values; pandas uses
+/// int8 below 128 categories). `None` when nothing needs to change.
+pub fn widen(table: &Schema, write: &Schema) -> Option<Schema> {
+    let mut changed = false;
+    let fields: Vec<Field> = table
+        .fields()
+        .iter()
+        .map(|field| {
+            let wider = write
+                .field_with_name(field.name())
+                .ok()
+                .and_then(|w| wider_index(field.data_type(), w.data_type()));
+            match wider {
+                Some(data_type) => {
+                    changed = true;
+                    field.as_ref().clone().with_data_type(data_type)
+                }
+                None => field.as_ref().clone(),
+            }
+        })
+        .collect();
+    changed.then(|| Schema::new_with_metadata(fields, table.metadata().clone()))
+}
+
+/// `table`'s dictionary type with `write`'s index, when both are dictionaries of the same
+/// values and `write`'s index holds more values.
+fn wider_index(table: &DataType, write: &DataType) -> Option<DataType> {
+    match (table, write) {
+        (DataType::Dictionary(key, value), DataType::Dictionary(write_key, write_value))
+            if value == write_value && index_capacity(write_key) > index_capacity(key) =>
+        {
+            Some(DataType::Dictionary(write_key.clone(), value.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// How many values a dictionary index type can address, as an order.
+fn index_capacity(key: &DataType) -> u8 {
+    match key {
+        DataType::Int8 => 1,
+        DataType::UInt8 => 2,
+        DataType::Int16 => 3,
+        DataType::UInt16 => 4,
+        DataType::Int32 => 5,
+        DataType::UInt32 => 6,
+        _ => 7,
+    }
+}
+
+/// Encodes a schema as an encapsulated IPC message (the wire framing, see
+/// `batchstore_proto::wire::IPC_CONTINUATION`).
+pub fn encode(schema: &Schema) -> Vec<u8> {
+    let generator = arrow_ipc::writer::IpcDataGenerator::default();
+    let mut tracker = arrow_ipc::writer::DictionaryTracker::new(false);
+    let message = generator
+        .schema_to_bytes_with_dictionary_tracker(schema, &mut tracker, &Default::default())
+        .ipc_message;
+    let padded = message.len().div_ceil(8) * 8;
+    let mut out = Vec::with_capacity(8 + padded);
+    out.extend_from_slice(&IPC_CONTINUATION);
+    out.extend_from_slice(&(padded as i32).to_le_bytes());
+    out.extend_from_slice(&message);
+    out.resize(8 + padded, 0);
+    out
+}
+
 fn mismatch(table_name: &str, column: &str, detail: String) -> CatalogError {
     CatalogError::SchemaMismatch(format!(
-        "schema mismatch in {table_name} on column {column:?}: {detail}; \
-         write data with the table's schema, or write to a new table"
+        "schema mismatch in {table_name} on column {}: {detail}; \
+         write data with the table's schema, or write to a new table",
+        quote_for_message(column)
     ))
 }
 

@@ -1,11 +1,12 @@
 //! The batchstore wire contract, `batchstore.v1`: the only thing clients and the metastore share.
 //!
-//! Code is generated from `proto/batchstore/v1/metastore.proto` at build time; nothing here is
-//! edited by hand.
+//! Code is generated from `proto/batchstore/v1/metastore.proto` at build time (`v1`); the
+//! constants the `.proto` cannot express are in [`wire`], the only hand-written module.
 
-#![allow(clippy::all, missing_docs)]
+pub mod wire;
 
 /// Generated messages, client and server for `batchstore.v1`.
+#[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("batchstore.v1");
 }

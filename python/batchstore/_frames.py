@@ -74,7 +74,12 @@ def from_arrow(table: pa.Table, as_: str) -> Any:
         if raw:
             for name, spec in json.loads(raw).items():
                 if name in df.columns:
-                    df[name] = df[name].cat.set_categories(spec["categories"], ordered=spec["ordered"])
+                    # The recorded categories (order, unused ones) first; categories of other
+                    # partitions' data after them, so that no value ever becomes missing.
+                    recorded = list(spec["categories"])
+                    known = set(recorded)
+                    more = [c for c in df[name].cat.categories if c not in known]
+                    df[name] = df[name].cat.set_categories(recorded + more, ordered=spec["ordered"])
         return df
     raise ValueError(f"as_ must be 'pandas', 'arrow' or 'polars', not {as_!r}")
 

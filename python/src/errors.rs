@@ -64,6 +64,12 @@ create_exception!(
 );
 create_exception!(
     _native,
+    OutcomeUnknown,
+    Error,
+    "A commit was sent but its outcome could not be settled; the message names the batches."
+);
+create_exception!(
+    _native,
     DataError,
     Error,
     "Data could not be encoded, decoded or stored."
@@ -84,7 +90,8 @@ pub fn to_py(error: ClientError) -> PyErr {
         }
         ClientError::Unavailable(_) => Unavailable::new_err(message),
         ClientError::Storage(_) | ClientError::Data(_) => DataError::new_err(message),
-        ClientError::Cancelled => pyo3::exceptions::PyKeyboardInterrupt::new_err(message),
+        ClientError::Cancelled(_) => pyo3::exceptions::PyKeyboardInterrupt::new_err(message),
+        ClientError::OutcomeUnknown(_) => OutcomeUnknown::new_err(message),
         ClientError::Internal(_) => Error::new_err(message),
     }
 }

@@ -31,5 +31,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add("Unavailable", py.get_type::<errors::Unavailable>())?;
     m.add("DataError", py.get_type::<errors::DataError>())?;
+    m.add("OutcomeUnknown", py.get_type::<errors::OutcomeUnknown>())?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `NativeClient`: the client's operations for the Python package. Data crosses as Arrow C
 //! streams (pyarrow tables and readers, polars frames, anything with `__arrow_c_stream__`).
 
-use crate::runtime::run;
+use crate::runtime::{run, run_cancellable};
 use crate::values::{self, Pairs};
 use arrow_array::ffi_stream::RecordBatchStreamReader;
 use arrow_pyarrow::{FromPyArrow, IntoPyArrow, Table};
@@ -19,13 +19,7 @@ pub struct NativeClient {
 }
 
 fn expected(text: Option<String>) -> Option<Expected> {
-    text.map(|t| {
-        if t == "-" {
-            Expected::Nothing
-        } else {
-            Expected::Batch(t)
-        }
-    })
+    text.as_deref().map(Expected::parse)
 }
 
 #[pymethods]
@@ -160,10 +154,10 @@ impl NativeClient {
             inputs: Vec::new(),
         };
         let client = self.client.clone();
-        let committed = run(py, async move {
-            client
-                .write_partitions(request, &WriteOptions::default(), None)
-                .await
+        let options = WriteOptions::default();
+        let cancel = options.cancel.clone();
+        let committed = run_cancellable(py, cancel, async move {
+            client.write_partitions(request, &options, None).await
         })?;
         values::dict_list(py, &committed, values::commit_dict)
     }

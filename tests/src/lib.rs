@@ -17,6 +17,27 @@ use tonic::transport::Channel;
 
 pub use pb::metastore_client;
 
+/// Stamps out one `#[tokio::test]` per backend for each scenario: `scenario(Backend)` runs
+/// once on SQLite and once on a fresh PostgreSQL database.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $scenario() -> anyhow::Result<()> {
+                super::$scenario($crate::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $scenario() -> anyhow::Result<()> {
+                super::$scenario($crate::Backend::Postgres).await
+            })*
+        }
+    };
+}
+
+pub mod proxy;
 pub mod s3;
 pub mod tablectl;
 

@@ -7,24 +7,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 use tonic::Code;
 
-/// Stamps out one `#[tokio::test]` per backend for each scenario.
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $scenario() -> anyhow::Result<()> {
-                super::$scenario(super::Backend::Sqlite).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $scenario() -> anyhow::Result<()> {
-                super::$scenario(super::Backend::Postgres).await
-            })*
-        }
-    };
-}
-
 on_both_backends!(
     lifecycle,
     cas_conflict,
@@ -72,6 +54,7 @@ async fn resolve(
             table: table_ref("sales", "items"),
             partitions,
             selector: Some(pb::Selector { kind }),
+            ..Default::default()
         })
         .await?
         .into_inner()
@@ -164,8 +147,17 @@ async fn lifecycle(backend: Backend) -> anyhow::Result<()> {
         as_of[0].batch_id, commits[1].batch_id,
         "as-of just before v3 must see v2"
     );
-    let as_of_now = resolve(&mut client, vec![], Some(Kind::AsOfMicros(i64::MAX))).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_micros() as i64;
+    let as_of_now = resolve(&mut client, vec![], Some(Kind::AsOfMicros(now))).await?;
     assert_eq!(as_of_now[0].batch_id, commits[0].batch_id);
+    // A time that has not come yet could still change: refused, not answered.
+    let future = resolve(&mut client, vec![], Some(Kind::AsOfMicros(i64::MAX))).await;
+    assert_eq!(
+        future.expect_err("the future").code(),
+        Code::InvalidArgument
+    );
     let before_all = resolve(
         &mut client,
         vec![p.clone()],

@@ -1,9 +1,12 @@
 //! History and rollback. History is append-only: a rollback appends an entry that points the
 //! partition back at an older batch; nothing is ever deleted or rewritten.
 
+use super::pointer::PointerMove;
 use super::reads::parse_token;
+use super::writes::check_batch_id;
 use super::{Catalog, PartitionRow};
 use crate::error::{CatalogError, CatalogResult};
+use crate::limits;
 use crate::model::{
     CommittedVersion, ExpectedCurrent, HistoryRecord, Page, PartitionValues, RollbackTarget,
 };
@@ -64,9 +67,13 @@ impl Catalog {
 
     /// Points a partition back at a batch from its history, as a new version.
     ///
+    /// A rollback to the batch the partition already points at *because of a rollback* is
+    /// answered with that rollback's version (a retry after a lost reply, or a concurrent
+    /// rollback to the same target, appends nothing), provided its expectation held then.
+    ///
     /// # Errors
     /// `NotFound` for a missing partition, version or batch; `FailedPrecondition` when the
-    /// target is already current; `Conflict` when `expected` does not match.
+    /// target is current by a write; `Conflict` when `expected` does not match.
     #[allow(clippy::too_many_arguments)]
     pub async fn rollback(
         &self,
@@ -78,74 +85,26 @@ impl Catalog {
         message: &str,
         actor: &str,
     ) -> CatalogResult<CommittedVersion> {
+        limits::check_message(message)?;
+        if let Some(ExpectedCurrent::Batch(b)) = &expected {
+            check_batch_id(b)?;
+        }
+        if let RollbackTarget::Batch(b) = target {
+            check_batch_id(b)?;
+        }
         let table = self.table(namespace, table).await?;
         let values = PartitionValues::from_pairs(&table.keys, partition)?;
         let name = values.describe(&table.keys);
         let p = self.written_partition(&table, &values).await?;
         let (target_batch, target_version, rows, bytes) =
             self.rollback_target(&p, target, &name).await?;
-        if p.current_batch_id.as_deref() == Some(target_batch.as_str()) {
-            return Err(CatalogError::FailedPrecondition(format!(
-                "partition {name} of {} already points at batch {target_batch} (version {}); \
-                 there is nothing to roll back",
-                table.qualified(),
-                p.current_version
-            )));
-        }
         let message = if message.is_empty() {
             format!("rollback to version {target_version}")
         } else {
             message.to_owned()
         };
-
-        let mut tx = self.pool.begin().await?;
-        let moved = self
-            .move_pointer(
-                &mut tx,
-                p.id,
-                &target_batch,
-                (rows, bytes),
-                expected.as_ref(),
-            )
-            .await?;
-        let Some((version, committed_at)) = moved else {
-            let now = sqlx::query(
-                "SELECT current_batch_id, current_version FROM partitions WHERE id = $1",
-            )
-            .bind(p.id)
-            .fetch_one(&mut *tx)
-            .await?;
-            let batch: Option<String> = now.try_get("current_batch_id")?;
-            let version: i64 = now.try_get("current_version")?;
-            return Err(CatalogError::Conflict(format!(
-                "conflict on partition {name} of {}: it is now at batch {} (version {version}), \
-                 not at the expected batch; another write committed first. Check the history \
-                 and retry",
-                table.qualified(),
-                batch.unwrap_or_default()
-            )));
-        };
-        sqlx::query(
-            "INSERT INTO history (partition_id, version, batch_id, operation, actor, message, \
-                                  committed_at_us, rows, bytes) \
-             VALUES ($1, $2, $3, 'rollback', $4, $5, $6, $7, $8)",
-        )
-        .bind(p.id)
-        .bind(version)
-        .bind(&target_batch)
-        .bind(actor)
-        .bind(&message)
-        .bind(committed_at)
-        .bind(rows)
-        .bind(bytes)
-        .execute(&mut *tx)
-        .await?;
-        let target_name = format!("{}/{name}@{target_batch}", table.qualified());
-        self.audit(&mut tx, actor, "rollback", &target_name, &message)
-            .await?;
-        tx.commit().await?;
-        Ok(CommittedVersion {
-            batch_id: target_batch,
+        let committed = |version, committed_at| CommittedVersion {
+            batch_id: target_batch.clone(),
             namespace: table.namespace.clone(),
             table: table.name.clone(),
             partition: values.pairs(&table.keys),
@@ -153,7 +112,67 @@ impl Catalog {
             committed_at,
             rows,
             bytes,
-        })
+        };
+
+        let mut tx = self.pool.begin().await?;
+        let stamp = self.stamp_partitions(&mut tx, &[p.id]).await?;
+        let now = sqlx::query(
+            "SELECT p.current_batch_id, p.current_version, h.operation, h.committed_at_us, \
+                    (SELECT h2.batch_id FROM history h2 \
+                      WHERE h2.partition_id = p.id AND h2.version = p.current_version - 1) \
+                      AS previous \
+             FROM partitions p JOIN history h \
+                  ON h.partition_id = p.id AND h.version = p.current_version \
+             WHERE p.id = $1",
+        )
+        .bind(p.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let current: Option<String> = now.try_get("current_batch_id")?;
+        let current_version: i64 = now.try_get("current_version")?;
+        if current.as_deref() == Some(target_batch.as_str()) {
+            tx.rollback().await?;
+            let previous: Option<String> = now.try_get("previous")?;
+            let held = match &expected {
+                None => true,
+                Some(ExpectedCurrent::Nothing) => false,
+                Some(ExpectedCurrent::Batch(e)) => previous.as_deref() == Some(e.as_str()),
+            };
+            if now.try_get::<String, _>("operation")? == "rollback" && held {
+                return Ok(committed(current_version, now.try_get("committed_at_us")?));
+            }
+            return Err(CatalogError::FailedPrecondition(format!(
+                "partition {name} of {} already points at batch {target_batch} (version \
+                 {current_version}); there is nothing to roll back",
+                table.qualified(),
+            )));
+        }
+        let change = PointerMove {
+            partition_id: p.id,
+            batch_id: &target_batch,
+            rows,
+            bytes,
+            expected: expected.as_ref(),
+        };
+        let Some(version) = self.move_pointer(&mut tx, &change, stamp).await? else {
+            tx.rollback().await?;
+            return Err(CatalogError::Conflict(format!(
+                "conflict on partition {name} of {}: it is now at batch {} (version \
+                 {current_version}), not at the expected batch; another write committed first. \
+                 Check the history and retry",
+                table.qualified(),
+                current.unwrap_or_default()
+            )));
+        };
+        self.append_history(
+            &mut tx, &change, version, stamp, "rollback", actor, &message,
+        )
+        .await?;
+        let target_name = format!("{}/{name}@{target_batch}", table.qualified());
+        self.audit(&mut tx, actor, "rollback", &target_name, &message)
+            .await?;
+        tx.commit().await?;
+        Ok(committed(version, stamp))
     }
 
     /// `(batch_id, version, rows, bytes)` of the history entry a rollback returns to.

@@ -7,20 +7,20 @@
 //! - a partition's pointer moves only by a compare-and-swap `UPDATE … RETURNING` that also
 //!   increments its version, so versions are 1, 2, 3… without gaps even across replicas;
 //! - history rows are only ever inserted;
-//! - timestamps come from the database clock and never run backwards within a partition.
+//! - timestamps come from the database clock, one per commit, never run backwards within a
+//!   partition, and as-of reads are repeatable (`pointer`).
 
 mod commit;
 mod history;
 mod namespaces;
+mod pointer;
 mod reads;
 mod tables;
 mod tags;
 mod writes;
 
 use crate::error::{CatalogError, CatalogResult};
-use crate::model::{
-    BatchRecord, ExpectedCurrent, Micros, PartitionKeyDef, PartitionValues, TableRecord,
-};
+use crate::model::{BatchRecord, Micros, PartitionKeyDef, PartitionValues, TableRecord};
 use crate::names::quote_for_message;
 use crate::warehouse::Warehouse;
 use sha2::{Digest, Sha256};
@@ -76,11 +76,18 @@ impl Dialect {
     /// The embedded migrations of this dialect: `(version, description, sql)`.
     fn migrations(self) -> &'static [(i64, &'static str, &'static str)] {
         match self {
-            Dialect::Sqlite => &[(
-                1,
-                "catalog",
-                include_str!("../../../migrations/sqlite/0001_catalog.sql"),
-            )],
+            Dialect::Sqlite => &[
+                (
+                    1,
+                    "catalog",
+                    include_str!("../../../migrations/sqlite/0001_catalog.sql"),
+                ),
+                (
+                    2,
+                    "history as-of index",
+                    include_str!("../../../migrations/sqlite/0002_history_as_of.sql"),
+                ),
+            ],
             Dialect::Postgres => &[
                 (
                     1,
@@ -91,6 +98,16 @@ impl Dialect {
                     2,
                     "commit function",
                     include_str!("../../../migrations/postgres/0002_commit_function.sql"),
+                ),
+                (
+                    3,
+                    "one commit implementation",
+                    include_str!("../../../migrations/postgres/0003_drop_commit_function.sql"),
+                ),
+                (
+                    4,
+                    "history as-of index",
+                    include_str!("../../../migrations/postgres/0004_history_as_of.sql"),
                 ),
             ],
         }
@@ -292,44 +309,6 @@ impl Catalog {
             })
     }
 
-    /// Moves a partition's pointer to `batch_id` as its next version, inside the caller's
-    /// transaction. With `expected`, only if the current batch still matches (compare-and-swap);
-    /// `None` when it does not. Returns `(version, committed_at)`; the time never runs backwards
-    /// within a partition.
-    async fn move_pointer(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        partition_id: i64,
-        batch_id: &str,
-        (rows, bytes): (i64, i64),
-        expected: Option<&ExpectedCurrent>,
-    ) -> CatalogResult<Option<(i64, i64)>> {
-        let sql = format!(
-            "UPDATE partitions SET current_batch_id = $1, current_version = current_version + 1, \
-                    rows = $2, bytes = $3, updated_at_us = {}({}, updated_at_us + 1) \
-             WHERE id = $4{} RETURNING current_version, updated_at_us",
-            self.dialect.max(),
-            self.dialect.now(),
-            cas_guard(expected, 5)
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql))
-            .bind(batch_id)
-            .bind(rows)
-            .bind(bytes)
-            .bind(partition_id);
-        if let Some(ExpectedCurrent::Batch(expected)) = expected {
-            query = query.bind(expected);
-        }
-        let row = query.fetch_optional(&mut *conn).await?;
-        row.map(|row| {
-            Ok((
-                row.try_get("current_version")?,
-                row.try_get("updated_at_us")?,
-            ))
-        })
-        .transpose()
-    }
-
     /// Remembers a batch this process began (PostgreSQL only; see `Catalog::began`).
     fn remember_began(&self, batch: BatchRecord) {
         if self.dialect != Dialect::Postgres {
@@ -455,16 +434,6 @@ struct PartitionRow {
     id: i64,
     current_batch_id: Option<String>,
     current_version: i64,
-}
-
-/// The SQL condition of a compare-and-swap on `partitions.current_batch_id` (the expected batch
-/// is bound as parameter `$param`), or nothing without an expectation.
-fn cas_guard(expected: Option<&ExpectedCurrent>, param: usize) -> String {
-    match expected {
-        None => String::new(),
-        Some(ExpectedCurrent::Nothing) => " AND current_batch_id IS NULL".to_owned(),
-        Some(ExpectedCurrent::Batch(_)) => format!(" AND current_batch_id = ${param}"),
-    }
 }
 
 /// The stored identity of a partition: hex SHA-256 of its canonical JSON values.

@@ -6,14 +6,16 @@
 use super::namespaces::paginate;
 use super::{Catalog, format_micros, page_size, partition_hash};
 use crate::error::{CatalogError, CatalogResult};
+use crate::limits;
 use crate::model::{
     Page, PartitionSummary, PartitionValues, ResolvedPartition, Selector, TableRecord,
 };
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
+use std::collections::HashSet;
 
-const RESOLVE_SELECT: &str = "SELECT p.partition_values, h.batch_id, h.version, h.committed_at_us, \
-            b.location, b.rows, b.bytes, b.arrow_schema \
+const RESOLVE_SELECT: &str = "SELECT p.id AS partition_id, p.partition_values, h.batch_id, h.version, h.committed_at_us, \
+            b.location, b.rows, b.bytes \
      FROM partitions p JOIN history h ON h.partition_id = p.id \
           JOIN batches b ON b.batch_id = h.batch_id \
      WHERE p.table_id = $1 AND ";
@@ -21,72 +23,154 @@ const RESOLVE_SELECT: &str = "SELECT p.partition_values, h.batch_id, h.version, 
 impl Catalog {
     /// Resolves partitions of a table to the batches a read should use.
     ///
-    /// With no partitions given, every partition that has a batch for the selector is returned.
-    /// With partitions given, each must resolve, or the call fails naming it.
+    /// With partitions given, each must resolve, or the call fails naming it (a partition
+    /// named twice is resolved once). With none, every partition that has a batch for the
+    /// selector is returned, a page at a time: the pages of one read show one moment of the
+    /// table, since a paged read of the current versions is an as-of read at the moment of
+    /// its first page (the page token carries that moment).
     ///
     /// # Errors
     /// `NotFound` for a missing table, partition, version, batch or tag, or a partition that
-    /// had no data at an as-of time; `InvalidArgument` for bad partition values.
+    /// had no data at an as-of time; `InvalidArgument` for bad partition values, too many
+    /// partitions, a bad page token or an as-of time in the future.
     pub async fn resolve(
         &self,
         namespace: &str,
         table: &str,
         partitions: &[Vec<(String, String)>],
         selector: &Selector,
-    ) -> CatalogResult<(TableRecord, Vec<ResolvedPartition>)> {
+        page_size_requested: i32,
+        page_token: &str,
+    ) -> CatalogResult<(TableRecord, Page<ResolvedPartition>)> {
+        if partitions.len() > limits::MAX_PARTITIONS_PER_REQUEST {
+            return Err(CatalogError::InvalidArgument(format!(
+                "a read names at most {} partitions; {} were named (read the whole table, or \
+                 split the read)",
+                limits::MAX_PARTITIONS_PER_REQUEST,
+                partitions.len()
+            )));
+        }
         let table = self.table(namespace, table).await?;
-        let specs = partitions
-            .iter()
-            .map(|pairs| PartitionValues::from_pairs(&table.keys, pairs))
-            .collect::<CatalogResult<Vec<_>>>()?;
-        let mut resolved = match selector {
-            Selector::Batch(batch_id) => self.resolve_batch(&table, batch_id, &specs).await?,
+        // A partition named twice is read once.
+        let mut seen = HashSet::with_capacity(partitions.len());
+        let mut specs = Vec::with_capacity(partitions.len());
+        for pairs in partitions {
+            let spec = PartitionValues::from_pairs(&table.keys, pairs)?;
+            if seen.insert(spec.clone()) {
+                specs.push(spec);
+            }
+        }
+        let token = ResolveToken::parse(page_token)?;
+        let selector = match (selector, token.as_of) {
+            (Selector::Current, Some(moment)) => Selector::AsOf(moment),
+            (other, _) => other.clone(),
+        };
+        if let Selector::AsOf(as_of) = selector {
+            self.as_of_horizon(as_of).await?;
+        }
+        let mut page = match &selector {
+            Selector::Batch(batch_id) => whole(self.resolve_batch(&table, batch_id, &specs).await?),
             Selector::Tag(tag) => {
                 let batch_id = self.tag_batch(&table, tag).await?;
-                self.resolve_batch(&table, &batch_id, &specs).await?
+                whole(self.resolve_batch(&table, &batch_id, &specs).await?)
             }
             _ if specs.is_empty() => {
-                let rows = self.history_query(&table, selector, None).await?;
-                rows.iter()
-                    .map(|r| resolved_from_row(&table, r))
-                    .collect::<CatalogResult<_>>()?
+                let limit = page_size(page_size_requested);
+                let mut page = self
+                    .resolve_page(&table, &selector, token.after, limit)
+                    .await?;
+                if selector == Selector::Current && !page.next_page_token.is_empty() {
+                    // More than a page: read every page as of one moment instead.
+                    let moment = self.now().await?;
+                    self.as_of_horizon(moment).await?;
+                    page = self
+                        .resolve_page(&table, &Selector::AsOf(moment), 0, limit)
+                        .await?;
+                    if !page.next_page_token.is_empty() {
+                        page.next_page_token = format!("{}@{moment}", page.next_page_token);
+                    }
+                } else if let (Some(moment), false) = (token.as_of, page.next_page_token.is_empty())
+                {
+                    page.next_page_token = format!("{}@{moment}", page.next_page_token);
+                }
+                page
             }
             _ => {
                 let mut out = Vec::with_capacity(specs.len());
                 for spec in &specs {
                     match self
-                        .history_query(&table, selector, Some(spec))
+                        .history_query(&table, &selector, Some(spec), 0, 1)
                         .await?
                         .first()
                     {
                         Some(row) => out.push(resolved_from_row(&table, row)?),
-                        None => return Err(self.unresolved(&table, spec, selector).await),
+                        None => return Err(self.unresolved(&table, spec, &selector).await),
                     }
                 }
-                out
+                whole(out)
             }
         };
-        let ids: Vec<String> = resolved.iter().map(|r| r.batch_id.clone()).collect();
+        let ids: Vec<String> = page.items.iter().map(|r| r.batch_id.clone()).collect();
         let mut files = self.files_of(&ids).await?;
-        for r in &mut resolved {
-            r.files = files.get(&r.batch_id).cloned().unwrap_or_default();
+        for r in &mut page.items {
+            r.files = files.remove(&r.batch_id).unwrap_or_default();
         }
-        files.clear();
-        Ok((table, resolved))
+        Ok((table, page))
     }
 
+    /// One page of a whole-table resolution, after partition id `after`.
+    async fn resolve_page(
+        &self,
+        table: &TableRecord,
+        selector: &Selector,
+        after: i64,
+        limit: i64,
+    ) -> CatalogResult<Page<ResolvedPartition>> {
+        let rows = self
+            .history_query(table, selector, None, after, limit + 1)
+            .await?;
+        let mut items = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get::<i64, _>("partition_id")?,
+                    resolved_from_row(table, row)?,
+                ))
+            })
+            .collect::<CatalogResult<Vec<_>>>()?;
+        let page = paginate(&mut items, limit, |(id, _)| id.to_string());
+        Ok(Page {
+            items: page.items.into_iter().map(|(_, r)| r).collect(),
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    /// The catalog clock, in microseconds.
+    async fn now(&self) -> CatalogResult<i64> {
+        Ok(sqlx::query(self.sql("SELECT {now} AS now_us"))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("now_us")?)
+    }
+
+    /// Rows of partitions (one, or all after id `after`, at most `limit`) at the selector.
     async fn history_query(
         &self,
         table: &TableRecord,
         selector: &Selector,
         spec: Option<&PartitionValues>,
+        after: i64,
+        limit: i64,
     ) -> CatalogResult<Vec<AnyRow>> {
+        // As of a time: the last entry stamped at or before it (stamps grow with versions),
+        // found through the (partition_id, committed_at_us) index.
         let condition = match selector {
             Selector::Current => "h.version = p.current_version",
-            Selector::Version(_) => "h.version = $2",
+            Selector::Version(_) => "h.version = $3",
             Selector::AsOf(_) => {
-                "h.version = (SELECT MAX(h2.version) FROM history h2 \
-                              WHERE h2.partition_id = p.id AND h2.committed_at_us <= $2)"
+                "h.version = (SELECT h2.version FROM history h2 \
+                              WHERE h2.partition_id = p.id AND h2.committed_at_us <= $3 \
+                              ORDER BY h2.committed_at_us DESC, h2.version DESC LIMIT 1)"
             }
             Selector::Batch(_) | Selector::Tag(_) => {
                 return Err(CatalogError::Internal(
@@ -94,20 +178,21 @@ impl Catalog {
                 ));
             }
         };
-        let (hash_param, value) = match selector {
-            Selector::Version(v) => ("$3", Some(*v)),
-            Selector::AsOf(t) => ("$3", Some(*t)),
-            _ => ("$2", None),
+        let value = match selector {
+            Selector::Version(v) => *v,
+            Selector::AsOf(t) => *t,
+            _ => 0,
         };
-        let mut sql = format!("{RESOLVE_SELECT}{condition}");
+        let mut sql = format!("{RESOLVE_SELECT}{condition} AND p.id > $2");
         if spec.is_some() {
-            sql.push_str(&format!(" AND p.partition_hash = {hash_param}"));
+            sql.push_str(" AND p.partition_hash = $5");
         }
-        sql.push_str(" ORDER BY p.id");
-        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(table.id);
-        if let Some(value) = value {
-            query = query.bind(value);
-        }
+        sql.push_str(" ORDER BY p.id LIMIT $4");
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(table.id)
+            .bind(after)
+            .bind(value)
+            .bind(limit);
         if let Some(spec) = spec {
             query = query.bind(partition_hash(spec));
         }
@@ -142,18 +227,7 @@ impl Catalog {
             rows: batch.rows,
             bytes: batch.bytes,
             committed_at: batch.committed_at.unwrap_or_default(),
-            arrow_schema: self.batch_schema(batch_id).await?,
         }])
-    }
-
-    async fn batch_schema(&self, batch_id: &str) -> CatalogResult<Vec<u8>> {
-        let row = sqlx::query("SELECT arrow_schema FROM batches WHERE batch_id = $1")
-            .bind(batch_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row
-            .try_get::<Option<Vec<u8>>, _>("arrow_schema")?
-            .unwrap_or_default())
     }
 
     /// Explains why a named partition did not resolve.
@@ -242,16 +316,49 @@ impl Catalog {
     }
 }
 
+/// The page token of a whole-table resolution: the last partition id, and for a read of the
+/// current versions that spans pages, `@` and the moment it reads as of.
+struct ResolveToken {
+    after: i64,
+    as_of: Option<i64>,
+}
+
+impl ResolveToken {
+    fn parse(token: &str) -> CatalogResult<Self> {
+        let (after, as_of) = match token.split_once('@') {
+            Some((after, moment)) => (after, Some(moment)),
+            None => (token, None),
+        };
+        let as_of = as_of
+            .map(|m| m.parse::<i64>().map_err(|_| bad_token()))
+            .transpose()?;
+        Ok(ResolveToken {
+            after: parse_token(after)?,
+            as_of,
+        })
+    }
+}
+
+/// A result that is one page.
+fn whole(items: Vec<ResolvedPartition>) -> Page<ResolvedPartition> {
+    Page {
+        items,
+        next_page_token: String::new(),
+    }
+}
+
+fn bad_token() -> CatalogError {
+    CatalogError::InvalidArgument(
+        "the page token is not one this service handed out; pass the next_page_token of the previous page".into(),
+    )
+}
+
 /// Page tokens of id-ordered listings are the last id; "" starts at the beginning.
 pub(super) fn parse_token(token: &str) -> CatalogResult<i64> {
     if token.is_empty() {
         return Ok(0);
     }
-    token.parse().map_err(|_| {
-        CatalogError::InvalidArgument(
-            "the page token is not one this service handed out; pass the next_page_token of the previous page".into(),
-        )
-    })
+    token.parse().map_err(|_| bad_token())
 }
 
 fn resolved_from_row(table: &TableRecord, row: &AnyRow) -> CatalogResult<ResolvedPartition> {
@@ -265,8 +372,5 @@ fn resolved_from_row(table: &TableRecord, row: &AnyRow) -> CatalogResult<Resolve
         rows: row.try_get("rows")?,
         bytes: row.try_get("bytes")?,
         committed_at: row.try_get("committed_at_us")?,
-        arrow_schema: row
-            .try_get::<Option<Vec<u8>>, _>("arrow_schema")?
-            .unwrap_or_default(),
     })
 }

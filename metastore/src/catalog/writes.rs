@@ -243,12 +243,19 @@ impl Catalog {
     }
 }
 
-/// Batch ids are UUIDs; anything else is refused before it reaches SQL or a message.
+/// Batch ids are UUIDs in the form the catalog hands out (lowercase, hyphenated); anything else
+/// is refused before it reaches SQL or a message, since another spelling would never match.
 pub(super) fn check_batch_id(batch_id: &str) -> CatalogResult<()> {
-    uuid::Uuid::try_parse(batch_id).map(|_| ()).map_err(|_| {
-        CatalogError::InvalidArgument(format!(
+    match uuid::Uuid::try_parse(batch_id) {
+        Ok(id) if id.hyphenated().to_string() == batch_id => Ok(()),
+        Ok(id) => Err(CatalogError::InvalidArgument(format!(
+            "{} is not written the way batch ids are; write it as {}",
+            quote_for_message(batch_id),
+            id.hyphenated()
+        ))),
+        Err(_) => Err(CatalogError::InvalidArgument(format!(
             "{} is not a batch id (batch ids are UUIDs such as 0193a5c2-…)",
             quote_for_message(batch_id)
-        ))
-    })
+        ))),
+    }
 }

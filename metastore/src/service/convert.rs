@@ -9,6 +9,7 @@ use crate::model::{
 };
 use crate::names::{NameKind, validate_name};
 use batchstore_proto::v1 as pb;
+use batchstore_proto::wire;
 
 /// `(namespace, table)` of a table reference, names validated.
 pub fn table_ref(table: Option<&pb::TableRef>) -> CatalogResult<(String, String)> {
@@ -111,11 +112,12 @@ fn file_to_pb(file: &DataFile) -> pb::DataFile {
     }
 }
 
-/// "" is no expectation; "-" expects a partition never written; anything else a batch id.
+/// Unset is no expectation; "-" or "" expects a partition never written (see
+/// [`wire::expects_new`]); anything else a batch id.
 pub fn expected_from_pb(expected: Option<&String>) -> Option<ExpectedCurrent> {
-    match expected.map(String::as_str) {
+    match expected {
         None => None,
-        Some("-") => Some(ExpectedCurrent::Nothing),
+        Some(value) if wire::expects_new(value) => Some(ExpectedCurrent::Nothing),
         Some(batch) => Some(ExpectedCurrent::Batch(batch.to_owned())),
     }
 }
@@ -192,7 +194,7 @@ pub fn resolved_to_pb(r: ResolvedPartition) -> pb::ResolvedPartition {
         rows: r.rows,
         bytes: r.bytes,
         committed_at_micros: r.committed_at,
-        arrow_schema: r.arrow_schema,
+        arrow_schema: Vec::new(),
     }
 }
 

@@ -10,12 +10,10 @@ use crate::catalog::Catalog;
 use crate::error::CatalogResult;
 use batchstore_proto::v1 as pb;
 use batchstore_proto::v1::metastore_server::Metastore;
+use batchstore_proto::wire::ACTOR_KEY;
 use convert::*;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
-
-/// Metadata key a client may set to name who acts (recorded in history and audit).
-pub const ACTOR_KEY: &str = "batchstore-actor";
 
 /// The service, over one catalog.
 #[derive(Debug, Clone)]
@@ -249,10 +247,14 @@ impl Metastore for MetastoreService {
                 .iter()
                 .map(|p| partition_pairs(Some(p)))
                 .collect();
-            let (table, resolved) = self.catalog.resolve(&ns, &table, &specs, &selector).await?;
+            let (table, page) = self
+                .catalog
+                .resolve(&ns, &table, &specs, &selector, r.page_size, &r.page_token)
+                .await?;
             Ok(pb::ResolvePartitionsResponse {
-                partitions: resolved.into_iter().map(resolved_to_pb).collect(),
+                partitions: page.items.into_iter().map(resolved_to_pb).collect(),
                 table: Some(table_to_pb(&table)),
+                next_page_token: page.next_page_token,
             })
         };
         reply(result.await)

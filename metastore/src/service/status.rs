@@ -5,10 +5,8 @@
 //! failed preconditions without parsing text.
 
 use crate::error::CatalogError;
+use batchstore_proto::wire::ERROR_KIND_KEY;
 use tonic::{Code, Status};
-
-/// Metadata key naming the error kind (`not_found`, `conflict`, `schema_mismatch`, …).
-pub const ERROR_KIND_KEY: &str = "batchstore-error-kind";
 
 /// Converts a catalog error into a gRPC status.
 pub fn to_status(error: CatalogError) -> Status {

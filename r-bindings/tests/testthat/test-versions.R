@@ -18,7 +18,12 @@ test_that("writes make versions; every selector reads the right one", {
   sf_tag("sales", "sold_items", "golden", p, version = 2)
   expect_identical(sf_tags("sales", "sold_items")$name, "golden")
   expect_identical(sf_reader("sales", "sold_items", p, tag = "golden"), frame(2))
-  expect_identical(sf_reader("sales", "sold_items", p, as_of = Sys.time() + 60), frame(3))
+  expect_identical(sf_reader("sales", "sold_items", p, as_of = Sys.time()), frame(3))
+  # A time that has not come yet could still change, so it is refused rather than answered.
+  expect_error(
+    sf_reader("sales", "sold_items", p, as_of = Sys.time() + 3600),
+    class = "batchstore_invalid_argument"
+  )
 })
 
 test_that("rollback appends a version that points at the older batch", {

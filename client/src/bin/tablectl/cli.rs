@@ -44,6 +44,12 @@ pub enum Command {
     /// Name a batch with a tag (pins it), list or delete tags.
     #[command(subcommand)]
     Tag(TagCommand),
+    /// Show a batch and where it stands (pending, committed, aborted, abandoned): how to
+    /// settle a write whose commit outcome was reported unknown.
+    Batch {
+        /// The batch id (as printed by write, history or an error).
+        batch_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

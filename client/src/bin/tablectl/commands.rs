@@ -30,6 +30,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::History(args) => history(&client, args, json).await,
         Command::Rollback(args) => rollback(&client, args, json).await,
         Command::Tag(command) => tag(&client, command, json).await,
+        Command::Batch { batch_id } => batch(&client, &batch_id, json).await,
     }
 }
 
@@ -57,10 +58,7 @@ fn looks_like_key(text: &str) -> bool {
 }
 
 fn expected(text: Option<String>) -> Option<Expected> {
-    text.map(|t| match t.as_str() {
-        "-" | "none" => Expected::Nothing,
-        _ => Expected::Batch(t),
-    })
+    text.as_deref().map(Expected::parse)
 }
 
 async fn namespace(client: &Client, command: NamespaceCommand, json: bool) -> Result<()> {
@@ -429,6 +427,30 @@ async fn partitions(client: &Client, table: &TableName, json: bool) -> Result<()
     output::table(
         &["partition", "version", "batch", "rows", "size", "updated"],
         rows,
+    );
+    Ok(())
+}
+
+async fn batch(client: &Client, batch_id: &str, json: bool) -> Result<()> {
+    let batch = client.get_batch(batch_id).await?;
+    if json {
+        return output::json(&batch);
+    }
+    let version = if batch.state == "committed" {
+        format!(" as version {}", batch.version)
+    } else {
+        String::new()
+    };
+    println!(
+        "batch {} of {} partition {}: {}{version}; {} rows, {} in {} file(s); created {}",
+        batch.batch_id,
+        batch.table,
+        describe_partition(&batch.partition),
+        batch.state,
+        batch.rows,
+        size(batch.bytes),
+        batch.files,
+        time(&batch.created_at)
     );
     Ok(())
 }

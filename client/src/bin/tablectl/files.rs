@@ -48,7 +48,13 @@ pub fn open_input(path: &Path) -> Result<(Box<dyn RecordBatchReader + Send>, Opt
                 .with_context(|| format!("{} is not a valid Parquet file", path.display()))?;
             let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
             let reader = builder.with_batch_size(INPUT_BATCH_ROWS).build()?;
-            Ok((Box::new(reader), Some(rows)))
+            let checked = RowCountChecked {
+                inner: reader,
+                expected: rows,
+                seen: 0,
+                file: path.display().to_string(),
+            };
+            Ok((Box::new(checked), Some(rows)))
         }
         Format::Csv => {
             let mut file = BufReader::new(file);
@@ -65,6 +71,45 @@ pub fn open_input(path: &Path) -> Result<(Box<dyn RecordBatchReader + Send>, Opt
                 .build(file)?;
             Ok((Box::new(reader), None))
         }
+    }
+}
+
+/// A Parquet input that must decode to exactly the rows its footer declares: a file whose
+/// structure the decoder misreads (a legacy repeated field, say) is refused, never stored short.
+struct RowCountChecked<R> {
+    inner: R,
+    expected: u64,
+    seen: u64,
+    file: String,
+}
+
+impl<R: RecordBatchReader> Iterator for RowCountChecked<R> {
+    type Item = Result<RecordBatch, arrow_schema::ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.inner.next() {
+            Some(Ok(batch)) => {
+                self.seen += batch.num_rows() as u64;
+                Some(Ok(batch))
+            }
+            Some(Err(e)) => Some(Err(e)),
+            None if self.seen != self.expected => {
+                let error = arrow_schema::ArrowError::ParquetError(format!(
+                    "{} declares {} rows in its footer, but {} rows were decoded from it; its \
+                     structure is not one this reader understands, so nothing was written",
+                    self.file, self.expected, self.seen
+                ));
+                self.seen = self.expected;
+                Some(Err(error))
+            }
+            None => None,
+        }
+    }
+}
+
+impl<R: RecordBatchReader> RecordBatchReader for RowCountChecked<R> {
+    fn schema(&self) -> arrow_schema::SchemaRef {
+        self.inner.schema()
     }
 }
 

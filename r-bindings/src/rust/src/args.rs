@@ -64,13 +64,7 @@ pub fn optional_number(value: &Robj, what: &str) -> Outcome<Option<i64>> {
 
 /// A compare-and-swap expectation: a batch id, or "-" for "the partition must be new".
 pub fn expected(value: &Robj) -> Option<Expected> {
-    optional_text(value).map(|t| {
-        if t == "-" {
-            Expected::Nothing
-        } else {
-            Expected::Batch(t)
-        }
-    })
+    optional_text(value).as_deref().map(Expected::parse)
 }
 
 /// A progress setting: a delay in seconds before showing it (R passes a negative one for none).

@@ -42,7 +42,9 @@ impl BindingError {
     /// The kind, as the R condition class names it (`batchstore_<kind>`).
     pub fn kind(&self) -> &'static str {
         match self {
-            BindingError::Client(ClientError::Cancelled) | BindingError::Cancelled => "cancelled",
+            BindingError::Client(ClientError::Cancelled(_)) | BindingError::Cancelled => {
+                "cancelled"
+            }
             BindingError::Client(error) => error.kind(),
             BindingError::InvalidArgument(_) => "invalid_argument",
             BindingError::Data(_) => "data",

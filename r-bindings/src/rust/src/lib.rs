@@ -165,13 +165,12 @@ fn bs_write(
         let shown = counter
             .clone()
             .map(|c| c as Arc<dyn batchstore_client::Progress>);
+        let options = WriteOptions::default();
+        let cancel = options.cancel.clone();
         let committed = run_showing(
-            async move {
-                client
-                    .write_partitions(request, &WriteOptions::default(), shown)
-                    .await
-            },
+            async move { client.write_partitions(request, &options, shown).await },
             counter.as_deref(),
+            Some(&cancel),
         )?;
         records::commits(&committed)
     })
@@ -246,6 +245,7 @@ fn bs_read(
         let result = run_showing(
             async move { client.read(&request, shown).await },
             counter.as_deref(),
+            None,
         )?;
         frame_out::to_data_frame(&result.schema, &result.batches)
     })

@@ -2,12 +2,15 @@
 //!
 //! R is single-threaded: only the main thread may touch R objects. Network and storage work
 //! runs on the runtime's worker threads while the main thread waits in 100 ms slices and asks
-//! R whether the user pressed Ctrl-C (or Esc). An interrupt cancels the work: a write that is
-//! not committed yet is aborted, so the partition stays as it was.
+//! R whether the user pressed Ctrl-C (or Esc). An interrupt drops a read or metadata call. A
+//! write is cancelled through its token instead and waited for: it aborts its batches if its
+//! commit was not sent yet, and otherwise settles the commit first, so the condition says
+//! truthfully whether anything was committed.
 
 use crate::errors::BindingError;
 use crate::interrupt;
 use crate::progress::Counter;
+use batchstore_client::CancellationToken;
 use std::future::Future;
 use std::time::Duration;
 
@@ -25,14 +28,19 @@ where
     T: Send + 'static,
     E: Into<BindingError> + Send + 'static,
 {
-    run_showing(work, None)
+    run_showing(work, None, None)
 }
 
-/// As [`run`], printing `progress` on the console while the work goes on.
+/// As [`run`], printing `progress` on the console while the work goes on; with `cancel`, an
+/// interrupt cancels the token and the work is waited for (see the module docs).
 ///
 /// # Errors
 /// As [`run`].
-pub fn run_showing<T, E, F>(work: F, progress: Option<&Counter>) -> Result<T, BindingError>
+pub fn run_showing<T, E, F>(
+    work: F,
+    progress: Option<&Counter>,
+    cancel: Option<&CancellationToken>,
+) -> Result<T, BindingError>
 where
     F: Future<Output = Result<T, E>> + Send + 'static,
     T: Send + 'static,
@@ -55,7 +63,13 @@ where
                 )));
             }
             None => {
-                if interrupt::pending() {
+                if cancel.is_some_and(CancellationToken::is_cancelled) {
+                    // Interrupted already: the work is settling; wait for its account.
+                } else if interrupt::pending() {
+                    if let Some(cancel) = cancel {
+                        cancel.cancel();
+                        continue;
+                    }
                     handle.abort();
                     // Wait for the cancelled task to unwind so its abort guard has run.
                     let _ = runtime.block_on(handle);

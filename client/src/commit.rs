@@ -1,0 +1,131 @@
+//! Sending a commit and settling its outcome; repeating calls whose answer was lost.
+//!
+//! A commit whose reply is lost (connection cut, deadline, metastore restarting) may or may not
+//! have happened. The client never guesses: it sends the *same* commit again, with backoff and
+//! a bound. The metastore answers an identical retry of a commit it already made with the
+//! original versions (`already_committed`), and refuses anything else, so a retry can neither
+//! duplicate nor lose a write. Only a definite answer ends the loop; when none arrives within
+//! the bound the error says the outcome is unknown and how to settle it, and the batches are
+//! not aborted (their commit may have succeeded).
+
+use crate::client::{Client, commit_info};
+use crate::error::{ClientError, Result};
+use crate::types::CommitInfo;
+use batchstore_proto::v1 as pb;
+use std::time::{Duration, Instant};
+use tonic::Code;
+
+/// Most attempts to send one commit.
+const MAX_ATTEMPTS: u32 = 8;
+/// Longest time spent settling one commit's outcome.
+const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+/// Deadline of each Commit call (the metastore checks every file, which takes a while for
+/// many files on S3).
+const COMMIT_DEADLINE: Duration = Duration::from_secs(600);
+
+/// How a commit ended.
+#[derive(Debug)]
+pub enum CommitOutcome {
+    /// The metastore answered.
+    Answered(Result<Vec<CommitInfo>>),
+    /// No answer settled it: the batches may or may not be committed.
+    Unknown(ClientError),
+}
+
+impl Client {
+    /// Sends `request` until the metastore gives a definite answer, within a bound.
+    pub(crate) async fn commit_settled(&self, request: pb::CommitRequest) -> CommitOutcome {
+        let sent = repeat_while_unknown(|| {
+            let mut call = tonic::Request::new(request.clone());
+            call.set_timeout(COMMIT_DEADLINE);
+            let mut rpc = self.rpc.clone();
+            async move { rpc.commit(call).await }
+        })
+        .await;
+        match sent {
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                let already = reply.already_committed;
+                CommitOutcome::Answered(Ok(reply
+                    .committed
+                    .into_iter()
+                    .map(|c| commit_info(c, already))
+                    .collect()))
+            }
+            Err((status, attempts)) if outcome_unknown(&status) => {
+                let batches: Vec<&str> = request
+                    .updates
+                    .iter()
+                    .map(|u| u.batch_id.as_str())
+                    .collect();
+                CommitOutcome::Unknown(ClientError::OutcomeUnknown(format!(
+                    "the commit's outcome is unknown: the metastore did not answer after \
+                     {attempts} attempts ({}: {}). Batch(es) {} may or may not be committed; \
+                     nothing was aborted. Check with `tablectl batch {}` once the metastore is \
+                     reachable, and do not write the data again before you know",
+                    code_name(status.code()),
+                    status.message(),
+                    batches.join(", "),
+                    batches.first().copied().unwrap_or_default()
+                )))
+            }
+            Err((status, _)) => CommitOutcome::Answered(Err(status.into())),
+        }
+    }
+}
+
+/// Sends a call again while its failure leaves the outcome unknown, with backoff, at most
+/// [`MAX_ATTEMPTS`] times and for [`SETTLE_LIMIT`]. Only for calls that are safe to repeat:
+/// idempotent ones (a commit, a read), or ones whose repeats are harmless (a BeginWrite, whose
+/// unused batch is given up when its lease runs out). Returns the last status and the number
+/// of attempts on failure.
+pub(crate) async fn repeat_while_unknown<T, F, Fut>(
+    mut call: F,
+) -> std::result::Result<T, (tonic::Status, u32)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
+{
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(50);
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(answer) => return Ok(answer),
+            Err(status)
+                if outcome_unknown(&status)
+                    && attempt < MAX_ATTEMPTS
+                    && started.elapsed() + delay <= SETTLE_LIMIT =>
+            {
+                tracing::debug!(attempt, code = ?status.code(), "no answer; sending again");
+            }
+            Err(status) => return Err((status, attempt)),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+        attempt += 1;
+    }
+}
+
+/// True when a failed call may nevertheless have been carried out: the reply, not the
+/// request, may be what was lost.
+pub(crate) fn outcome_unknown(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::Cancelled
+            | Code::ResourceExhausted
+    )
+}
+
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Unavailable => "unavailable",
+        Code::DeadlineExceeded => "deadline exceeded",
+        Code::Cancelled => "cancelled",
+        Code::ResourceExhausted => "busy",
+        _ => "transport error",
+    }
+}

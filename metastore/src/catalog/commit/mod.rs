@@ -1,0 +1,427 @@
+//! Commit: publish one or many pending batches, all or none.
+//!
+//! The slow, read-only checks run before the transaction (files exist with the stated sizes,
+//! schemas decode and match, lineage inputs are committed). Then, in one transaction, the same
+//! steps on every database: lock the partitions and take the commit's one timestamp
+//! (`pointer`), compare-and-swap each partition pointer, append history, mark each batch
+//! committed (only while pending with a live lease, so a batch commits at most once), record
+//! its files and lineage, and record an audit event.
+//!
+//! A request whose batches are committed already is a retry: it is compared with what was
+//! committed (`retry`) and answered with the original versions only when it is identical. A
+//! commit that loses a race to its own retry (another replica committed the batch first) is
+//! answered the same way, so the answer never depends on which replica a retry reaches.
+
+mod retry;
+mod validate;
+
+use super::Catalog;
+use super::pointer::PointerMove;
+use crate::error::{CatalogError, CatalogResult};
+use crate::model::{
+    BatchRecord, BatchState, CommitOutcome, CommittedVersion, DataFile, ExpectedCurrent, Micros,
+    PartitionUpdate,
+};
+use crate::schema;
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
+use std::collections::HashSet;
+use validate::{PreparedUpdate, not_committable, prepare, validate_updates};
+
+/// Why the transaction of a commit stopped early.
+enum TxStop {
+    Error(CatalogError),
+    /// The batch row was no longer pending with a live lease: find out why after rollback.
+    BatchNotPending(String),
+    /// The compare-and-swap of this batch's partition failed: say why after rollback.
+    Conflict(String),
+}
+
+impl From<CatalogError> for TxStop {
+    fn from(e: CatalogError) -> Self {
+        TxStop::Error(e)
+    }
+}
+
+impl From<sqlx::Error> for TxStop {
+    fn from(e: sqlx::Error) -> Self {
+        TxStop::Error(e.into())
+    }
+}
+
+impl Catalog {
+    /// Commits one or many pending batches, all or none.
+    ///
+    /// # Errors
+    /// `Conflict` when an expected current batch does not match; `SchemaMismatch`;
+    /// `FailedPrecondition` for missing files, expired leases, aborted batches, or a retry that
+    /// differs from the commit it repeats; `NotFound` for unknown batches.
+    pub async fn commit(
+        &self,
+        updates: Vec<PartitionUpdate>,
+        message: &str,
+        actor: &str,
+    ) -> CatalogResult<CommitOutcome> {
+        validate_updates(&updates, message)?;
+        let mut batches = Vec::with_capacity(updates.len());
+        for update in &updates {
+            let batch = match self.recall_began(&update.batch_id) {
+                Some(batch) => batch,
+                None => self.batch(&update.batch_id, false).await?,
+            };
+            batches.push(batch);
+        }
+        if let Some(outcome) = self.answer_retry(&updates, &batches, message).await? {
+            return Ok(outcome);
+        }
+        let mut prepared = prepare(updates, batches)?;
+        for input in prepared
+            .iter()
+            .flat_map(|p| &p.update.inputs)
+            .collect::<HashSet<_>>()
+        {
+            self.require_committed(input).await?;
+        }
+        let checks: Vec<_> = prepared
+            .iter()
+            .map(|p| {
+                self.warehouse
+                    .check_files(&p.batch.location, &p.update.files)
+            })
+            .collect();
+        futures::future::try_join_all(checks).await?;
+        prepared.sort_by_key(|p| p.batch.partition_id);
+
+        let mut tx = self.pool.begin().await?;
+        let result = match self.commit_in(&mut tx, &prepared, message, actor).await {
+            Ok(committed) => tx.commit().await.map(|()| committed).map_err(TxStop::from),
+            Err(stop) => {
+                tx.rollback().await?;
+                Err(stop)
+            }
+        };
+        match result {
+            Ok(committed) => {
+                self.forget_began(prepared.iter().map(|p| p.batch.batch_id.as_str()));
+                Ok(CommitOutcome {
+                    committed,
+                    already_committed: false,
+                })
+            }
+            Err(TxStop::Error(e)) => Err(e),
+            Err(TxStop::BatchNotPending(batch_id)) => {
+                self.explain_stop(&batch_id, &prepared, message, false)
+                    .await
+            }
+            Err(TxStop::Conflict(batch_id)) => {
+                self.explain_stop(&batch_id, &prepared, message, true).await
+            }
+        }
+    }
+
+    async fn commit_in(
+        &self,
+        conn: &mut AnyConnection,
+        prepared: &[PreparedUpdate],
+        message: &str,
+        actor: &str,
+    ) -> Result<Vec<CommittedVersion>, TxStop> {
+        self.fix_table_schemas(conn, prepared).await?;
+        let partition_ids: Vec<i64> = prepared.iter().map(|p| p.batch.partition_id).collect();
+        let stamp = self.stamp_partitions(conn, &partition_ids).await?;
+        let mut committed = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            let change = PointerMove {
+                partition_id: p.batch.partition_id,
+                batch_id: &p.batch.batch_id,
+                rows: p.rows,
+                bytes: p.bytes,
+                expected: p.update.expected.as_ref(),
+            };
+            let Some(version) = self.move_pointer(conn, &change, stamp).await? else {
+                return Err(TxStop::Conflict(p.batch.batch_id.clone()));
+            };
+            self.append_history(conn, &change, version, stamp, "write", actor, message)
+                .await?;
+            self.mark_committed(conn, p, version, stamp).await?;
+            insert_files(conn, &p.batch.batch_id, &p.update.files).await?;
+            for input in &p.update.inputs {
+                sqlx::query("INSERT INTO lineage (batch_id, input_batch_id) VALUES ($1, $2)")
+                    .bind(&p.batch.batch_id)
+                    .bind(input)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            committed.push(committed_version(&p.batch, version, stamp, p.rows, p.bytes));
+        }
+        let batches: Vec<BatchRecord> = prepared.iter().map(|p| p.batch.clone()).collect();
+        self.audit(conn, actor, "commit", &audit_target(&batches), message)
+            .await?;
+        Ok(committed)
+    }
+
+    /// Marks a batch committed, only while it is pending with a live lease.
+    async fn mark_committed(
+        &self,
+        conn: &mut AnyConnection,
+        p: &PreparedUpdate,
+        version: i64,
+        stamp: Micros,
+    ) -> Result<(), TxStop> {
+        let marked = sqlx::query(self.sql(
+            "UPDATE batches SET state = 'committed', version = $1, committed_at_us = $2, \
+                    rows = $3, bytes = $4, arrow_schema = $5 \
+             WHERE batch_id = $6 AND state = 'pending' AND lease_expires_at_us > {now}",
+        ))
+        .bind(version)
+        .bind(stamp)
+        .bind(p.rows)
+        .bind(p.bytes)
+        .bind(&p.update.arrow_schema)
+        .bind(&p.batch.batch_id)
+        .execute(&mut *conn)
+        .await?;
+        if marked.rows_affected() != 1 {
+            return Err(TxStop::BatchNotPending(p.batch.batch_id.clone()));
+        }
+        Ok(())
+    }
+
+    /// Fixes the schema of tables that have none yet (first write), or checks against the
+    /// schema another commit fixed meanwhile; widens a table's read schema where a write uses
+    /// a wider dictionary index.
+    async fn fix_table_schemas(
+        &self,
+        conn: &mut AnyConnection,
+        prepared: &[PreparedUpdate],
+    ) -> Result<(), TxStop> {
+        self.widen_table_schemas(conn, prepared).await?;
+        let mut done = HashSet::new();
+        for p in prepared
+            .iter()
+            .filter(|p| p.batch.table.arrow_schema.is_none())
+        {
+            if !done.insert(p.batch.table.id) {
+                continue;
+            }
+            let set = sqlx::query(
+                "UPDATE tables SET arrow_schema = $1 WHERE id = $2 AND arrow_schema IS NULL",
+            )
+            .bind(&p.update.arrow_schema)
+            .bind(p.batch.table.id)
+            .execute(&mut *conn)
+            .await?;
+            if set.rows_affected() == 0 {
+                let row = sqlx::query("SELECT arrow_schema FROM tables WHERE id = $1")
+                    .bind(p.batch.table.id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                let bytes: Vec<u8> = row.try_get("arrow_schema")?;
+                let table_schema = schema::decode(&bytes)?;
+                for q in prepared
+                    .iter()
+                    .filter(|q| q.batch.table.id == p.batch.table.id)
+                {
+                    schema::check_compatible(&table_schema, &q.schema, &q.batch.table.qualified())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Widens the read schema of tables whose writes use a wider dictionary index than the
+    /// table records, under the table row's lock so concurrent widenings compose.
+    async fn widen_table_schemas(
+        &self,
+        conn: &mut AnyConnection,
+        prepared: &[PreparedUpdate],
+    ) -> Result<(), TxStop> {
+        let mut done = HashSet::new();
+        for p in prepared {
+            let Some(known) = &p.batch.table.arrow_schema else {
+                continue;
+            };
+            if done.contains(&p.batch.table.id)
+                || schema::widen(&schema::decode(known)?, &p.schema).is_none()
+            {
+                continue;
+            }
+            done.insert(p.batch.table.id);
+            let lock = match self.dialect {
+                super::Dialect::Postgres => " FOR UPDATE",
+                super::Dialect::Sqlite => "",
+            };
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT arrow_schema FROM tables WHERE id = $1{lock}"
+            )))
+            .bind(p.batch.table.id)
+            .fetch_one(&mut *conn)
+            .await?;
+            let mut table_schema = schema::decode(&row.try_get::<Vec<u8>, _>("arrow_schema")?)?;
+            let mut changed = false;
+            for q in prepared
+                .iter()
+                .filter(|q| q.batch.table.id == p.batch.table.id)
+            {
+                if let Some(wider) = schema::widen(&table_schema, &q.schema) {
+                    table_schema = wider;
+                    changed = true;
+                }
+            }
+            if changed {
+                sqlx::query("UPDATE tables SET arrow_schema = $1 WHERE id = $2")
+                    .bind(schema::encode(&table_schema))
+                    .bind(p.batch.table.id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After the transaction stopped on a batch no longer pending or a failed compare-and-swap:
+    /// when the batches were committed meanwhile (a retry that won on another connection or
+    /// replica), answer as for a retry; otherwise say why nothing was committed.
+    async fn explain_stop(
+        &self,
+        batch_id: &str,
+        prepared: &[PreparedUpdate],
+        message: &str,
+        conflict: bool,
+    ) -> CatalogResult<CommitOutcome> {
+        self.sweep_expired_leases().await?;
+        let mut batches = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            batches.push(self.batch(&p.batch.batch_id, false).await?);
+        }
+        let updates: Vec<PartitionUpdate> = prepared.iter().map(|p| p.update.clone()).collect();
+        if let Some(outcome) = self.answer_retry(&updates, &batches, message).await? {
+            return Ok(outcome);
+        }
+        let batch = self.batch(batch_id, false).await?;
+        if let Some(refusal) = not_committable(&batch) {
+            return Err(refusal);
+        }
+        if conflict && let Some(p) = prepared.iter().find(|p| p.batch.batch_id == batch_id) {
+            return Err(self.conflict(p).await);
+        }
+        Err(CatalogError::Unavailable(format!(
+            "batch {batch_id} changed state during the commit; retry the commit"
+        )))
+    }
+
+    /// The refusal of a failed compare-and-swap, naming the batch that is current now.
+    async fn conflict(&self, p: &PreparedUpdate) -> CatalogError {
+        let current =
+            sqlx::query("SELECT current_batch_id, current_version FROM partitions WHERE id = $1")
+                .bind(p.batch.partition_id)
+                .fetch_one(&self.pool)
+                .await;
+        let (batch, version): (Option<String>, i64) = match current {
+            Ok(row) => (
+                row.try_get("current_batch_id").unwrap_or_default(),
+                row.try_get("current_version").unwrap_or_default(),
+            ),
+            Err(e) => return e.into(),
+        };
+        let expected = match &p.update.expected {
+            Some(ExpectedCurrent::Batch(b)) => format!("batch {b}"),
+            _ => "no batch (a partition never written)".to_owned(),
+        };
+        let now = match batch {
+            Some(b) => format!("batch {b} (version {version})"),
+            None => "no batch".to_owned(),
+        };
+        CatalogError::Conflict(format!(
+            "conflict on partition {} of {}: it is now at {now}, not at the expected {expected}; \
+             another write committed first. Read the partition again and retry, or commit \
+             without an expected batch to overwrite",
+            p.batch.partition.describe(&p.batch.table.keys),
+            p.batch.table.qualified()
+        ))
+    }
+
+    /// Lineage may only name batches that exist and are committed.
+    async fn require_committed(&self, batch_id: &str) -> CatalogResult<()> {
+        let found = sqlx::query("SELECT state FROM batches WHERE batch_id = $1")
+            .bind(batch_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match found {
+            Some(row) if row.try_get::<String, _>("state")? == "committed" => Ok(()),
+            Some(_) => Err(CatalogError::FailedPrecondition(format!(
+                "input batch {batch_id} is not committed; lineage can only name committed batches"
+            ))),
+            None => Err(CatalogError::NotFound(format!(
+                "input batch {batch_id} does not exist"
+            ))),
+        }
+    }
+}
+
+/// What a commit reports for one partition.
+fn committed_version(
+    batch: &BatchRecord,
+    version: i64,
+    committed_at: Micros,
+    rows: i64,
+    bytes: i64,
+) -> CommittedVersion {
+    CommittedVersion {
+        batch_id: batch.batch_id.clone(),
+        namespace: batch.table.namespace.clone(),
+        table: batch.table.name.clone(),
+        partition: batch.partition.pairs(&batch.table.keys),
+        version,
+        committed_at,
+        rows,
+        bytes,
+    }
+}
+
+/// The audit target of a commit: `namespace.table@batch` for each batch.
+fn audit_target(batches: &[BatchRecord]) -> String {
+    batches
+        .iter()
+        .map(|b| format!("{}.{}@{}", b.table.namespace, b.table.name, b.batch_id))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Inserts a batch's file list, many rows per statement.
+async fn insert_files(
+    conn: &mut AnyConnection,
+    batch_id: &str,
+    files: &[DataFile],
+) -> Result<(), TxStop> {
+    for chunk in files.chunks(200) {
+        let values = (0..chunk.len())
+            .map(|i| {
+                format!(
+                    "(${}, ${}, ${}, ${})",
+                    4 * i + 1,
+                    4 * i + 2,
+                    4 * i + 3,
+                    4 * i + 4
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql =
+            format!("INSERT INTO batch_files (batch_id, path, size_bytes, rows) VALUES {values}");
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for file in chunk {
+            query = query
+                .bind(batch_id)
+                .bind(&file.path)
+                .bind(file.size_bytes)
+                .bind(file.rows);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The state a batch must have reached for a request naming it to be a retry.
+fn is_committed(batch: &BatchRecord) -> bool {
+    batch.state == BatchState::Committed
+}

@@ -1,0 +1,191 @@
+//! Moving a partition's pointer, and the one timestamp of each commit that as-of reads trust.
+//!
+//! Commits and rollbacks move pointers only through [`Catalog::stamp_partitions`] and
+//! [`Catalog::move_pointer`], inside their transaction. The invariants kept here:
+//! - a pointer moves by compare-and-swap and increments the partition's version (no gaps);
+//! - every partition of one commit gets the same `committed_at`, taken after the partitions'
+//!   rows are locked, and later than each partition's previous stamp (time never runs
+//!   backwards within a partition);
+//! - an as-of read is repeatable: a commit never becomes visible with a stamp at or before an
+//!   as-of time that was already answered without it. On PostgreSQL each commit holds a shared
+//!   advisory lock from before its stamp until it ends, and [`Catalog::as_of_horizon`] takes
+//!   the lock exclusively for a moment: commits in flight finish first, and commits that start
+//!   later stamp after the read. SQLite runs on one connection, so nothing is ever in flight
+//!   while a read runs. As-of times later than the catalog clock are waited for (briefly) or
+//!   refused, since a later commit could still land before them.
+
+use super::{Catalog, Dialect};
+use crate::error::{CatalogError, CatalogResult};
+use crate::model::{ExpectedCurrent, Micros};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
+use std::time::Duration;
+
+/// The advisory lock every pointer move shares and an as-of read takes alone (PostgreSQL).
+const COMMIT_LOCK: i64 = 0x6261_7463_6873_746f; // "batchsto"
+
+/// How far in the future an as-of time may be and still be answered (after waiting for it).
+const AS_OF_WAIT_LIMIT: Duration = Duration::from_secs(2);
+
+/// A pointer move: which partition, to which batch, under which expectation.
+pub(super) struct PointerMove<'a> {
+    pub partition_id: i64,
+    pub batch_id: &'a str,
+    pub rows: i64,
+    pub bytes: i64,
+    pub expected: Option<&'a ExpectedCurrent>,
+}
+
+impl Catalog {
+    /// Locks the partitions a transaction will move (in id order, so concurrent commits cannot
+    /// deadlock) and returns the commit's one timestamp. Fails with `NotFound` when a
+    /// partition's table was dropped. Call it before any pointer moves in the transaction.
+    pub(super) async fn stamp_partitions(
+        &self,
+        conn: &mut AnyConnection,
+        partition_ids: &[i64],
+    ) -> CatalogResult<Micros> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+                .bind(COMMIT_LOCK)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let mut ids = partition_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let placeholders = (1..=ids.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let lock = match self.dialect {
+            Dialect::Postgres => " FOR UPDATE OF p",
+            Dialect::Sqlite => "",
+        };
+        // The clock may be read before a lock wait; the floor, read from the locked rows, keeps
+        // the stamp after every earlier stamp of these partitions either way.
+        let now = self.dialect.now();
+        let sql = format!(
+            "SELECT p.updated_at_us, {now} AS now_us FROM partitions p JOIN tables t ON t.id = p.table_id \
+             WHERE p.id IN ({placeholders}) AND t.dropped_at_us IS NULL ORDER BY p.id{lock}"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
+        if rows.len() != ids.len() {
+            return Err(CatalogError::NotFound(
+                "the table was dropped while this change was being made; nothing was changed"
+                    .into(),
+            ));
+        }
+        let mut stamp = Micros::MIN;
+        for row in &rows {
+            stamp = stamp
+                .max(row.try_get::<i64, _>("updated_at_us")?.saturating_add(1))
+                .max(row.try_get::<i64, _>("now_us")?);
+        }
+        Ok(stamp)
+    }
+
+    /// Moves a partition's pointer to `batch_id` as its next version at `stamp`. With an
+    /// expectation, only if the current batch still matches (compare-and-swap); `None` when
+    /// it does not. Returns the new version.
+    pub(super) async fn move_pointer(
+        &self,
+        conn: &mut AnyConnection,
+        change: &PointerMove<'_>,
+        stamp: Micros,
+    ) -> CatalogResult<Option<i64>> {
+        let guard = match change.expected {
+            None => "",
+            Some(ExpectedCurrent::Nothing) => " AND current_batch_id IS NULL",
+            Some(ExpectedCurrent::Batch(_)) => " AND current_batch_id = $6",
+        };
+        let sql = format!(
+            "UPDATE partitions SET current_batch_id = $1, current_version = current_version + 1, \
+                    rows = $2, bytes = $3, updated_at_us = $4 \
+             WHERE id = $5{guard} RETURNING current_version"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(change.batch_id)
+            .bind(change.rows)
+            .bind(change.bytes)
+            .bind(stamp)
+            .bind(change.partition_id);
+        if let Some(ExpectedCurrent::Batch(expected)) = change.expected {
+            query = query.bind(expected);
+        }
+        let row = query.fetch_optional(&mut *conn).await?;
+        row.map(|row| row.try_get("current_version").map_err(CatalogError::from))
+            .transpose()
+    }
+
+    /// Appends the history entry of a pointer move.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn append_history(
+        &self,
+        conn: &mut AnyConnection,
+        change: &PointerMove<'_>,
+        version: i64,
+        stamp: Micros,
+        operation: &str,
+        actor: &str,
+        message: &str,
+    ) -> CatalogResult<()> {
+        sqlx::query(
+            "INSERT INTO history (partition_id, version, batch_id, operation, actor, message, \
+                                  committed_at_us, rows, bytes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(change.partition_id)
+        .bind(version)
+        .bind(change.batch_id)
+        .bind(operation)
+        .bind(actor)
+        .bind(message)
+        .bind(stamp)
+        .bind(change.rows)
+        .bind(change.bytes)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Makes an as-of read at `as_of` repeatable: returns once every commit that could ever be
+    /// stamped at or before `as_of` is visible. Waits for an as-of time up to
+    /// [`AS_OF_WAIT_LIMIT`] ahead of the catalog clock.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for an as-of time further in the future.
+    pub(super) async fn as_of_horizon(&self, as_of: Micros) -> CatalogResult<()> {
+        loop {
+            let now: i64 = match self.dialect {
+                Dialect::Postgres => sqlx::query(self.sql(
+                    "SELECT {now} AS now_us FROM (SELECT pg_advisory_xact_lock($1)) AS settled",
+                ))
+                .bind(COMMIT_LOCK)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("now_us")?,
+                Dialect::Sqlite => sqlx::query(self.sql("SELECT {now} AS now_us"))
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get("now_us")?,
+            };
+            if as_of <= now {
+                return Ok(());
+            }
+            let ahead = Duration::from_micros(as_of.saturating_sub(now).unsigned_abs());
+            if ahead > AS_OF_WAIT_LIMIT {
+                return Err(CatalogError::InvalidArgument(format!(
+                    "the as-of time {} is in the future (the catalog's clock reads {}); a read \
+                     as of a time that has not passed yet could change later, so name a past time",
+                    super::format_micros(as_of),
+                    super::format_micros(now)
+                )));
+            }
+            tokio::time::sleep(ahead).await;
+        }
+    }
+}

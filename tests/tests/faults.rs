@@ -1,0 +1,219 @@
+//! Fault injection: writes through a proxy that cuts the metastore's replies (and their
+//! connections) at random must each end in a truthful outcome, and the catalog must never
+//! show a partial, duplicate or phantom commit. Every write carries its own number in its
+//! data, so what each version holds can be traced back to the write that made it.
+
+use arrow_array::{Int64Array, RecordBatch, RecordBatchIterator};
+use arrow_schema::{DataType, Field, Schema};
+use batchstore_client::{
+    Client, ClientError, KeyType, PartitionData, PartitionKey, PartitionSpec, ReadRequest,
+    Selector, TableName, WriteOptions, WriteRequest,
+};
+use batchstore_tests::proxy::FaultProxy;
+use batchstore_tests::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+on_both_backends!(lost_replies_never_duplicate_or_lose_a_write);
+
+/// Writes in one run; `BATCHSTORE_FAULT_WRITES` raises it (`make test-long`).
+fn writes() -> usize {
+    std::env::var("BATCHSTORE_FAULT_WRITES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60)
+}
+
+fn frame(write: i64, partitions: usize) -> Vec<(String, RecordBatch)> {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "write",
+        DataType::Int64,
+        false,
+    )]));
+    (0..partitions)
+        .map(|p| {
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from(vec![write; 3]))],
+            )
+            .expect("a valid batch");
+            (format!("p{}", (write as usize + p) % 4), batch)
+        })
+        .collect()
+}
+
+#[derive(Debug, Default)]
+struct Outcomes {
+    /// write number → (partition, batch, version) for each partition it committed.
+    acknowledged: BTreeMap<i64, Vec<(String, String, i64)>>,
+    unknown: BTreeSet<i64>,
+    refused: BTreeSet<i64>,
+}
+
+async fn lost_replies_never_duplicate_or_lose_a_write(backend: Backend) -> anyhow::Result<()> {
+    let db = TestDatabase::create(backend)?;
+    let server = Metastore::start(&db.url, &[])?;
+    let direct = Client::connect(Some(&server.endpoint())).await?;
+    let table = TableName::new("sales", "faults");
+    direct.create_namespace("sales", true).await?;
+    direct
+        .create_table(
+            &table,
+            &[PartitionKey {
+                name: "ds".into(),
+                key_type: KeyType::String,
+            }],
+            None,
+            false,
+        )
+        .await?;
+    let seed = match backend {
+        Backend::Sqlite => 7,
+        Backend::Postgres => 11,
+    };
+    let proxy = FaultProxy::start(&server.address, 120, seed).await?;
+    let faulty = loop {
+        // Connecting may itself meet a cut; that is not what this test is about.
+        if let Ok(client) = Client::connect(Some(&proxy.endpoint())).await {
+            break client;
+        }
+    };
+    let mut outcomes = Outcomes::default();
+    let total = writes();
+    for write in 0..total as i64 {
+        // Every third write commits two partitions at once.
+        let parts = frame(write, if write % 3 == 0 { 2 } else { 1 });
+        let partitions = parts
+            .into_iter()
+            .map(|(ds, batch)| PartitionData {
+                partition: PartitionSpec::named([("ds", ds)]),
+                expected: None,
+                data: Box::new(RecordBatchIterator::new(
+                    [Ok(batch.clone())],
+                    batch.schema(),
+                )),
+            })
+            .collect();
+        let request = WriteRequest {
+            table: table.clone(),
+            partitions,
+            message: format!("write {write}"),
+            inputs: vec![],
+        };
+        match faulty
+            .write_partitions(request, &WriteOptions::default(), None)
+            .await
+        {
+            Ok(committed) => {
+                let entry = committed
+                    .into_iter()
+                    .map(|c| {
+                        let ds = c.partition[0].1.clone();
+                        (ds, c.batch_id, c.version)
+                    })
+                    .collect();
+                outcomes.acknowledged.insert(write, entry);
+            }
+            Err(ClientError::OutcomeUnknown(_)) => {
+                outcomes.unknown.insert(write);
+            }
+            Err(_) => {
+                outcomes.refused.insert(write);
+            }
+        }
+    }
+    proxy.set_armed(false);
+
+    // What the catalog holds, version by version, traced to the write that made it.
+    let mut made_by: BTreeMap<i64, Vec<(String, String, i64)>> = BTreeMap::new();
+    let mut batches_seen = BTreeSet::new();
+    for ds in ["p0", "p1", "p2", "p3"] {
+        let spec = PartitionSpec::named([("ds", ds)]);
+        let history = match direct.history(&table, &spec).await {
+            Ok(history) => history,
+            Err(ClientError::NotFound(_)) => continue,
+            Err(other) => return Err(other.into()),
+        };
+        for entry in history {
+            assert!(
+                batches_seen.insert(entry.batch_id.clone()),
+                "batch {} appears twice in history: a duplicate commit",
+                entry.batch_id
+            );
+            let read = direct
+                .read(
+                    &ReadRequest {
+                        table: Some(table.clone()),
+                        partitions: vec![spec.clone()],
+                        selector: Selector::Version(entry.version),
+                        ..ReadRequest::default()
+                    },
+                    None,
+                )
+                .await?;
+            let values: BTreeSet<i64> = read
+                .batches
+                .iter()
+                .flat_map(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .map(|a| a.values().to_vec())
+                        .unwrap_or_default()
+                })
+                .collect();
+            assert_eq!(
+                values.len(),
+                1,
+                "version {} of {ds} mixes writes",
+                entry.version
+            );
+            let write = *values.iter().next().unwrap_or(&-1);
+            made_by.entry(write).or_default().push((
+                ds.to_owned(),
+                entry.batch_id.clone(),
+                entry.version,
+            ));
+        }
+    }
+    for (write, mut made) in made_by.clone() {
+        made.sort();
+        match outcomes.acknowledged.get(&write) {
+            Some(acknowledged) => {
+                let mut acknowledged = acknowledged.clone();
+                acknowledged.sort();
+                assert_eq!(
+                    made, acknowledged,
+                    "write {write} is recorded as acknowledged"
+                );
+            }
+            None => assert!(
+                outcomes.unknown.contains(&write),
+                "write {write} was reported refused, yet it is in the catalog: {made:?}"
+            ),
+        }
+        let expected_partitions = if write % 3 == 0 { 2 } else { 1 };
+        assert_eq!(made.len(), expected_partitions, "write {write} is partial");
+    }
+    for write in outcomes.acknowledged.keys() {
+        assert!(
+            made_by.contains_key(write),
+            "acknowledged write {write} is not in the catalog"
+        );
+    }
+    println!(
+        "fault injection ({backend:?}): {total} writes, {} replies cut; {} acknowledged, {} \
+         refused truthfully, {} outcome unknown ({} of them committed); 0 divergences",
+        proxy.cuts(),
+        outcomes.acknowledged.len(),
+        outcomes.refused.len(),
+        outcomes.unknown.len(),
+        outcomes
+            .unknown
+            .iter()
+            .filter(|w| made_by.contains_key(w))
+            .count()
+    );
+    assert!(proxy.cuts() > 0, "the proxy injected faults");
+    Ok(())
+}

@@ -98,7 +98,7 @@ async fn commits(server: &Metastore, clients: usize, total: usize) -> Result<(f6
                 })
                 .await?
                 .into_inner();
-            let file = upload(&begun.location, "part-00000.parquet", 16, 1)?;
+            let file = upload(&begun.location, "part-00000.parquet", 1)?;
             batches.push(pb::CommitRequest {
                 updates: vec![pb::PartitionUpdate {
                     batch_id: begun.batch_id,

@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod error;
+pub mod footer;
 pub mod layout;
 pub mod limits;
 pub mod model;

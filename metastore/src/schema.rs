@@ -138,6 +138,60 @@ pub fn check_compatible(table: &Schema, write: &Schema, table_name: &str) -> Cat
     Ok(())
 }
 
+/// Checks that a file's own schema (from its footer) is the schema its write declared: the
+/// same columns by name, types equal up to dictionary index width, and no nulls allowed in
+/// the file where the write declares a column not null.
+///
+/// # Errors
+/// `FailedPrecondition` naming the file and the first column that differs.
+pub fn check_file(declared: &Schema, file: &Schema, name: &str) -> CatalogResult<()> {
+    let differs = |column: &str, how: String| {
+        CatalogError::FailedPrecondition(format!(
+            "file {name} does not hold what the commit declares: column {} {how}; commit the \
+             schema of the data that was written",
+            quote_for_message(column)
+        ))
+    };
+    let in_file: HashMap<&str, &Field> = file
+        .fields()
+        .iter()
+        .map(|f| (f.name().as_str(), f.as_ref()))
+        .collect();
+    for field in declared.fields() {
+        let Some(found) = in_file.get(field.name().as_str()) else {
+            return Err(differs(field.name(), "is not in the file".into()));
+        };
+        if !types_match(field.data_type(), found.data_type()) {
+            return Err(differs(
+                field.name(),
+                format!(
+                    "is {} in the file but declared {}",
+                    found.data_type(),
+                    field.data_type()
+                ),
+            ));
+        }
+        if found.is_nullable() && !field.is_nullable() {
+            return Err(differs(
+                field.name(),
+                "allows nulls in the file but is declared not null".into(),
+            ));
+        }
+    }
+    if declared.fields().len() != file.fields().len()
+        && let Some(extra) = file
+            .fields()
+            .iter()
+            .find(|f| declared.field_with_name(f.name()).is_err())
+    {
+        return Err(differs(
+            extra.name(),
+            "is in the file but not declared".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The table's schema widened so that it reads `write` too: each dictionary column takes the
 /// wider of the two index types (encoders pick the index by the number of values; pandas uses
 /// int8 below 128 categories). `None` when nothing needs to change.

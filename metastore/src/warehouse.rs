@@ -1,20 +1,22 @@
 //! The warehouse: where batch directories live (a local directory or an S3 prefix).
 //!
-//! The metastore only touches storage to check that committed files exist with the stated size.
+//! The metastore only touches storage to check committed files: their size, and what their
+//! Parquet footers say (`footer`); it never reads data pages.
 //! Locations handed to clients are `{root_url}/{relative batch dir}`; the part after the root
 //! is an object path taken verbatim (it is *not* URL-decoded: `%2F` in it is three characters).
 
 use crate::error::{CatalogError, CatalogResult};
+use crate::footer::{self, FileFacts};
 use crate::model::DataFile;
 use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
 use std::sync::Arc;
 
-/// How many HEAD requests a commit keeps in flight while checking its files.
-const HEAD_CONCURRENCY: usize = 16;
+/// How many files a commit inspects at once.
+const INSPECT_CONCURRENCY: usize = 16;
 
 /// A configured warehouse root.
 #[derive(Debug, Clone)]
@@ -24,6 +26,8 @@ pub struct Warehouse {
     root_url: String,
     /// The object path of the root inside `store` (empty for a local directory).
     root_path: String,
+    /// The canonical directory of a local warehouse.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl Warehouse {
@@ -56,6 +60,7 @@ impl Warehouse {
             store: Arc::new(store),
             root_url: format!("file://{root}"),
             root_path: String::new(),
+            local_root: Some(absolute),
         })
     }
 
@@ -85,6 +90,7 @@ impl Warehouse {
             store: Arc::new(store),
             root_url,
             root_path: prefix.to_owned(),
+            local_root: None,
         })
     }
 
@@ -121,42 +127,73 @@ impl Warehouse {
         })
     }
 
-    /// Checks that every file exists under `location` with the stated size.
+    /// Reads the facts of every file under `location` (storage size, footer row count, schema
+    /// and statistics), concurrently and bounded, and checks the stated size of each.
     ///
     /// # Errors
-    /// `FailedPrecondition` naming the first missing or wrongly sized file; `Unavailable` when
-    /// the storage cannot be reached.
-    pub async fn check_files(&self, location: &str, files: &[DataFile]) -> CatalogResult<()> {
+    /// `FailedPrecondition` naming the first file that is missing, wrongly sized, not Parquet,
+    /// or (on a local warehouse) reached through a symbolic link; `Unavailable` when the
+    /// storage cannot be reached.
+    pub async fn inspect_files(
+        &self,
+        location: &str,
+        files: &[DataFile],
+    ) -> CatalogResult<Vec<FileFacts>> {
         let dir = self.object_dir(location)?;
         let checks: Vec<_> = files
             .iter()
-            .map(|file| self.check_file(&dir, location, file))
+            .map(|file| self.inspect_file(&dir, location, file))
             .collect();
         futures::stream::iter(checks)
-            .buffer_unordered(HEAD_CONCURRENCY)
-            .try_collect::<()>()
+            .buffered(INSPECT_CONCURRENCY)
+            .try_collect()
             .await
     }
 
-    async fn check_file(&self, dir: &str, location: &str, file: &DataFile) -> CatalogResult<()> {
+    async fn inspect_file(
+        &self,
+        dir: &str,
+        location: &str,
+        file: &DataFile,
+    ) -> CatalogResult<FileFacts> {
         let path = Path::parse(format!("{dir}/{}", file.path)).map_err(|e| {
             CatalogError::InvalidArgument(format!("bad file path {}: {e}", file.path))
         })?;
-        match self.store.head(&path).await {
-            Ok(meta) if meta.size == file.size_bytes as u64 => Ok(()),
-            Ok(meta) => Err(CatalogError::FailedPrecondition(format!(
-                "file {} in {location} is {} bytes, but the commit says {}; \
-                 the upload is incomplete or the file list is wrong",
-                file.path, meta.size, file.size_bytes
-            ))),
-            Err(object_store::Error::NotFound { .. }) => {
-                Err(CatalogError::FailedPrecondition(format!(
-                    "file {} was not found in {location}; upload every file before committing",
-                    file.path
-                )))
-            }
-            Err(other) => Err(other.into()),
+        let name = format!("{} in {location}", file.path);
+        if let Some(root) = &self.local_root {
+            refuse_links(root, &path, &name)?;
         }
+        let facts = footer::inspect(self.store.as_ref(), &path, &name).await?;
+        if facts.size != file.size_bytes as u64 {
+            return Err(CatalogError::FailedPrecondition(format!(
+                "file {name} is {} bytes, but the commit says {}; the upload is incomplete or \
+                 the file list is wrong",
+                facts.size, file.size_bytes
+            )));
+        }
+        Ok(facts)
+    }
+}
+
+/// On a local warehouse, a file must be a regular file reached without symbolic links, so a
+/// batch can never make the catalog record (or later delete) something outside it.
+fn refuse_links(root: &std::path::Path, path: &Path, name: &str) -> CatalogResult<()> {
+    let lexical = root.join(path.as_ref());
+    let linked = || {
+        CatalogError::FailedPrecondition(format!(
+            "file {name} is, or lies under, a symbolic link; a batch holds regular files only"
+        ))
+    };
+    match std::fs::symlink_metadata(&lexical) {
+        Ok(meta) if meta.file_type().is_symlink() || !meta.is_file() => return Err(linked()),
+        Ok(_) => {}
+        // Missing: the footer read reports it.
+        Err(_) => return Ok(()),
+    }
+    match std::fs::canonicalize(&lexical) {
+        Ok(real) if real == lexical => Ok(()),
+        Ok(_) => Err(linked()),
+        Err(_) => Ok(()),
     }
 }
 

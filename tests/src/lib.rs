@@ -127,6 +127,55 @@ fn psql(sql: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs one query against a test's catalog database with the database's own command-line
+/// client and returns what it printed (one value per line), for checks of stored facts that no
+/// RPC exposes.
+///
+/// # Errors
+/// When the client fails.
+pub fn catalog_query(db: &TestDatabase, sql: &str) -> Result<String> {
+    let out = match &db.postgres_name {
+        Some(name) => Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                name,
+                "-At",
+                "-c",
+                sql,
+            ])
+            .output()
+            .context("running psql")?,
+        None => {
+            let path = db
+                .url
+                .strip_prefix("sqlite://")
+                .and_then(|u| u.split('?').next())
+                .context("a sqlite URL")?;
+            Command::new("python3")
+                .args([
+                    "-c",
+                    "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+                     [print(*r, sep='|') for r in c.execute(sys.argv[2])]",
+                    path,
+                    sql,
+                ])
+                .output()
+                .context("running python3 for sqlite3")?
+        }
+    };
+    if !out.status.success() {
+        bail!(
+            "query {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Starts the local PostgreSQL cluster when it is not accepting connections.
 ///
 /// # Errors
@@ -369,18 +418,42 @@ pub fn local_dir(location: &str) -> Result<PathBuf> {
         .context("not a file:// location")
 }
 
-/// Writes a file of `size` bytes into a local batch location and returns its entry.
+/// Writes a Parquet file of `rows` rows of the tests' schema (`x: int64`) into a local batch
+/// location and returns its entry.
 ///
 /// # Errors
-/// I/O errors.
-pub fn upload(location: &str, name: &str, size: usize, rows: i64) -> Result<pb::DataFile> {
+/// I/O and encoding errors.
+pub fn upload(location: &str, name: &str, rows: i64) -> Result<pb::DataFile> {
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+        "x",
+        arrow_schema::DataType::Int64,
+        true,
+    )]));
+    let column = arrow_array::Int64Array::from_iter_values(0..rows);
+    let batch = arrow_array::RecordBatch::try_new(schema, vec![std::sync::Arc::new(column)])?;
+    upload_batch(location, name, &batch)
+}
+
+/// Writes `batch` as a Parquet file into a local batch location and returns its entry.
+///
+/// # Errors
+/// I/O and encoding errors.
+pub fn upload_batch(
+    location: &str,
+    name: &str,
+    batch: &arrow_array::RecordBatch,
+) -> Result<pb::DataFile> {
     let dir = local_dir(location)?;
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join(name), vec![7u8; size])?;
+    let mut encoded = Vec::new();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut encoded, batch.schema(), None)?;
+    writer.write(batch)?;
+    writer.close()?;
+    std::fs::write(dir.join(name), &encoded)?;
     Ok(pb::DataFile {
         path: name.into(),
-        size_bytes: size as i64,
-        rows,
+        size_bytes: encoded.len() as i64,
+        rows: batch.num_rows() as i64,
     })
 }
 
@@ -434,7 +507,7 @@ pub async fn write_once(
     expected: Option<String>,
 ) -> Result<pb::CommittedPartition, tonic::Status> {
     let begun = begin(client, namespace, table, partition, 0).await?;
-    let file = upload(&begun.location, "part-00000.parquet", 64, 3)
+    let file = upload(&begun.location, "part-00000.parquet", 3)
         .map_err(|e| tonic::Status::internal(e.to_string()))?;
     let committed = client
         .commit(commit_request(begun.batch_id, vec![file], expected))

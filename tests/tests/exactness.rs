@@ -27,6 +27,7 @@ on_both_backends!(
     duplicate_lineage_inputs_are_refused,
     limits_hold_at_and_past_the_bound,
     huge_schema_does_not_block_other_clients,
+    the_catalog_records_only_facts_it_checked,
 );
 
 async fn setup(backend: Backend) -> anyhow::Result<(TestDatabase, Metastore, Rpc)> {
@@ -83,18 +84,18 @@ async fn versions_as_of(
         .collect())
 }
 
-/// Begins a batch for each partition and uploads `files` (name, size, rows) into each.
+/// Begins a batch for each partition and uploads `files` (name, rows) into each.
 async fn staged(
     client: &mut Rpc,
     partitions: &[&str],
-    files: &[(&str, usize, i64)],
+    files: &[(&str, i64)],
 ) -> anyhow::Result<Vec<pb::PartitionUpdate>> {
     let mut updates = Vec::new();
     for p in partitions {
         let begun = begin(client, "sales", "items", &ds(p), 0).await?;
         let mut uploaded = Vec::new();
-        for (name, size, rows) in files {
-            uploaded.push(upload(&begun.location, name, *size, *rows)?);
+        for (name, rows) in files {
+            uploaded.push(upload(&begun.location, name, *rows)?);
         }
         updates.push(pb::PartitionUpdate {
             batch_id: begun.batch_id,
@@ -118,7 +119,7 @@ fn commit_of(updates: Vec<pb::PartitionUpdate>, message: &str) -> pb::CommitRequ
 async fn retry_is_compared_with_what_was_committed(backend: Backend) -> anyhow::Result<()> {
     let (_db, _server, mut client) = setup(backend).await?;
     let first = write_once(&mut client, "sales", "items", &ds("1"), None).await?;
-    let mut updates = staged(&mut client, &["1"], &[("part-00000.parquet", 40, 4)]).await?;
+    let mut updates = staged(&mut client, &["1"], &[("part-00000.parquet", 4)]).await?;
     updates[0].expected_current_batch_id = Some(first.batch_id.clone());
     let original = commit_of(updates.clone(), "second");
     let committed = client.commit(original.clone()).await?.into_inner();
@@ -128,7 +129,7 @@ async fn retry_is_compared_with_what_was_committed(backend: Backend) -> anyhow::
     let location = begin(&mut client, "sales", "items", &ds("1"), 0)
         .await?
         .location;
-    let extra = upload(&location, "part-00001.parquet", 8, 1)?;
+    let extra = upload(&location, "part-00001.parquet", 1)?;
     let other_schema = schema_bytes(&[("y", arrow_schema::DataType::Utf8)]);
     let variants: Vec<(&str, Change)> = vec![
         (
@@ -226,7 +227,7 @@ async fn retry_after_losing_the_race_is_answered_not_refused(
     };
     create_table(&mut on_a, "sales", "items").await?;
     let first = write_once(&mut on_a, "sales", "items", &ds("1"), None).await?;
-    let mut updates = staged(&mut on_a, &["1"], &[("part-00000.parquet", 16, 2)]).await?;
+    let mut updates = staged(&mut on_a, &["1"], &[("part-00000.parquet", 2)]).await?;
     updates[0].expected_current_batch_id = Some(first.batch_id);
     let request = commit_of(updates, "cas");
     let committed = on_b.commit(request.clone()).await?.into_inner();
@@ -239,7 +240,7 @@ async fn retry_after_losing_the_race_is_answered_not_refused(
 async fn one_commit_one_timestamp_and_repeatable_as_of(backend: Backend) -> anyhow::Result<()> {
     let (_db, server, mut client) = setup(backend).await?;
     let partitions = ["a", "b", "c"];
-    let files = [("part-00000.parquet", 8, 1)];
+    let files = [("part-00000.parquet", 1)];
     let updates = staged(&mut client, &partitions, &files).await?;
     let initial = client.commit(commit_of(updates, "v1")).await?.into_inner();
     let stamps: Vec<i64> = initial
@@ -401,7 +402,7 @@ async fn compare_and_swap_flow_for_a_new_partition(backend: Backend) -> anyhow::
     let (_db, _server, mut client) = setup(backend).await?;
     // The documented flow: take the current batch BeginWrite reports, send it back.
     let begun = begin(&mut client, "sales", "items", &ds("new"), 0).await?;
-    let file = upload(&begun.location, "part-00000.parquet", 8, 1)?;
+    let file = upload(&begun.location, "part-00000.parquet", 1)?;
     let committed = client
         .commit(commit_request(
             begun.batch_id,
@@ -413,7 +414,7 @@ async fn compare_and_swap_flow_for_a_new_partition(backend: Backend) -> anyhow::
     assert_eq!(committed.committed[0].version, 1);
     let again = begin(&mut client, "sales", "items", &ds("new"), 0).await?;
     assert_eq!(again.current_batch_id, committed.committed[0].batch_id);
-    let file = upload(&again.location, "part-00000.parquet", 8, 1)?;
+    let file = upload(&again.location, "part-00000.parquet", 1)?;
     let stale = client
         .commit(commit_request(
             again.batch_id,
@@ -437,7 +438,7 @@ async fn batch_ids_in_another_spelling_are_refused(backend: Backend) -> anyhow::
         id.replace('-', ""),
     ] {
         let begun = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
-        let file = upload(&begun.location, "part-00000.parquet", 8, 1)?;
+        let file = upload(&begun.location, "part-00000.parquet", 1)?;
         let refused = client
             .commit(commit_request(
                 begun.batch_id,
@@ -473,7 +474,7 @@ async fn batch_ids_in_another_spelling_are_refused(backend: Backend) -> anyhow::
 async fn duplicate_lineage_inputs_are_refused(backend: Backend) -> anyhow::Result<()> {
     let (_db, _server, mut client) = setup(backend).await?;
     let input = write_once(&mut client, "sales", "items", &ds("in"), None).await?;
-    let mut updates = staged(&mut client, &["out"], &[("part-00000.parquet", 8, 1)]).await?;
+    let mut updates = staged(&mut client, &["out"], &[("part-00000.parquet", 1)]).await?;
     updates[0].input_batch_ids = vec![input.batch_id.clone(), input.batch_id.clone()];
     let refused = client
         .commit(commit_of(updates, "lineage"))
@@ -487,7 +488,7 @@ async fn duplicate_lineage_inputs_are_refused(backend: Backend) -> anyhow::Resul
 async fn limits_hold_at_and_past_the_bound(backend: Backend) -> anyhow::Result<()> {
     use batchstore_metastore::limits;
     let (_db, _server, mut client) = setup(backend).await?;
-    let files = [("part-00000.parquet", 8, 1)];
+    let files = [("part-00000.parquet", 1)];
     // Message: at the limit accepted, past it refused.
     let at = "m".repeat(limits::MAX_MESSAGE_BYTES);
     let updates = staged(&mut client, &["m"], &files).await?;
@@ -609,5 +610,142 @@ async fn huge_schema_does_not_block_other_clients(backend: Backend) -> anyhow::R
         "{}",
         refused.message()
     );
+    Ok(())
+}
+
+async fn the_catalog_records_only_facts_it_checked(backend: Backend) -> anyhow::Result<()> {
+    use arrow_array::{RecordBatch, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    let (db, _server, mut client) = setup(backend).await?;
+    write_once(&mut client, "sales", "items", &ds("1"), None).await?;
+    let refusal =
+        |files: Vec<pb::DataFile>, batch_id: String| commit_request(batch_id, files, None);
+
+    // A file of strings declared as x: int64.
+    let begun = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
+    let strings = RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(vec![Field::new("x", DataType::Utf8, true)])),
+        vec![std::sync::Arc::new(StringArray::from(vec!["hello"]))],
+    )?;
+    let file = upload_batch(&begun.location, "part-00000.parquet", &strings)?;
+    let refused = client
+        .commit(refusal(vec![file], begun.batch_id.clone()))
+        .await
+        .expect_err("strings are not int64");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("\"x\""), "{}", refused.message());
+
+    // Row counts that the footer does not bear out, including ones that would overflow.
+    let begun = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
+    let file = upload(&begun.location, "part-00000.parquet", 2)?;
+    for claimed in [3, i64::MAX] {
+        let lie = pb::DataFile {
+            rows: claimed,
+            ..file.clone()
+        };
+        let refused = client
+            .commit(refusal(vec![lie], begun.batch_id.clone()))
+            .await
+            .expect_err("rows");
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    }
+    let two = pb::DataFile {
+        path: "part-00001.parquet".into(),
+        ..file.clone()
+    };
+    std::fs::copy(
+        local_dir(&begun.location)?.join("part-00000.parquet"),
+        local_dir(&begun.location)?.join("part-00001.parquet"),
+    )?;
+    let overflow = client
+        .commit(refusal(
+            vec![
+                pb::DataFile {
+                    rows: i64::MAX,
+                    ..file.clone()
+                },
+                pb::DataFile {
+                    rows: i64::MAX,
+                    ..two.clone()
+                },
+            ],
+            begun.batch_id.clone(),
+        ))
+        .await
+        .expect_err("overflowing rows");
+    assert_eq!(overflow.code(), Code::InvalidArgument);
+
+    // Not Parquet at all.
+    let other = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
+    std::fs::create_dir_all(local_dir(&other.location)?)?;
+    std::fs::write(
+        local_dir(&other.location)?.join("part-00000.parquet"),
+        b"not parquet at all",
+    )?;
+    let refused = client
+        .commit(refusal(
+            vec![pb::DataFile {
+                path: "part-00000.parquet".into(),
+                size_bytes: 18,
+                rows: 1,
+            }],
+            other.batch_id,
+        ))
+        .await
+        .expect_err("not parquet");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("Parquet"),
+        "{}",
+        refused.message()
+    );
+
+    // A symbolic link inside a local batch directory, pointing at a valid file elsewhere.
+    let linked = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
+    let elsewhere = tempfile::tempdir()?;
+    let target = upload(
+        &format!("file://{}", elsewhere.path().display()),
+        "outside.parquet",
+        2,
+    )?;
+    std::fs::create_dir_all(local_dir(&linked.location)?)?;
+    std::os::unix::fs::symlink(
+        elsewhere.path().join("outside.parquet"),
+        local_dir(&linked.location)?.join("part-00000.parquet"),
+    )?;
+    let refused = client
+        .commit(refusal(
+            vec![pb::DataFile {
+                path: "part-00000.parquet".into(),
+                ..target
+            }],
+            linked.batch_id,
+        ))
+        .await
+        .expect_err("a link");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("link"), "{}", refused.message());
+
+    // The truthful commit records rows and bytes from the file, and keeps its statistics.
+    let committed = client
+        .commit(refusal(vec![file.clone()], begun.batch_id.clone()))
+        .await?
+        .into_inner();
+    assert_eq!(committed.committed[0].rows, 2);
+    assert_eq!(committed.committed[0].bytes, file.size_bytes);
+    let history = full_history(&mut client, "sales", "items", &ds("1")).await?;
+    assert_eq!(history.len(), 2, "only the truthful commit added a version");
+    assert_eq!((history[0].rows, history[0].bytes), (2, file.size_bytes));
+    let stats = catalog_query(
+        &db,
+        &format!(
+            "SELECT stats FROM batch_files WHERE batch_id = '{}'",
+            begun.batch_id
+        ),
+    )?;
+    let stats: serde_json::Value = serde_json::from_str(stats.trim())?;
+    assert_eq!(stats["x"]["nulls"], 0, "{stats}");
+    assert_eq!(stats["x"]["min"][0], "0000000000000000", "{stats}");
+    assert_eq!(stats["x"]["max"][0], "0100000000000000", "{stats}");
     Ok(())
 }

@@ -318,7 +318,7 @@ async fn idempotent_commit_retry(backend: Backend) -> anyhow::Result<()> {
     write_once(&mut client, "sales", "items", &p, None).await?;
     let begun = begin(&mut client, "sales", "items", &p, 0).await?;
     assert_eq!(begun.current_version, 1);
-    let file = upload(&begun.location, "part-00000.parquet", 10, 1)?;
+    let file = upload(&begun.location, "part-00000.parquet", 1)?;
     let request = pb::CommitRequest {
         updates: vec![pb::PartitionUpdate {
             batch_id: begun.batch_id.clone(),
@@ -359,7 +359,7 @@ async fn atomic_multi_partition_commit(backend: Backend) -> anyhow::Result<()> {
     for (p, expected) in [(&p1, a1.batch_id.clone()), (&p2, a1.batch_id.clone())] {
         let begun = begin(&mut client, "sales", "items", p, 0).await?;
         updates.push(pb::PartitionUpdate {
-            files: vec![upload(&begun.location, "part-00000.parquet", 8, 1)?],
+            files: vec![upload(&begun.location, "part-00000.parquet", 1)?],
             batch_id: begun.batch_id,
             arrow_schema: int_schema(),
             // p1's expectation holds, p2's is stale (it names p1's batch).
@@ -406,7 +406,7 @@ async fn missing_or_wrong_files_are_refused(backend: Backend) -> anyhow::Result<
     } = fixture(backend, &[]).await?;
     create_table(&mut client, "sales", "items").await?;
     let begun = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
-    let real = upload(&begun.location, "part-00000.parquet", 100, 5)?;
+    let real = upload(&begun.location, "part-00000.parquet", 5)?;
     let commit = |files: Vec<pb::DataFile>| pb::CommitRequest {
         updates: vec![pb::PartitionUpdate {
             batch_id: begun.batch_id.clone(),
@@ -443,7 +443,9 @@ async fn missing_or_wrong_files_are_refused(backend: Backend) -> anyhow::Result<
         .expect_err("wrong size");
     assert_eq!(wrong_size.code(), Code::FailedPrecondition);
     assert!(
-        wrong_size.message().contains("100 bytes"),
+        wrong_size
+            .message()
+            .contains(&format!("{} bytes", real.size_bytes)),
         "{}",
         wrong_size.message()
     );
@@ -708,7 +710,7 @@ async fn expired_lease_abandons_batch(backend: Backend) -> anyhow::Result<()> {
     } = fixture(backend, &[]).await?;
     create_table(&mut client, "sales", "items").await?;
     let begun = begin(&mut client, "sales", "items", &ds("1"), 1).await?;
-    let file = upload(&begun.location, "part-00000.parquet", 10, 1)?;
+    let file = upload(&begun.location, "part-00000.parquet", 1)?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let late = client
         .commit(commit_request(begun.batch_id.clone(), vec![file], None))
@@ -743,7 +745,7 @@ async fn aborted_batch_cannot_commit(backend: Backend) -> anyhow::Result<()> {
     } = fixture(backend, &[]).await?;
     create_table(&mut client, "sales", "items").await?;
     let begun = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
-    let file = upload(&begun.location, "part-00000.parquet", 10, 1)?;
+    let file = upload(&begun.location, "part-00000.parquet", 1)?;
     client
         .abort_write(pb::AbortWriteRequest {
             batch_id: begun.batch_id.clone(),
@@ -789,7 +791,7 @@ async fn schema_mismatch_names_column(backend: Backend) -> anyhow::Result<()> {
     create_table(&mut client, "sales", "items").await?;
     write_once(&mut client, "sales", "items", &ds("1"), None).await?;
     let begun = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
-    let file = upload(&begun.location, "part-00000.parquet", 10, 1)?;
+    let file = upload(&begun.location, "part-00000.parquet", 1)?;
     let refused = client
         .commit(pb::CommitRequest {
             updates: vec![pb::PartitionUpdate {
@@ -858,7 +860,7 @@ async fn paging_and_lineage(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(seen, batches);
 
     let begun = begin(&mut client, "sales", "items", &ds("derived"), 0).await?;
-    let file = upload(&begun.location, "part-00000.parquet", 10, 1)?;
+    let file = upload(&begun.location, "part-00000.parquet", 1)?;
     client
         .commit(pb::CommitRequest {
             updates: vec![pb::PartitionUpdate {
@@ -934,7 +936,7 @@ async fn graceful_shutdown_finishes_commit(backend: Backend) -> anyhow::Result<(
     let begun = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
     // Enough files that checking them keeps the commit in flight while SIGTERM arrives.
     let files = (0..3000)
-        .map(|i| upload(&begun.location, &format!("part-{i:05}.parquet"), 16, 1))
+        .map(|i| upload(&begun.location, &format!("part-{i:05}.parquet"), 1))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut committer = client.clone();
     let commit = tokio::spawn(async move {
@@ -970,7 +972,7 @@ async fn commit_after_table_drop_is_refused(backend: Backend) -> anyhow::Result<
     create_table(&mut client, "sales", "items").await?;
     write_once(&mut client, "sales", "items", &ds("1"), None).await?;
     let begun = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
-    let file = upload(&begun.location, "part-00000.parquet", 10, 1)?;
+    let file = upload(&begun.location, "part-00000.parquet", 1)?;
     client
         .drop_table(pb::DropTableRequest {
             table: table_ref("sales", "items"),

@@ -87,6 +87,11 @@ impl Dialect {
                     "history as-of index",
                     include_str!("../../../migrations/sqlite/0002_history_as_of.sql"),
                 ),
+                (
+                    3,
+                    "file statistics",
+                    include_str!("../../../migrations/sqlite/0003_file_stats.sql"),
+                ),
             ],
             Dialect::Postgres => &[
                 (
@@ -108,6 +113,11 @@ impl Dialect {
                     4,
                     "history as-of index",
                     include_str!("../../../migrations/postgres/0004_history_as_of.sql"),
+                ),
+                (
+                    5,
+                    "file statistics",
+                    include_str!("../../../migrations/postgres/0005_file_stats.sql"),
                 ),
             ],
         }

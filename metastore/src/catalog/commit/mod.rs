@@ -81,14 +81,17 @@ impl Catalog {
         {
             self.require_committed(input).await?;
         }
-        let checks: Vec<_> = prepared
+        let inspections: Vec<_> = prepared
             .iter()
             .map(|p| {
                 self.warehouse
-                    .check_files(&p.batch.location, &p.update.files)
+                    .inspect_files(&p.batch.location, &p.update.files)
             })
             .collect();
-        futures::future::try_join_all(checks).await?;
+        let facts = futures::future::try_join_all(inspections).await?;
+        for (p, facts) in prepared.iter_mut().zip(facts) {
+            p.record_facts(facts)?;
+        }
         prepared.sort_by_key(|p| p.batch.partition_id);
 
         let mut tx = self.pool.begin().await?;
@@ -143,7 +146,7 @@ impl Catalog {
             self.append_history(conn, &change, version, stamp, "write", actor, message)
                 .await?;
             self.mark_committed(conn, p, version, stamp).await?;
-            insert_files(conn, &p.batch.batch_id, &p.update.files).await?;
+            insert_files(conn, p).await?;
             for input in &p.update.inputs {
                 sqlx::query("INSERT INTO lineage (batch_id, input_batch_id) VALUES ($1, $2)")
                     .bind(&p.batch.batch_id)
@@ -387,34 +390,41 @@ fn audit_target(batches: &[BatchRecord]) -> String {
         .join(" ")
 }
 
-/// Inserts a batch's file list, many rows per statement.
-async fn insert_files(
-    conn: &mut AnyConnection,
-    batch_id: &str,
-    files: &[DataFile],
-) -> Result<(), TxStop> {
+/// Inserts a batch's file list with each file's statistics, many rows per statement.
+async fn insert_files(conn: &mut AnyConnection, p: &PreparedUpdate) -> Result<(), TxStop> {
+    const COLUMNS: usize = 5;
+    let files: Vec<(&DataFile, &str)> = p
+        .update
+        .files
+        .iter()
+        .zip(p.stats.iter().map(String::as_str))
+        .collect();
     for chunk in files.chunks(200) {
         let values = (0..chunk.len())
             .map(|i| {
+                let first = COLUMNS * i + 1;
                 format!(
-                    "(${}, ${}, ${}, ${})",
-                    4 * i + 1,
-                    4 * i + 2,
-                    4 * i + 3,
-                    4 * i + 4
+                    "(${}, ${}, ${}, ${}, ${})",
+                    first,
+                    first + 1,
+                    first + 2,
+                    first + 3,
+                    first + 4
                 )
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let sql =
-            format!("INSERT INTO batch_files (batch_id, path, size_bytes, rows) VALUES {values}");
+        let sql = format!(
+            "INSERT INTO batch_files (batch_id, path, size_bytes, rows, stats) VALUES {values}"
+        );
         let mut query = sqlx::query(AssertSqlSafe(sql));
-        for file in chunk {
+        for (file, stats) in chunk {
             query = query
-                .bind(batch_id)
+                .bind(&p.batch.batch_id)
                 .bind(&file.path)
                 .bind(file.size_bytes)
-                .bind(file.rows);
+                .bind(file.rows)
+                .bind(*stats);
         }
         query.execute(&mut *conn).await?;
     }

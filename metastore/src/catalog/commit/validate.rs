@@ -2,6 +2,7 @@
 //! update against its batch and table (state, one update per partition, schema).
 
 use crate::error::{CatalogError, CatalogResult};
+use crate::footer::FileFacts;
 use crate::limits;
 use crate::model::{BatchRecord, BatchState, ExpectedCurrent, PartitionUpdate};
 use crate::names::validate_file_name;
@@ -22,8 +23,36 @@ pub(super) struct PreparedUpdate {
     pub update: PartitionUpdate,
     pub batch: BatchRecord,
     pub schema: Schema,
+    /// Rows and bytes of the batch, as its files' footers and storage report them.
     pub rows: i64,
     pub bytes: i64,
+    /// Each file's column statistics (JSON), in the order of `update.files`.
+    pub stats: Vec<String>,
+}
+
+impl PreparedUpdate {
+    /// Checks what the files say against what the update claims (row counts, schema), and
+    /// keeps their statistics. Rows and bytes then come from the files themselves.
+    pub fn record_facts(&mut self, facts: Vec<FileFacts>) -> CatalogResult<()> {
+        let (mut rows, mut bytes) = (0i64, 0i64);
+        for (file, facts) in self.update.files.iter().zip(&facts) {
+            let name = format!("{} of batch {}", file.path, self.batch.batch_id);
+            if facts.rows != file.rows {
+                return Err(CatalogError::FailedPrecondition(format!(
+                    "file {name} holds {} rows by its footer, but the commit says {}; commit the \
+                     file list the upload produced",
+                    facts.rows, file.rows
+                )));
+            }
+            schema::check_file(&self.schema, &facts.schema, &name)?;
+            rows = rows.saturating_add(facts.rows);
+            bytes = bytes.saturating_add(facts.size as i64);
+        }
+        self.rows = rows;
+        self.bytes = bytes;
+        self.stats = facts.into_iter().map(|f| f.stats).collect();
+        Ok(())
+    }
 }
 
 /// Checks the shape of a commit request before anything is read.
@@ -166,6 +195,7 @@ pub(super) fn prepare(
             schema: write_schema,
             rows,
             bytes,
+            stats: Vec::new(),
         });
     }
     // Within one commit, updates of the same new table must agree with each other too.

@@ -1,0 +1,154 @@
+//! Reading what a Parquet file says about itself, from its footer only.
+//!
+//! At commit the metastore records only facts it checked: each file's size (from storage), row
+//! count and schema (from its footer), and its column statistics. The footer is found by one
+//! ranged read of the file's tail (a second when the footer is larger than that tail); data
+//! pages are never read. Footers are bounded in size, and large ones are decoded off the
+//! async workers.
+
+use crate::error::{CatalogError, CatalogResult};
+use arrow_schema::Schema;
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
+use serde_json::{Map, Value, json};
+
+/// Bytes read from the end of a file at first: most footers fit.
+const TAIL_BYTES: u64 = 64 * 1024;
+/// The largest footer the metastore reads.
+pub const MAX_FOOTER_BYTES: usize = 16 * 1024 * 1024;
+/// Footers above this size are decoded on a blocking thread.
+const DECODE_INLINE_BYTES: usize = 256 * 1024;
+/// Statistics kept per file at most; past it, minimums and maximums are dropped.
+const MAX_STATS_BYTES: usize = 64 * 1024;
+
+/// What a file's storage entry and footer say.
+#[derive(Debug, Clone)]
+pub struct FileFacts {
+    pub size: u64,
+    pub rows: i64,
+    pub schema: Schema,
+    /// Column statistics as JSON: `{"column": {"nulls": n, "min": [hex per row group], ...}}`.
+    pub stats: String,
+}
+
+/// Reads the facts of the Parquet file at `path`; `name` is how messages call it.
+///
+/// # Errors
+/// `FailedPrecondition` for a missing file or one that is not Parquet (or whose footer is too
+/// large or encrypted); `Unavailable` when storage cannot be reached.
+pub async fn inspect(store: &dyn ObjectStore, path: &Path, name: &str) -> CatalogResult<FileFacts> {
+    let options = GetOptions {
+        range: Some(GetRange::Suffix(TAIL_BYTES)),
+        ..Default::default()
+    };
+    let got = match store.get_opts(path, options).await {
+        Ok(got) => got,
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err(CatalogError::FailedPrecondition(format!(
+                "file {name} was not found; upload every file before committing"
+            )));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let size = got.meta.size;
+    let tail_start = got.range.start;
+    let tail = got.bytes().await?;
+    let not_parquet = |why: &str| {
+        CatalogError::FailedPrecondition(format!(
+            "file {name} is not a readable Parquet file ({why}); commit only Parquet files"
+        ))
+    };
+    if size < 12 || tail.len() < 8 {
+        return Err(not_parquet("it is too short"));
+    }
+    let last: [u8; 8] = tail[tail.len() - 8..]
+        .try_into()
+        .map_err(|_| not_parquet("no footer"))?;
+    let footer = FooterTail::try_new(&last).map_err(|_| not_parquet("no Parquet footer"))?;
+    if footer.is_encrypted_footer() {
+        return Err(not_parquet("its footer is encrypted"));
+    }
+    let length = footer.metadata_length();
+    if length > MAX_FOOTER_BYTES {
+        return Err(not_parquet(&format!(
+            "its footer is {length} bytes; at most {MAX_FOOTER_BYTES} are read"
+        )));
+    }
+    let footer_end = size - 8;
+    let footer_start = footer_end
+        .checked_sub(length as u64)
+        .filter(|start| *start >= 4)
+        .ok_or_else(|| not_parquet("its footer length does not fit the file"))?;
+    let metadata: Bytes = if footer_start >= tail_start {
+        let from = (footer_start - tail_start) as usize;
+        tail.slice(from..from + length)
+    } else {
+        store.get_range(path, footer_start..footer_end).await?
+    };
+    let metadata = if length <= DECODE_INLINE_BYTES {
+        decode(&metadata)
+    } else {
+        tokio::task::spawn_blocking(move || decode(&metadata))
+            .await
+            .map_err(|e| CatalogError::Internal(format!("decoding a footer failed: {e}")))?
+    }
+    .map_err(|e| not_parquet(&e))?;
+    let file = metadata.file_metadata();
+    let schema =
+        parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+            .map_err(|e| not_parquet(&format!("its schema cannot be read as Arrow: {e}")))?;
+    Ok(FileFacts {
+        size,
+        rows: file.num_rows(),
+        schema,
+        stats: statistics(&metadata),
+    })
+}
+
+fn decode(bytes: &[u8]) -> Result<ParquetMetaData, String> {
+    ParquetMetaDataReader::decode_metadata(bytes).map_err(|e| format!("its footer is corrupt: {e}"))
+}
+
+/// Column statistics of a file as JSON: per column, the null count over all row groups (when
+/// every row group records it) and each row group's minimum and maximum in their Parquet
+/// encoding, as hex.
+fn statistics(metadata: &ParquetMetaData) -> String {
+    let mut columns: Map<String, Value> = Map::new();
+    for group in metadata.row_groups() {
+        for chunk in group.columns() {
+            let entry = columns
+                .entry(chunk.column_path().string())
+                .or_insert_with(|| json!({"nulls": 0, "min": [], "max": []}));
+            let stats = chunk.statistics();
+            let nulls = stats.and_then(|s| s.null_count_opt());
+            entry["nulls"] = match (entry["nulls"].as_u64(), nulls) {
+                (Some(sum), Some(n)) => json!(sum + n),
+                _ => Value::Null,
+            };
+            let hex = |b: Option<&[u8]>| b.map_or(Value::Null, |b| Value::String(to_hex(b)));
+            if let Some(list) = entry["min"].as_array_mut() {
+                list.push(hex(stats.and_then(|s| s.min_bytes_opt())));
+            }
+            if let Some(list) = entry["max"].as_array_mut() {
+                list.push(hex(stats.and_then(|s| s.max_bytes_opt())));
+            }
+        }
+    }
+    let full = Value::Object(columns.clone()).to_string();
+    if full.len() <= MAX_STATS_BYTES {
+        return full;
+    }
+    for entry in columns.values_mut() {
+        if let Some(entry) = entry.as_object_mut() {
+            entry.remove("min");
+            entry.remove("max");
+        }
+    }
+    Value::Object(columns).to_string()
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/batchstore-target
 export CARGO_TERM_COLOR ?= never
 CARGO ?= cargo
 
-.PHONY: run build test test-rust test-python test-r lint lint-r fmt deps bench-metastore bench-data bench-python bench-r clean-data
+.PHONY: run build test test-long test-rust test-python test-r lint lint-r fmt deps bench-metastore bench-data bench-python bench-r clean-data
 
 ## run: the metastore on SQLite (./batchstore.db) and a local warehouse (./warehouse), 127.0.0.1:50051
 run:
@@ -20,6 +20,13 @@ test: deps lint test-rust test-python test-r
 
 test-rust: build
 	$(CARGO) test --workspace --no-fail-fast
+
+## test-long: the model-based and fault-injection suites at a size for a long run (about 10-20
+## minutes): many more operation sequences, writes and faults than `make test` runs
+test-long: deps build
+	BATCHSTORE_MODEL_CASES=2000 BATCHSTORE_MODEL_SEED=$${BATCHSTORE_MODEL_SEED:-$$(date +%s)} \
+	  $(CARGO) test -p batchstore-tests --test model -- --nocapture
+	BATCHSTORE_FAULT_WRITES=1500 $(CARGO) test -p batchstore-tests --test faults -- --nocapture
 
 ## test-python: `pip install ./python` (dev profile, sharing the cargo target dir), then pytest
 test-python: build

@@ -265,6 +265,12 @@ fn project(schema: &Schema, columns: Option<&[String]>) -> Result<Vec<FieldRef>>
             )));
         }
         let field = schema.field_with_name(name).map_err(|_| {
+            if schema.fields().is_empty() {
+                return ClientError::InvalidArgument(format!(
+                    "column {name:?} is not in the table: it has no columns yet (nothing was \
+                     written to it)"
+                ));
+            }
             ClientError::InvalidArgument(format!(
                 "column {name:?} is not in the table; its columns are: {}",
                 schema

@@ -154,8 +154,13 @@ impl Catalog {
                     .execute(&mut *conn)
                     .await?;
             }
-            committed.push(committed_version(&p.batch, version, stamp, p.rows, p.bytes));
+            committed.push((
+                p.index,
+                committed_version(&p.batch, version, stamp, p.rows, p.bytes),
+            ));
         }
+        committed.sort_by_key(|(index, _)| *index);
+        let committed = committed.into_iter().map(|(_, c)| c).collect();
         let batches: Vec<BatchRecord> = prepared.iter().map(|p| p.batch.clone()).collect();
         self.audit(conn, actor, "commit", &audit_target(&batches), message)
             .await?;

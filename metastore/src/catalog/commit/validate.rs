@@ -20,6 +20,8 @@ pub const MAX_FILES_PER_BATCH: usize = 100_000;
 
 /// A validated update, with everything the transaction needs.
 pub(super) struct PreparedUpdate {
+    /// Its place in the request; answers follow the request's order.
+    pub index: usize,
     pub update: PartitionUpdate,
     pub batch: BatchRecord,
     pub schema: Schema,
@@ -169,7 +171,7 @@ pub(super) fn prepare(
 ) -> CatalogResult<Vec<PreparedUpdate>> {
     let mut partitions = HashSet::new();
     let mut prepared = Vec::with_capacity(updates.len());
-    for (update, batch) in updates.into_iter().zip(batches) {
+    for (index, (update, batch)) in updates.into_iter().zip(batches).enumerate() {
         if let Some(refusal) = not_committable(&batch) {
             return Err(refusal);
         }
@@ -190,6 +192,7 @@ pub(super) fn prepare(
         let rows = update.files.iter().map(|f| f.rows).sum();
         let bytes = update.files.iter().map(|f| f.size_bytes).sum();
         prepared.push(PreparedUpdate {
+            index,
             update,
             batch,
             schema: write_schema,

@@ -17,7 +17,8 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
 
 /// Deadline of a metadata call (the commit has its own, longer one).
 pub(crate) const RPC_DEADLINE: Duration = Duration::from_secs(60);
-/// No call waits longer than this for its answer, however stalled the server.
+/// No call waits longer than this for its answer, however stalled the server;
+/// `BATCHSTORE_CALL_TIMEOUT_SECONDS` sets another bound.
 const CALL_LIMIT: Duration = Duration::from_secs(600);
 /// How often an open connection is checked for life while a call waits.
 const KEEPALIVE: Duration = Duration::from_secs(20);
@@ -54,7 +55,7 @@ impl Client {
                 ClientError::InvalidArgument(format!("bad metastore endpoint {endpoint:?}: {e}"))
             })?
             .connect_timeout(Duration::from_secs(10))
-            .timeout(CALL_LIMIT)
+            .timeout(call_limit())
             .http2_keep_alive_interval(KEEPALIVE)
             .keep_alive_timeout(KEEPALIVE)
             .tcp_nodelay(true)
@@ -566,6 +567,15 @@ fn tag_info(t: pb::Tag) -> TagInfo {
         version: t.version,
         created_at: from_micros(t.created_at_micros),
     }
+}
+
+/// The longest any call waits: [`CALL_LIMIT`], or `BATCHSTORE_CALL_TIMEOUT_SECONDS`.
+fn call_limit() -> Duration {
+    std::env::var("BATCHSTORE_CALL_TIMEOUT_SECONDS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(CALL_LIMIT, Duration::from_secs)
 }
 
 /// A user's partition spec on the wire: named values with their keys, positional values with

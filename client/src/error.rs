@@ -114,15 +114,47 @@ impl From<tonic::Status> for ClientError {
     }
 }
 
+/// Storage errors keep their kind: a missing object or bucket is `NotFound`, a refusal of the
+/// credentials `PermissionDenied`, a storage that cannot be reached `Unavailable`; the rest
+/// are `Storage`.
 impl From<object_store::Error> for ClientError {
     fn from(error: object_store::Error) -> Self {
+        use object_store::Error as E;
         match error {
-            object_store::Error::NotFound { path, .. } => ClientError::Storage(format!(
-                "data file {path} is missing from storage; the batch may have been garbage-collected"
+            E::NotFound { path, source } => ClientError::NotFound(format!(
+                "{path} was not found in storage ({source}); check the bucket and that the \
+                 data was not deleted"
+            )),
+            E::PermissionDenied { path, source } | E::Unauthenticated { path, source } => {
+                ClientError::PermissionDenied(format!(
+                    "storage refused access to {path} ({source}); check the AWS_* credentials \
+                     and the bucket's permissions"
+                ))
+            }
+            other if unreachable(&other) => ClientError::Unavailable(format!(
+                "storage cannot be reached ({other}); check AWS_ENDPOINT_URL and the network, \
+                 then retry"
             )),
             other => ClientError::Storage(format!("storage error: {other}")),
         }
     }
+}
+
+/// True when a storage error says the storage could not be reached at all.
+fn unreachable(error: &object_store::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(e) = source {
+        let text = e.to_string().to_ascii_lowercase();
+        if text.contains("error sending request")
+            || text.contains("connection refused")
+            || text.contains("dns error")
+            || text.contains("timed out")
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 impl From<parquet::errors::ParquetError> for ClientError {

@@ -1,8 +1,9 @@
 //! The write path: Arrow record batches → Parquet files in a fresh batch → one commit.
 //!
 //! Input is cut into files of at most `rows_per_file` rows (zero-copy slices); files are encoded
-//! on blocking threads, `parallelism` at a time, and uploaded as soon as each is encoded
-//! (multipart above `MULTIPART_THRESHOLD`). Only when every file is in place does the commit
+//! on blocking threads, `parallelism` at a time, and uploaded as soon as each is encoded, each
+//! with one create-only PUT (a file that exists already is never overwritten; files are cut
+//! well below the 5 GiB a single S3 PUT allows). Only when every file is in place does the commit
 //! make the batch visible, so a write that fails or is killed at any point leaves every
 //! partition as it was; a failed write tells the metastore (AbortWrite) when it still can,
 //! and otherwise its lease runs out.
@@ -17,7 +18,7 @@ use arrow_schema::SchemaRef;
 use batchstore_proto::v1 as pb;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{PutMode, PutOptions, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -26,10 +27,6 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Files at least this large are uploaded in parts.
-const MULTIPART_THRESHOLD: usize = 32 * 1024 * 1024;
-/// Size of each uploaded part.
-const PART_SIZE: usize = 16 * 1024 * 1024;
 /// A file is also cut when its input reaches this many bytes of Arrow memory.
 const MAX_FILE_MEMORY: usize = 512 * 1024 * 1024;
 /// Most partitions one write commits (the metastore's limit of updates per commit), checked
@@ -432,23 +429,13 @@ async fn encode_and_put(
     .await??;
     let size = encoded.len();
     let path = dir.file(&name)?;
-    if size < MULTIPART_THRESHOLD {
-        let options = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        dir.store
-            .put_opts(&path, PutPayload::from(encoded), options)
-            .await?;
-    } else {
-        let upload = dir.store.put_multipart(&path).await?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        for part in encoded.chunks(PART_SIZE) {
-            writer.wait_for_capacity(4).await?;
-            writer.put(encoded.slice_ref(part));
-        }
-        writer.finish().await?;
-    }
+    let options = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    dir.store
+        .put_opts(&path, PutPayload::from(encoded), options)
+        .await?;
     if let Some(progress) = &progress {
         progress.advance(rows as u64, size as u64);
     }

@@ -36,13 +36,6 @@ pub enum CatalogError {
     Internal(String),
 }
 
-impl CatalogError {
-    /// True when the same request may succeed if sent again unchanged.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, CatalogError::Unavailable(_))
-    }
-}
-
 /// Result alias for catalog operations.
 pub type CatalogResult<T> = Result<T, CatalogError>;
 

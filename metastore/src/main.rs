@@ -67,6 +67,30 @@ struct ServeArgs {
     /// Database connections per process (PostgreSQL; SQLite always uses one).
     #[arg(long, env = "BATCHSTORE_MAX_CONNECTIONS", default_value_t = 16)]
     max_connections: u32,
+
+    /// Requests served at once; more wait their turn.
+    #[arg(
+        long,
+        env = "BATCHSTORE_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 256
+    )]
+    max_concurrent_requests: usize,
+
+    /// Longest a request may run before it is cancelled (DEADLINE_EXCEEDED), in seconds.
+    #[arg(
+        long,
+        env = "BATCHSTORE_REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 600
+    )]
+    request_timeout_seconds: u64,
+
+    /// Pending (begun, not yet committed) batches one table may have at once.
+    #[arg(
+        long,
+        env = "BATCHSTORE_MAX_PENDING_PER_TABLE",
+        default_value_t = 10_000
+    )]
+    max_pending_per_table: i64,
 }
 
 #[tokio::main]
@@ -86,10 +110,13 @@ async fn main() -> anyhow::Result<()> {
                 database_url: args.database.database_url,
                 warehouse: args.warehouse,
                 lease_sweep_interval: Duration::from_secs(args.lease_sweep_seconds.max(1)),
+                max_concurrent_requests: args.max_concurrent_requests.max(1),
+                request_timeout: Duration::from_secs(args.request_timeout_seconds.max(1)),
                 settings: CatalogSettings {
                     default_lease: Duration::from_secs(args.default_lease_seconds.max(1)),
                     max_lease: Duration::from_secs(args.max_lease_seconds.max(1)),
                     max_connections: args.max_connections.max(1),
+                    max_pending_per_table: args.max_pending_per_table.max(1),
                 },
             };
             serve(options, shutdown_signal()).await

@@ -23,6 +23,10 @@ pub struct ServeOptions {
     pub database_url: String,
     pub warehouse: String,
     pub lease_sweep_interval: Duration,
+    /// Requests served at once, over all connections; more wait their turn.
+    pub max_concurrent_requests: usize,
+    /// Longest a request may run.
+    pub request_timeout: Duration,
     pub settings: CatalogSettings,
 }
 
@@ -62,6 +66,12 @@ pub async fn serve(
     announce(address)?;
     tracing::info!(%address, warehouse = catalog.warehouse().root_url(), "metastore serving");
     let served = tonic::transport::Server::builder()
+        .timeout(options.request_timeout)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            options.max_concurrent_requests,
+        ))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)

@@ -3,7 +3,7 @@
 # Every condition has class c("batchstore_<kind>", "batchstore_error", "error", "condition"),
 # where kind is one of not_found, already_exists, conflict, schema_mismatch, invalid_argument,
 # failed_precondition, permission_denied, unauthenticated, unavailable, storage, data,
-# cancelled, internal. The message is the service's sentence.
+# cancelled, outcome_unknown, internal. The message is the service's sentence.
 
 bs_condition <- function(kind, message, call = NULL) {
   structure(

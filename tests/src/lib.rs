@@ -287,11 +287,26 @@ impl Metastore {
         extra_args: &[&str],
         env: &[(String, String)],
     ) -> Result<Self> {
+        Self::start_at("127.0.0.1:0", database_url, warehouse, extra_args, env)
+    }
+
+    /// Starts a metastore listening on `listen` (a fixed address lets a restarted server take
+    /// over from a killed one).
+    ///
+    /// # Errors
+    /// When the process fails to start or to announce its address.
+    pub fn start_at(
+        listen: &str,
+        database_url: &str,
+        warehouse: &str,
+        extra_args: &[&str],
+        env: &[(String, String)],
+    ) -> Result<Self> {
         let mut child = Command::new(metastore_binary()?)
             .args([
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--database-url",
                 database_url,
                 "--warehouse",

@@ -28,6 +28,8 @@ on_both_backends!(
     limits_hold_at_and_past_the_bound,
     huge_schema_does_not_block_other_clients,
     the_catalog_records_only_facts_it_checked,
+    a_namespace_dropped_while_a_table_is_created_leaves_no_orphan,
+    pending_batches_per_table_are_bounded,
 );
 
 async fn setup(backend: Backend) -> anyhow::Result<(TestDatabase, Metastore, Rpc)> {
@@ -747,5 +749,72 @@ async fn the_catalog_records_only_facts_it_checked(backend: Backend) -> anyhow::
     assert_eq!(stats["x"]["nulls"], 0, "{stats}");
     assert_eq!(stats["x"]["min"][0], "0000000000000000", "{stats}");
     assert_eq!(stats["x"]["max"][0], "0100000000000000", "{stats}");
+    Ok(())
+}
+
+async fn a_namespace_dropped_while_a_table_is_created_leaves_no_orphan(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let db = TestDatabase::create(backend)?;
+    let server = Metastore::start(&db.url, &[])?;
+    let (mut both, mut orphans) = (0, 0);
+    for round in 0..30 {
+        let name = format!("race{round}");
+        let mut client = server.client().await?;
+        client
+            .create_namespace(pb::CreateNamespaceRequest {
+                name: name.clone(),
+                if_not_exists: false,
+            })
+            .await?;
+        let (mut creator, mut dropper) = (server.client().await?, server.client().await?);
+        let create = creator.create_table(pb::CreateTableRequest {
+            table: table_ref(&name, "t"),
+            partition_keys: vec![],
+            arrow_schema: vec![],
+            if_not_exists: false,
+        });
+        let drop = dropper.drop_namespace(pb::DropNamespaceRequest { name: name.clone() });
+        let (created, dropped) = tokio::join!(create, drop);
+        if created.is_ok() && dropped.is_ok() {
+            both += 1;
+        }
+        let live = client
+            .get_table(pb::GetTableRequest {
+                table: table_ref(&name, "t"),
+            })
+            .await;
+        if dropped.is_ok() && live.is_ok() {
+            orphans += 1;
+        }
+    }
+    assert_eq!(
+        (both, orphans),
+        (0, 0),
+        "a table outlived its dropped namespace"
+    );
+    Ok(())
+}
+
+async fn pending_batches_per_table_are_bounded(backend: Backend) -> anyhow::Result<()> {
+    let db = TestDatabase::create(backend)?;
+    let server = Metastore::start(&db.url, &["--max-pending-per-table", "3"])?;
+    let mut client = server.client().await?;
+    create_table(&mut client, "sales", "items").await?;
+    let mut begun = Vec::new();
+    for i in 0..3 {
+        begun.push(begin(&mut client, "sales", "items", &ds(&i.to_string()), 0).await?);
+    }
+    let refused = begin(&mut client, "sales", "items", &ds("x"), 0)
+        .await
+        .expect_err("past the bound");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("abort"), "{}", refused.message());
+    client
+        .abort_write(pb::AbortWriteRequest {
+            batch_id: begun[0].batch_id.clone(),
+        })
+        .await?;
+    begin(&mut client, "sales", "items", &ds("x"), 0).await?;
     Ok(())
 }

@@ -217,3 +217,41 @@ async fn lost_replies_never_duplicate_or_lose_a_write(backend: Backend) -> anyho
     assert!(proxy.cuts() > 0, "the proxy injected faults");
     Ok(())
 }
+
+/// A server that accepts connections and never answers: a call ends with a clear error
+/// after the call bound instead of hanging (the harness timeout only guards against a hang).
+#[test]
+fn a_stalled_metastore_is_an_error_not_a_hang() -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in listener.incoming().take(4) {
+            open.push(stream);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(30));
+    });
+    let tablectl = batchstore_tests::tablectl::Tablectl {
+        endpoint: format!("http://{address}"),
+        env: vec![("BATCHSTORE_CALL_TIMEOUT_SECONDS".into(), "2".into())],
+    };
+    let mut child = tablectl
+        .command(&["namespace", "list"])?
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let started = std::time::Instant::now();
+    while child.try_wait()?.is_none() {
+        anyhow::ensure!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "tablectl hung on a stalled metastore"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error:"), "{stderr}");
+    drop(held);
+    Ok(())
+}

@@ -65,6 +65,23 @@ impl Dialect {
         }
     }
 
+    /// The clause that share-locks the rows a `SELECT` reads (PostgreSQL; SQLite runs one
+    /// writer at a time, so it needs none).
+    fn lock_for_share(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR SHARE",
+        }
+    }
+
+    /// The clause that write-locks the rows a `SELECT` reads (PostgreSQL only, as above).
+    fn lock_for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
     /// The two-argument maximum function.
     fn max(self) -> &'static str {
         match self {
@@ -91,6 +108,11 @@ impl Dialect {
                     3,
                     "file statistics",
                     include_str!("../../../migrations/sqlite/0003_file_stats.sql"),
+                ),
+                (
+                    4,
+                    "pending batches by table",
+                    include_str!("../../../migrations/sqlite/0004_pending_by_table.sql"),
                 ),
             ],
             Dialect::Postgres => &[
@@ -119,6 +141,11 @@ impl Dialect {
                     "file statistics",
                     include_str!("../../../migrations/postgres/0005_file_stats.sql"),
                 ),
+                (
+                    6,
+                    "pending batches by table",
+                    include_str!("../../../migrations/postgres/0006_pending_by_table.sql"),
+                ),
             ],
         }
     }
@@ -133,6 +160,8 @@ pub struct CatalogSettings {
     pub max_lease: Duration,
     /// Connections to PostgreSQL (SQLite always uses one writer connection).
     pub max_connections: u32,
+    /// Pending batches one table may have at once; BeginWrite past it is refused.
+    pub max_pending_per_table: i64,
 }
 
 impl Default for CatalogSettings {
@@ -141,6 +170,7 @@ impl Default for CatalogSettings {
             default_lease: Duration::from_secs(3600),
             max_lease: Duration::from_secs(7 * 24 * 3600),
             max_connections: 16,
+            max_pending_per_table: 10_000,
         }
     }
 }
@@ -232,10 +262,7 @@ impl Catalog {
                 quote_for_message(table).trim_matches('"')
             ))
         } else {
-            CatalogError::NotFound(format!(
-                "namespace {} does not exist; create it first (tablectl namespace create)",
-                quote_for_message(namespace)
-            ))
+            self.namespace_not_found(namespace)
         }
     }
 
@@ -311,12 +338,15 @@ impl Catalog {
             .await?
             .map(|row| row.try_get::<i64, _>("id").map_err(CatalogError::from))
             .transpose()?
-            .ok_or_else(|| {
-                CatalogError::NotFound(format!(
-                    "namespace {} does not exist; create it first (tablectl namespace create)",
-                    quote_for_message(namespace)
-                ))
-            })
+            .ok_or_else(|| self.namespace_not_found(namespace))
+    }
+
+    /// The refusal for a namespace that does not exist.
+    fn namespace_not_found(&self, namespace: &str) -> CatalogError {
+        CatalogError::NotFound(format!(
+            "namespace {} does not exist; create it first (tablectl namespace create)",
+            quote_for_message(namespace)
+        ))
     }
 
     /// Remembers a batch this process began (PostgreSQL only; see `Catalog::began`).

@@ -4,7 +4,7 @@ use super::{Catalog, page_size};
 use crate::error::{CatalogError, CatalogResult};
 use crate::model::{NamespaceRecord, Page};
 use crate::names::{NameKind, validate_name};
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
 impl Catalog {
     /// Creates a namespace; with `if_not_exists` an existing one is returned instead.
@@ -93,17 +93,28 @@ impl Catalog {
     /// `NotFound` if it does not exist; `FailedPrecondition` while it still has tables.
     pub async fn drop_namespace(&self, name: &str) -> CatalogResult<()> {
         let id = self.namespace_id(name).await?;
+        // Lock the namespace row first: a table being created holds it shared, so the check
+        // below runs after that table exists (or its creation failed).
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT id FROM namespaces WHERE id = $1{}",
+            self.dialect.lock_for_update()
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
         let tables: Vec<String> = sqlx::query(
             "SELECT name FROM tables WHERE namespace_id = $1 AND dropped_at_us IS NULL \
              ORDER BY name LIMIT 6",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(|row| row.try_get("name"))
         .collect::<Result<_, _>>()?;
         if !tables.is_empty() {
+            tx.rollback().await?;
             return Err(CatalogError::FailedPrecondition(format!(
                 "namespace {name} still has tables ({}{}); drop them first",
                 tables
@@ -119,8 +130,9 @@ impl Catalog {
             "UPDATE namespaces SET dropped_at_us = {now} WHERE id = $1 AND dropped_at_us IS NULL",
         ))
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

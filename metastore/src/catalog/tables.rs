@@ -6,7 +6,7 @@ use crate::error::{CatalogError, CatalogResult};
 use crate::model::{Page, PartitionKeyDef, TableRecord, validate_partition_keys};
 use crate::names::{NameKind, validate_name};
 use crate::schema;
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
 impl Catalog {
     /// Creates a table. With `if_not_exists`, an existing table with the same partition keys is
@@ -29,9 +29,24 @@ impl Catalog {
         if let Some(bytes) = &arrow_schema {
             schema::validate_for_table(&schema::decode(bytes)?, &keys)?;
         }
-        let namespace_id = self.namespace_id(namespace).await?;
         let keys_json = serde_json::to_string(&keys)
             .map_err(|e| CatalogError::Internal(format!("encoding partition keys: {e}")))?;
+        // The namespace row is share-locked until the table exists, so a concurrent drop of
+        // the namespace either sees the table or finishes before it is created.
+        let mut tx = self.pool.begin().await?;
+        let namespace_id: Option<i64> = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id FROM namespaces WHERE name = $1 AND dropped_at_us IS NULL{}",
+            self.dialect.lock_for_share()
+        )))
+        .bind(namespace)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| row.try_get("id"))
+        .transpose()?;
+        let Some(namespace_id) = namespace_id else {
+            tx.rollback().await?;
+            return Err(self.namespace_not_found(namespace));
+        };
         let inserted = sqlx::query(self.sql(
             "INSERT INTO tables (namespace_id, name, partition_keys, arrow_schema, created_at_us) \
              VALUES ($1, $2, $3, $4, {now}) RETURNING id",
@@ -40,8 +55,15 @@ impl Catalog {
         .bind(name)
         .bind(&keys_json)
         .bind(arrow_schema)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
+        let inserted = match inserted {
+            Ok(done) => tx.commit().await.map(|()| done),
+            Err(e) => {
+                tx.rollback().await?;
+                Err(e)
+            }
+        };
         match inserted.map_err(CatalogError::from) {
             Ok(_) => Ok((self.table(namespace, name).await?, true)),
             Err(CatalogError::AlreadyExists(_)) => {

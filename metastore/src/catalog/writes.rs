@@ -35,10 +35,13 @@ impl Catalog {
             &values,
             &batch_id,
         ));
+        // One statement: the pending-batch bound costs no extra round trip.
         let row = sqlx::query(self.sql(
             "INSERT INTO batches (batch_id, table_id, partition_id, state, location, \
                                   created_at_us, lease_expires_at_us) \
-             VALUES ($1, $2, $3, 'pending', $4, {now}, {now} + $5) \
+             SELECT $1, $2, $3, 'pending', $4, {now}, {now} + $5 \
+             WHERE (SELECT COUNT(*) FROM batches \
+                     WHERE table_id = $2 AND state = 'pending') < $6 \
              RETURNING created_at_us, lease_expires_at_us",
         ))
         .bind(&batch_id)
@@ -46,8 +49,17 @@ impl Catalog {
         .bind(partition.id)
         .bind(&location)
         .bind(lease.as_micros() as i64)
-        .fetch_one(&self.pool)
-        .await?;
+        .bind(self.settings.max_pending_per_table)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| {
+            CatalogError::FailedPrecondition(format!(
+                "{} has {} writes begun and not yet committed, the most it may have; commit or \
+                 abort them, or wait for their leases to run out",
+                table.qualified(),
+                self.settings.max_pending_per_table
+            ))
+        })?;
         let lease_expires_at: i64 = row.try_get("lease_expires_at_us")?;
         self.remember_began(BatchRecord {
             batch_id: batch_id.clone(),

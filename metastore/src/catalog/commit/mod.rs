@@ -254,12 +254,9 @@ impl Catalog {
                 continue;
             }
             done.insert(p.batch.table.id);
-            let lock = match self.dialect {
-                super::Dialect::Postgres => " FOR UPDATE",
-                super::Dialect::Sqlite => "",
-            };
             let row = sqlx::query(AssertSqlSafe(format!(
-                "SELECT arrow_schema FROM tables WHERE id = $1{lock}"
+                "SELECT arrow_schema FROM tables WHERE id = $1{}",
+                self.dialect.lock_for_update()
             )))
             .bind(p.batch.table.id)
             .fetch_one(&mut *conn)

@@ -154,7 +154,7 @@ impl Catalog {
             bytes,
             expected: expected.as_ref(),
         };
-        let Some(version) = self.move_pointer(&mut tx, &change, stamp).await? else {
+        let Some((version, stamp)) = self.move_pointer(&mut tx, &change, Some(stamp)).await? else {
             tx.rollback().await?;
             return Err(CatalogError::Conflict(format!(
                 "conflict on partition {name} of {}: it is now at batch {} (version \

@@ -182,9 +182,10 @@ pub struct Catalog {
     dialect: Dialect,
     warehouse: Warehouse,
     settings: CatalogSettings,
-    /// Batches this process began and has not yet seen committed or aborted (PostgreSQL), so a
-    /// commit need not read them back. What is kept never changes (table, partition, location);
-    /// the commit itself re-checks state, lease and that the table still exists.
+    /// Batches this process began and has not yet seen committed or aborted, so a commit need
+    /// not read them back. What is kept never changes (table, partition, location); the commit
+    /// itself re-checks state, lease and that the table still exists, and answers a batch that
+    /// another connection or replica committed meanwhile as a retry (`commit::explain_stop`).
     began: Arc<Mutex<HashMap<String, BatchRecord>>>,
 }
 
@@ -349,11 +350,8 @@ impl Catalog {
         ))
     }
 
-    /// Remembers a batch this process began (PostgreSQL only; see `Catalog::began`).
+    /// Remembers a batch this process began (see `Catalog::began`).
     fn remember_began(&self, batch: BatchRecord) {
-        if self.dialect != Dialect::Postgres {
-            return;
-        }
         if let Ok(mut began) = self.began.lock() {
             if began.len() >= BEGAN_LIMIT {
                 began.clear();

@@ -44,12 +44,7 @@ impl Catalog {
         conn: &mut AnyConnection,
         partition_ids: &[i64],
     ) -> CatalogResult<Micros> {
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-                .bind(COMMIT_LOCK)
-                .execute(&mut *conn)
-                .await?;
-        }
+        self.share_commit_lock(conn).await?;
         let mut ids = partition_ids.to_vec();
         ids.sort_unstable();
         ids.dedup();
@@ -88,37 +83,75 @@ impl Catalog {
         Ok(stamp)
     }
 
-    /// Moves a partition's pointer to `batch_id` as its next version at `stamp`. With an
-    /// expectation, only if the current batch still matches (compare-and-swap); `None` when
-    /// it does not. Returns the new version.
+    /// Takes the commit lock in shared mode until the transaction ends (PostgreSQL; a no-op on
+    /// SQLite). Every transaction that moves pointers takes it before it stamps anything.
+    pub(super) async fn share_commit_lock(&self, conn: &mut AnyConnection) -> CatalogResult<()> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+                .bind(COMMIT_LOCK)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Moves a partition's pointer to `batch_id` as its next version, stamped `stamp` (from
+    /// [`Self::stamp_partitions`]) or, for a transaction that moves only this partition and
+    /// holds the shared commit lock, with a stamp the update itself takes once it holds the
+    /// row: the clock, and later than the partition's previous stamp. With an expectation,
+    /// only if the current batch still matches (compare-and-swap). Returns the new version and
+    /// its stamp; `None` when the expectation failed or the table was dropped.
     pub(super) async fn move_pointer(
         &self,
         conn: &mut AnyConnection,
         change: &PointerMove<'_>,
-        stamp: Micros,
-    ) -> CatalogResult<Option<i64>> {
+        stamp: Option<Micros>,
+    ) -> CatalogResult<Option<(i64, Micros)>> {
+        // Parameters $1..$4 always; then the stamp and the expected batch when given.
+        let mut next = 5;
+        let mut parameter = || {
+            next += 1;
+            format!("${}", next - 1)
+        };
+        let stamped = match stamp {
+            Some(_) => parameter(),
+            None => format!(
+                "{}({}, updated_at_us + 1)",
+                self.dialect.max(),
+                self.dialect.now()
+            ),
+        };
         let guard = match change.expected {
-            None => "",
-            Some(ExpectedCurrent::Nothing) => " AND current_batch_id IS NULL",
-            Some(ExpectedCurrent::Batch(_)) => " AND current_batch_id = $6",
+            None => String::new(),
+            Some(ExpectedCurrent::Nothing) => " AND current_batch_id IS NULL".to_owned(),
+            Some(ExpectedCurrent::Batch(_)) => format!(" AND current_batch_id = {}", parameter()),
         };
         let sql = format!(
             "UPDATE partitions SET current_batch_id = $1, current_version = current_version + 1, \
-                    rows = $2, bytes = $3, updated_at_us = $4 \
-             WHERE id = $5{guard} RETURNING current_version"
+                    rows = $2, bytes = $3, updated_at_us = {stamped} \
+             WHERE id = $4{guard} AND EXISTS (SELECT 1 FROM tables t \
+                   WHERE t.id = partitions.table_id AND t.dropped_at_us IS NULL) \
+             RETURNING current_version, updated_at_us"
         );
         let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(change.batch_id)
             .bind(change.rows)
             .bind(change.bytes)
-            .bind(stamp)
             .bind(change.partition_id);
+        if let Some(stamp) = stamp {
+            query = query.bind(stamp);
+        }
         if let Some(ExpectedCurrent::Batch(expected)) = change.expected {
             query = query.bind(expected);
         }
         let row = query.fetch_optional(&mut *conn).await?;
-        row.map(|row| row.try_get("current_version").map_err(CatalogError::from))
-            .transpose()
+        row.map(|row| {
+            Ok((
+                row.try_get("current_version")?,
+                row.try_get("updated_at_us")?,
+            ))
+        })
+        .transpose()
     }
 
     /// Appends the history entry of a pointer move.

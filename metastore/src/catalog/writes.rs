@@ -108,18 +108,24 @@ impl Catalog {
         if let Some(existing) = self.partition(&self.pool, table, values).await? {
             return Ok(existing);
         }
-        sqlx::query(self.sql(
+        // A no-op update on conflict makes RETURNING answer for a row another writer just
+        // inserted too: one statement either way.
+        let row = sqlx::query(self.sql(
             "INSERT INTO partitions (table_id, partition_hash, partition_values, updated_at_us) \
-             VALUES ($1, $2, $3, {now}) ON CONFLICT (table_id, partition_hash) DO NOTHING",
+             VALUES ($1, $2, $3, {now}) \
+             ON CONFLICT (table_id, partition_hash) DO UPDATE SET table_id = excluded.table_id \
+             RETURNING id, current_batch_id, current_version",
         ))
         .bind(table.id)
         .bind(partition_hash(values))
         .bind(values.to_json())
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        self.partition(&self.pool, table, values)
-            .await?
-            .ok_or_else(|| CatalogError::Internal("partition vanished after insert".into()))
+        Ok(PartitionRow {
+            id: row.try_get("id")?,
+            current_batch_id: row.try_get("current_batch_id")?,
+            current_version: row.try_get("current_version")?,
+        })
     }
 
     /// Gives up a pending batch. Idempotent for batches already aborted or abandoned.

@@ -129,8 +129,14 @@ impl Catalog {
         actor: &str,
     ) -> Result<Vec<CommittedVersion>, TxStop> {
         self.fix_table_schemas(conn, prepared).await?;
-        let partition_ids: Vec<i64> = prepared.iter().map(|p| p.batch.partition_id).collect();
-        let stamp = self.stamp_partitions(conn, &partition_ids).await?;
+        // One partition: its pointer update takes the stamp itself (one statement fewer).
+        let stamp = if prepared.len() == 1 {
+            self.share_commit_lock(conn).await?;
+            None
+        } else {
+            let partition_ids: Vec<i64> = prepared.iter().map(|p| p.batch.partition_id).collect();
+            Some(self.stamp_partitions(conn, &partition_ids).await?)
+        };
         let mut committed = Vec::with_capacity(prepared.len());
         for p in prepared {
             let change = PointerMove {
@@ -140,7 +146,7 @@ impl Catalog {
                 bytes: p.bytes,
                 expected: p.update.expected.as_ref(),
             };
-            let Some(version) = self.move_pointer(conn, &change, stamp).await? else {
+            let Some((version, stamp)) = self.move_pointer(conn, &change, stamp).await? else {
                 return Err(TxStop::Conflict(p.batch.batch_id.clone()));
             };
             self.append_history(conn, &change, version, stamp, "write", actor, message)
@@ -164,6 +170,12 @@ impl Catalog {
         let batches: Vec<BatchRecord> = prepared.iter().map(|p| p.batch.clone()).collect();
         self.audit(conn, actor, "commit", &audit_target(&batches), message)
             .await?;
+        #[cfg(debug_assertions)]
+        if let Some(pause) = fault_pause() {
+            // Fault injection for tests (debug builds only): hold the stamped, uncommitted
+            // transaction open, as a slow database would.
+            tokio::time::sleep(pause).await;
+        }
         Ok(committed)
     }
 
@@ -361,6 +373,19 @@ impl Catalog {
             ))),
         }
     }
+}
+
+/// `BATCHSTORE_FAULT_COMMIT_PAUSE_MS`: how long a commit waits between stamping and
+/// committing (debug builds only; the as-of tests widen the window they check with it).
+#[cfg(debug_assertions)]
+fn fault_pause() -> Option<std::time::Duration> {
+    static PAUSE: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    *PAUSE.get_or_init(|| {
+        std::env::var("BATCHSTORE_FAULT_COMMIT_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(std::time::Duration::from_millis)
+    })
 }
 
 /// What a commit reports for one partition.

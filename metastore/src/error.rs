@@ -74,10 +74,26 @@ fn is_transient_sqlstate(code: Option<&str>) -> bool {
     )
 }
 
+/// Storage errors keep their kind: a missing object and refused credentials are definite
+/// answers (a retry cannot help, so a client must not take them for an unknown outcome);
+/// anything else means the storage could not be reached.
 impl From<object_store::Error> for CatalogError {
     fn from(error: object_store::Error) -> Self {
-        CatalogError::Unavailable(format!(
-            "the warehouse storage could not be reached: {error}"
-        ))
+        use object_store::Error as E;
+        match error {
+            E::NotFound { path, .. } => CatalogError::FailedPrecondition(format!(
+                "{path} was not found in the warehouse storage; upload every file before \
+                 committing"
+            )),
+            E::PermissionDenied { path, source } | E::Unauthenticated { path, source } => {
+                CatalogError::FailedPrecondition(format!(
+                    "the warehouse storage refused the metastore access to {path} ({source}); \
+                     check the metastore's AWS_* credentials and the bucket's permissions"
+                ))
+            }
+            other => CatalogError::Unavailable(format!(
+                "the warehouse storage could not be reached: {other}"
+            )),
+        }
     }
 }

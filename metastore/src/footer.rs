@@ -87,28 +87,31 @@ pub async fn inspect(store: &dyn ObjectStore, path: &Path, name: &str) -> Catalo
     } else {
         store.get_range(path, footer_start..footer_end).await?
     };
-    let metadata = if length <= DECODE_INLINE_BYTES {
-        decode(&metadata)
+    let (rows, schema, stats) = if length <= DECODE_INLINE_BYTES {
+        read_footer(&metadata)
     } else {
-        tokio::task::spawn_blocking(move || decode(&metadata))
+        tokio::task::spawn_blocking(move || read_footer(&metadata))
             .await
-            .map_err(|e| CatalogError::Internal(format!("decoding a footer failed: {e}")))?
+            .map_err(|e| CatalogError::Internal(format!("reading a footer failed: {e}")))?
     }
     .map_err(|e| not_parquet(&e))?;
-    let file = metadata.file_metadata();
-    let schema =
-        parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
-            .map_err(|e| not_parquet(&format!("its schema cannot be read as Arrow: {e}")))?;
     Ok(FileFacts {
         size,
-        rows: file.num_rows(),
+        rows,
         schema,
-        stats: statistics(&metadata),
+        stats,
     })
 }
 
-fn decode(bytes: &[u8]) -> Result<ParquetMetaData, String> {
-    ParquetMetaDataReader::decode_metadata(bytes).map_err(|e| format!("its footer is corrupt: {e}"))
+/// Decodes a footer into the file's row count, Arrow schema and statistics.
+fn read_footer(bytes: &[u8]) -> Result<(i64, Schema, String), String> {
+    let metadata = ParquetMetaDataReader::decode_metadata(bytes)
+        .map_err(|e| format!("its footer is corrupt: {e}"))?;
+    let file = metadata.file_metadata();
+    let schema =
+        parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+            .map_err(|e| format!("its schema cannot be read as Arrow: {e}"))?;
+    Ok((file.num_rows(), schema, statistics(&metadata)))
 }
 
 /// Column statistics of a file as JSON: per column, the null count over all row groups (when

@@ -192,6 +192,39 @@ pub fn check_file(declared: &Schema, file: &Schema, name: &str) -> CatalogResult
     Ok(())
 }
 
+/// Two writes' schemas as one table schema: the same columns with the same types (up to
+/// dictionary index width), nullable where either is, each dictionary with the wider index;
+/// `first`'s column order and metadata.
+///
+/// # Errors
+/// `SchemaMismatch` naming the first column that differs otherwise.
+pub fn merge(first: &Schema, other: &Schema, table_name: &str) -> CatalogResult<Schema> {
+    let relaxed = Schema::new_with_metadata(
+        first
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+        first.metadata().clone(),
+    );
+    check_compatible(&relaxed, other, table_name)?;
+    let fields: Vec<Field> = first
+        .fields()
+        .iter()
+        .map(|field| {
+            let mut merged = field.as_ref().clone();
+            if let Ok(o) = other.field_with_name(field.name()) {
+                merged = merged.with_nullable(field.is_nullable() || o.is_nullable());
+                if let Some(wider) = wider_index(field.data_type(), o.data_type()) {
+                    merged = merged.with_data_type(wider);
+                }
+            }
+            merged
+        })
+        .collect();
+    Ok(Schema::new_with_metadata(fields, first.metadata().clone()))
+}
+
 /// The table's schema widened so that it reads `write` too: each dictionary column takes the
 /// wider of the two index types (encoders pick the index by the number of values; pandas uses
 /// int8 below 128 categories). `None` when nothing needs to change.

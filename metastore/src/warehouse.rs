@@ -127,8 +127,9 @@ impl Warehouse {
         })
     }
 
-    /// Reads the facts of every file under `location` (storage size, footer row count, schema
-    /// and statistics), concurrently and bounded, and checks the stated size of each.
+    /// Reads the facts of every `(location, file)` (storage size, footer row count, schema and
+    /// statistics), at most [`INSPECT_CONCURRENCY`] at a time over the whole request, in order,
+    /// and checks the stated size of each.
     ///
     /// # Errors
     /// `FailedPrecondition` naming the first file that is missing, wrongly sized, not Parquet,
@@ -136,13 +137,11 @@ impl Warehouse {
     /// storage cannot be reached.
     pub async fn inspect_files(
         &self,
-        location: &str,
-        files: &[DataFile],
+        files: &[(&str, &DataFile)],
     ) -> CatalogResult<Vec<FileFacts>> {
-        let dir = self.object_dir(location)?;
         let checks: Vec<_> = files
             .iter()
-            .map(|file| self.inspect_file(&dir, location, file))
+            .map(|(location, file)| self.inspect_file(location, file))
             .collect();
         futures::stream::iter(checks)
             .buffered(INSPECT_CONCURRENCY)
@@ -150,12 +149,8 @@ impl Warehouse {
             .await
     }
 
-    async fn inspect_file(
-        &self,
-        dir: &str,
-        location: &str,
-        file: &DataFile,
-    ) -> CatalogResult<FileFacts> {
+    async fn inspect_file(&self, location: &str, file: &DataFile) -> CatalogResult<FileFacts> {
+        let dir = self.object_dir(location)?;
         let path = Path::parse(format!("{dir}/{}", file.path)).map_err(|e| {
             CatalogError::InvalidArgument(format!("bad file path {}: {e}", file.path))
         })?;

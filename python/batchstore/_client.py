@@ -134,6 +134,8 @@ class Client:
         try:
             committed = self._native.write(namespace, table, native_parts, message)
         except NotFound as error:
+            if not self._table_missing(namespace, table):
+                raise
             if not _partitions.is_named(first):
                 raise NotFound(
                     f"{error} With bare partition values batchstore cannot tell the key names: create the "
@@ -146,15 +148,19 @@ class Client:
         infos = [CommitInfo._from_native(c) for c in committed]
         return infos if partition_by is not None else infos[0]
 
-    def _create_missing_table(self, namespace: str, table: str, partition: dict) -> bool:
+    def _table_missing(self, namespace: str, table: str) -> bool:
+        """True when the table does not exist (a NotFound may also name a missing file)."""
         try:
             self._native.get_table(namespace, table)
             return False
         except NotFound:
-            keys = [(str(k), _partitions.key_type(v)) for k, v in partition.items()]
-            self._native.create_namespace(namespace, True)
-            self._native.create_table(namespace, table, keys, True)
             return True
+
+    def _create_missing_table(self, namespace: str, table: str, partition: dict) -> bool:
+        keys = [(str(k), _partitions.key_type(v)) for k, v in partition.items()]
+        self._native.create_namespace(namespace, True)
+        self._native.create_table(namespace, table, keys, True)
+        return True
 
     def load_dataframe(
         self,

@@ -30,6 +30,7 @@ on_both_backends!(
     the_catalog_records_only_facts_it_checked,
     a_namespace_dropped_while_a_table_is_created_leaves_no_orphan,
     pending_batches_per_table_are_bounded,
+    the_read_schema_covers_every_batch,
 );
 
 async fn setup(backend: Backend) -> anyhow::Result<(TestDatabase, Metastore, Rpc)> {
@@ -303,6 +304,20 @@ async fn one_commit_one_timestamp_and_repeatable_as_of(backend: Backend) -> anyh
             "a torn commit at {as_of}: {versions:?}"
         );
         answered.push((as_of, versions));
+        // The current versions of named partitions are read at one moment too.
+        let named = reader
+            .resolve_partitions(pb::ResolvePartitionsRequest {
+                table: table_ref("sales", "items"),
+                partitions: partitions.iter().map(|p| ds(p)).collect(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let current: Vec<i64> = named.partitions.iter().map(|p| p.version).collect();
+        assert!(
+            current.windows(2).all(|w| w[0] == w[1]),
+            "a torn commit in a read of named partitions: {current:?}"
+        );
     }
     writer.await??;
     assert!(answered.len() > 5, "the reader read during the writes");
@@ -830,5 +845,110 @@ async fn pending_batches_per_table_are_bounded(backend: Backend) -> anyhow::Resu
         })
         .await?;
     begin(&mut client, "sales", "items", &ds("x"), 0).await?;
+    Ok(())
+}
+
+/// Dictionary columns as pandas writes them: int8 codes for few categories, int16 for more.
+fn categories(
+    codes: arrow_schema::DataType,
+    values: usize,
+    nullable: bool,
+) -> anyhow::Result<arrow_array::RecordBatch> {
+    use arrow_array::{Array, StringArray};
+    use arrow_schema::DataType;
+    let strings = StringArray::from_iter_values((0..values).map(|i| format!("v{i}")));
+    let column = arrow_cast::cast(
+        &strings,
+        &DataType::Dictionary(Box::new(codes), Box::new(DataType::Utf8)),
+    )?;
+    let schema = arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+        "c",
+        column.data_type().clone(),
+        nullable,
+    )]);
+    Ok(arrow_array::RecordBatch::try_new(
+        std::sync::Arc::new(schema),
+        vec![column],
+    )?)
+}
+
+async fn the_read_schema_covers_every_batch(backend: Backend) -> anyhow::Result<()> {
+    use arrow_schema::DataType;
+    let db = TestDatabase::create(backend)?;
+    let server = Metastore::start(&db.url, &[])?;
+    let mut rpc = server.client().await?;
+    let client = batchstore_client::Client::connect(Some(&server.endpoint())).await?;
+    let stage = |rpc: &mut Rpc,
+                 table: &'static str,
+                 value: &'static str,
+                 batch: arrow_array::RecordBatch| {
+        let mut rpc = rpc.clone();
+        async move {
+            let begun = begin(&mut rpc, "sales", table, &ds(value), 0).await?;
+            let file = upload_batch(&begun.location, "part-00000.parquet", &batch)?;
+            anyhow::Ok(pb::PartitionUpdate {
+                batch_id: begun.batch_id,
+                files: vec![file],
+                arrow_schema: batchstore_metastore::schema::encode(&batch.schema()),
+                expected_current_batch_id: None,
+                input_batch_ids: vec![],
+            })
+        }
+    };
+    let read_all = |table: &'static str| {
+        let client = client.clone();
+        async move {
+            let read = client
+                .read(
+                    &batchstore_client::ReadRequest {
+                        table: Some(batchstore_client::TableName::new("sales", table)),
+                        ..Default::default()
+                    },
+                    None,
+                )
+                .await?;
+            anyhow::Ok(read.num_rows())
+        }
+    };
+    // One commit to a new table whose partitions use int16 and int8 codes, the narrower one
+    // created first: the table's read schema takes the wider index.
+    for table in ["one", "two", "three"] {
+        create_table(&mut rpc, "sales", table).await?;
+    }
+    let narrow = stage(&mut rpc, "one", "1", categories(DataType::Int8, 3, true)?).await?;
+    let wide = stage(
+        &mut rpc,
+        "one",
+        "2",
+        categories(DataType::Int16, 300, true)?,
+    )
+    .await?;
+    rpc.commit(commit_of(vec![wide, narrow], "both")).await?;
+    assert_eq!(read_all("one").await?, 303);
+    // A batch begun before the table had a schema, committed after a narrower batch fixed it.
+    let late = stage(
+        &mut rpc,
+        "two",
+        "2",
+        categories(DataType::Int16, 300, true)?,
+    )
+    .await?;
+    let early = stage(&mut rpc, "two", "1", categories(DataType::Int8, 3, true)?).await?;
+    rpc.commit(commit_of(vec![early], "early")).await?;
+    rpc.commit(commit_of(vec![late], "late")).await?;
+    assert_eq!(read_all("two").await?, 303);
+    // One commit whose partitions differ in nullability: the table allows nulls, in any order.
+    let strict = stage(
+        &mut rpc,
+        "three",
+        "1",
+        categories(DataType::Int8, 3, false)?,
+    )
+    .await?;
+    let loose = stage(&mut rpc, "three", "2", categories(DataType::Int8, 3, true)?).await?;
+    rpc.commit(commit_of(vec![strict, loose], "mixed")).await?;
+    assert_eq!(read_all("three").await?, 6);
+    let again = stage(&mut rpc, "three", "3", categories(DataType::Int8, 3, true)?).await?;
+    rpc.commit(commit_of(vec![again], "nullable later")).await?;
     Ok(())
 }

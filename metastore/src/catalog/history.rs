@@ -115,7 +115,7 @@ impl Catalog {
         };
 
         let mut tx = self.pool.begin().await?;
-        let stamp = self.stamp_partitions(&mut tx, &[p.id]).await?;
+        let stamp = self.stamp_partitions(&mut tx, &[table.id], &[p.id]).await?;
         let now = sqlx::query(
             "SELECT p.current_batch_id, p.current_version, h.operation, h.committed_at_us, \
                     (SELECT h2.batch_id FROM history h2 \

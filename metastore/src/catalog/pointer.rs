@@ -8,11 +8,13 @@
 //!   backwards within a partition);
 //! - an as-of read is repeatable: a commit never becomes visible with a stamp at or before an
 //!   as-of time that was already answered without it. On PostgreSQL each commit holds a shared
-//!   advisory lock from before its stamp until it ends, and [`Catalog::as_of_horizon`] takes
-//!   the lock exclusively for a moment: commits in flight finish first, and commits that start
-//!   later stamp after the read. SQLite runs on one connection, so nothing is ever in flight
-//!   while a read runs. As-of times later than the catalog clock are waited for (briefly) or
-//!   refused, since a later commit could still land before them.
+//!   advisory lock per table it writes (taken in table order) from before its stamp until it
+//!   ends, and [`Catalog::as_of_horizon`] takes its table's lock exclusively for a moment:
+//!   commits in flight on that table finish first, and commits that start later stamp after
+//!   the read. Commits to other tables are not held up. SQLite runs on one connection, so
+//!   nothing is ever in flight while a read runs. An as-of time is answered only once the
+//!   catalog clock has passed it (waiting briefly for one just ahead), since a later commit
+//!   could still be stamped at it.
 
 use super::{Catalog, Dialect};
 use crate::error::{CatalogError, CatalogResult};
@@ -20,8 +22,12 @@ use crate::model::{ExpectedCurrent, Micros};
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use std::time::Duration;
 
-/// The advisory lock every pointer move shares and an as-of read takes alone (PostgreSQL).
-const COMMIT_LOCK: i64 = 0x6261_7463_6873_746f; // "batchsto"
+/// The advisory lock of a table that every pointer move in it shares and an as-of read of it
+/// takes alone (PostgreSQL): "bs" in the high bits, the table id in the low 32 (two tables
+/// whose ids share their low 32 bits only wait for each other more than they need to).
+fn commit_lock(table_id: i64) -> i64 {
+    (0x6273_i64 << 32) | (table_id & 0xffff_ffff)
+}
 
 /// How far in the future an as-of time may be and still be answered (after waiting for it).
 const AS_OF_WAIT_LIMIT: Duration = Duration::from_secs(2);
@@ -42,9 +48,10 @@ impl Catalog {
     pub(super) async fn stamp_partitions(
         &self,
         conn: &mut AnyConnection,
+        table_ids: &[i64],
         partition_ids: &[i64],
     ) -> CatalogResult<Micros> {
-        self.share_commit_lock(conn).await?;
+        self.share_commit_locks(conn, table_ids).await?;
         let mut ids = partition_ids.to_vec();
         ids.sort_unstable();
         ids.dedup();
@@ -83,12 +90,23 @@ impl Catalog {
         Ok(stamp)
     }
 
-    /// Takes the commit lock in shared mode until the transaction ends (PostgreSQL; a no-op on
-    /// SQLite). Every transaction that moves pointers takes it before it stamps anything.
-    pub(super) async fn share_commit_lock(&self, conn: &mut AnyConnection) -> CatalogResult<()> {
-        if self.dialect == Dialect::Postgres {
+    /// Takes the commit locks of `table_ids` in shared mode, in table order, until the
+    /// transaction ends (PostgreSQL; a no-op on SQLite). Every transaction that moves pointers
+    /// takes them before it stamps anything.
+    pub(super) async fn share_commit_locks(
+        &self,
+        conn: &mut AnyConnection,
+        table_ids: &[i64],
+    ) -> CatalogResult<()> {
+        if self.dialect != Dialect::Postgres {
+            return Ok(());
+        }
+        let mut keys: Vec<i64> = table_ids.iter().map(|&t| commit_lock(t)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
             sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-                .bind(COMMIT_LOCK)
+                .bind(key)
                 .execute(&mut *conn)
                 .await?;
         }
@@ -191,13 +209,13 @@ impl Catalog {
     ///
     /// # Errors
     /// `InvalidArgument` for an as-of time further in the future.
-    pub(super) async fn as_of_horizon(&self, as_of: Micros) -> CatalogResult<()> {
+    pub(super) async fn as_of_horizon(&self, table_id: i64, as_of: Micros) -> CatalogResult<()> {
         loop {
             let now: i64 = match self.dialect {
                 Dialect::Postgres => sqlx::query(self.sql(
                     "SELECT {now} AS now_us FROM (SELECT pg_advisory_xact_lock($1)) AS settled",
                 ))
-                .bind(COMMIT_LOCK)
+                .bind(commit_lock(table_id))
                 .fetch_one(&self.pool)
                 .await?
                 .try_get("now_us")?,
@@ -206,7 +224,9 @@ impl Catalog {
                     .await?
                     .try_get("now_us")?,
             };
-            if as_of <= now {
+            // Strictly before: a commit later in the clock's current tick could still be
+            // stamped at `now` itself.
+            if as_of < now {
                 return Ok(());
             }
             let ahead = Duration::from_micros(as_of.saturating_sub(now).unsigned_abs());
@@ -218,7 +238,7 @@ impl Catalog {
                     super::format_micros(now)
                 )));
             }
-            tokio::time::sleep(ahead).await;
+            tokio::time::sleep(ahead.max(Duration::from_millis(1))).await;
         }
     }
 }

@@ -12,7 +12,10 @@ use crate::model::{
 };
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+/// Named partitions read in one statement (more are read as of one moment, in chunks).
+const ONE_STATEMENT_PARTITIONS: usize = 500;
 
 const RESOLVE_SELECT: &str = "SELECT p.id AS partition_id, p.partition_values, h.batch_id, h.version, h.committed_at_us, \
             b.location, b.rows, b.bytes \
@@ -66,7 +69,7 @@ impl Catalog {
             (other, _) => other.clone(),
         };
         if let Selector::AsOf(as_of) = selector {
-            self.as_of_horizon(as_of).await?;
+            self.as_of_horizon(table.id, as_of).await?;
         }
         let mut page = match &selector {
             Selector::Batch(batch_id) => whole(self.resolve_batch(&table, batch_id, &specs).await?),
@@ -82,7 +85,7 @@ impl Catalog {
                 if selector == Selector::Current && !page.next_page_token.is_empty() {
                     // More than a page: read every page as of one moment instead.
                     let moment = self.now().await?;
-                    self.as_of_horizon(moment).await?;
+                    self.as_of_horizon(table.id, moment).await?;
                     page = self
                         .resolve_page(&table, &Selector::AsOf(moment), 0, limit)
                         .await?;
@@ -96,14 +99,33 @@ impl Catalog {
                 page
             }
             _ => {
+                // The named partitions are read at one moment: in one statement, or for many
+                // of them as of one moment.
+                let selector =
+                    if specs.len() > ONE_STATEMENT_PARTITIONS && selector == Selector::Current {
+                        let moment = self.now().await?;
+                        self.as_of_horizon(table.id, moment).await?;
+                        Selector::AsOf(moment)
+                    } else {
+                        selector.clone()
+                    };
+                let mut found: HashMap<PartitionValues, ResolvedPartition> =
+                    HashMap::with_capacity(specs.len());
+                for chunk in specs.chunks(ONE_STATEMENT_PARTITIONS) {
+                    let rows = self
+                        .history_query(&table, &selector, chunk, 0, chunk.len() as i64)
+                        .await?;
+                    for row in &rows {
+                        let values = PartitionValues::from_json(
+                            &row.try_get::<String, _>("partition_values")?,
+                        )?;
+                        found.insert(values, resolved_from_row(&table, row)?);
+                    }
+                }
                 let mut out = Vec::with_capacity(specs.len());
                 for spec in &specs {
-                    match self
-                        .history_query(&table, &selector, Some(spec), 0, 1)
-                        .await?
-                        .first()
-                    {
-                        Some(row) => out.push(resolved_from_row(&table, row)?),
+                    match found.remove(spec) {
+                        Some(resolved) => out.push(resolved),
                         None => return Err(self.unresolved(&table, spec, &selector).await),
                     }
                 }
@@ -127,7 +149,7 @@ impl Catalog {
         limit: i64,
     ) -> CatalogResult<Page<ResolvedPartition>> {
         let rows = self
-            .history_query(table, selector, None, after, limit + 1)
+            .history_query(table, selector, &[], after, limit + 1)
             .await?;
         let mut items = rows
             .iter()
@@ -153,12 +175,13 @@ impl Catalog {
             .try_get("now_us")?)
     }
 
-    /// Rows of partitions (one, or all after id `after`, at most `limit`) at the selector.
+    /// Rows of partitions (those of `specs`, or with none all after id `after`; at most
+    /// `limit`) at the selector, in one statement.
     async fn history_query(
         &self,
         table: &TableRecord,
         selector: &Selector,
-        spec: Option<&PartitionValues>,
+        specs: &[PartitionValues],
         after: i64,
         limit: i64,
     ) -> CatalogResult<Vec<AnyRow>> {
@@ -184,8 +207,12 @@ impl Catalog {
             _ => 0,
         };
         let mut sql = format!("{RESOLVE_SELECT}{condition} AND p.id > $2");
-        if spec.is_some() {
-            sql.push_str(" AND p.partition_hash = $5");
+        if !specs.is_empty() {
+            let hashes = (0..specs.len())
+                .map(|i| format!("${}", i + 5))
+                .collect::<Vec<_>>()
+                .join(", ");
+            sql.push_str(&format!(" AND p.partition_hash IN ({hashes})"));
         }
         sql.push_str(" ORDER BY p.id LIMIT $4");
         let mut query = sqlx::query(AssertSqlSafe(sql))
@@ -193,7 +220,7 @@ impl Catalog {
             .bind(after)
             .bind(value)
             .bind(limit);
-        if let Some(spec) = spec {
+        for spec in specs {
             query = query.bind(partition_hash(spec));
         }
         Ok(query.fetch_all(&self.pool).await?)

@@ -81,16 +81,19 @@ impl Catalog {
         {
             self.require_committed(input).await?;
         }
-        let inspections: Vec<_> = prepared
+        let files: Vec<(&str, &DataFile)> = prepared
             .iter()
-            .map(|p| {
-                self.warehouse
-                    .inspect_files(&p.batch.location, &p.update.files)
+            .flat_map(|p| {
+                p.update
+                    .files
+                    .iter()
+                    .map(|f| (p.batch.location.as_str(), f))
             })
             .collect();
-        let facts = futures::future::try_join_all(inspections).await?;
-        for (p, facts) in prepared.iter_mut().zip(facts) {
-            p.record_facts(facts)?;
+        let mut facts = self.warehouse.inspect_files(&files).await?.into_iter();
+        for p in &mut prepared {
+            let mine = facts.by_ref().take(p.update.files.len()).collect();
+            p.record_facts(mine)?;
         }
         prepared.sort_by_key(|p| p.batch.partition_id);
 
@@ -130,12 +133,16 @@ impl Catalog {
     ) -> Result<Vec<CommittedVersion>, TxStop> {
         self.fix_table_schemas(conn, prepared).await?;
         // One partition: its pointer update takes the stamp itself (one statement fewer).
+        let table_ids: Vec<i64> = prepared.iter().map(|p| p.batch.table.id).collect();
         let stamp = if prepared.len() == 1 {
-            self.share_commit_lock(conn).await?;
+            self.share_commit_locks(conn, &table_ids).await?;
             None
         } else {
             let partition_ids: Vec<i64> = prepared.iter().map(|p| p.batch.partition_id).collect();
-            Some(self.stamp_partitions(conn, &partition_ids).await?)
+            Some(
+                self.stamp_partitions(conn, &table_ids, &partition_ids)
+                    .await?,
+            )
         };
         let mut committed = Vec::with_capacity(prepared.len());
         for p in prepared {
@@ -206,91 +213,94 @@ impl Catalog {
         Ok(())
     }
 
-    /// Fixes the schema of tables that have none yet (first write), or checks against the
-    /// schema another commit fixed meanwhile; widens a table's read schema where a write uses
-    /// a wider dictionary index.
+    /// Keeps each table's read schema right for the writes of this commit: a table without a
+    /// schema gets all of this commit's schemas for it merged (same columns; nullable where any
+    /// is; the widest dictionary index); a table whose schema another commit fixed meanwhile is
+    /// checked against it; and a table whose dictionary indexes are narrower than a write's is
+    /// widened. The table record a batch carries may be older than the table (it is remembered
+    /// from BeginWrite), but schemas only ever widen, so it can only ask for a check too many.
     async fn fix_table_schemas(
         &self,
         conn: &mut AnyConnection,
         prepared: &[PreparedUpdate],
     ) -> Result<(), TxStop> {
-        self.widen_table_schemas(conn, prepared).await?;
-        let mut done = HashSet::new();
-        for p in prepared
-            .iter()
-            .filter(|p| p.batch.table.arrow_schema.is_none())
-        {
-            if !done.insert(p.batch.table.id) {
-                continue;
-            }
-            let set = sqlx::query(
-                "UPDATE tables SET arrow_schema = $1 WHERE id = $2 AND arrow_schema IS NULL",
-            )
-            .bind(&p.update.arrow_schema)
-            .bind(p.batch.table.id)
-            .execute(&mut *conn)
-            .await?;
-            if set.rows_affected() == 0 {
-                let row = sqlx::query("SELECT arrow_schema FROM tables WHERE id = $1")
-                    .bind(p.batch.table.id)
-                    .fetch_one(&mut *conn)
+        let mut tables: Vec<i64> = prepared.iter().map(|p| p.batch.table.id).collect();
+        tables.sort_unstable();
+        tables.dedup();
+        for table_id in tables {
+            let updates: Vec<&PreparedUpdate> = prepared
+                .iter()
+                .filter(|p| p.batch.table.id == table_id)
+                .collect();
+            let first = updates[0];
+            let name = first.batch.table.qualified();
+            match &first.batch.table.arrow_schema {
+                None => {
+                    let bytes = if updates.len() == 1 {
+                        first.update.arrow_schema.clone()
+                    } else {
+                        let mut merged = first.schema.clone();
+                        for q in &updates[1..] {
+                            merged = schema::merge(&merged, &q.schema, &name)?;
+                        }
+                        schema::encode(&merged)
+                    };
+                    let set = sqlx::query(
+                        "UPDATE tables SET arrow_schema = $1 WHERE id = $2 AND arrow_schema IS NULL",
+                    )
+                    .bind(bytes)
+                    .bind(table_id)
+                    .execute(&mut *conn)
                     .await?;
-                let bytes: Vec<u8> = row.try_get("arrow_schema")?;
-                let table_schema = schema::decode(&bytes)?;
-                for q in prepared
-                    .iter()
-                    .filter(|q| q.batch.table.id == p.batch.table.id)
-                {
-                    schema::check_compatible(&table_schema, &q.schema, &q.batch.table.qualified())?;
+                    if set.rows_affected() == 0 {
+                        // Another commit fixed it meanwhile.
+                        self.check_and_widen(conn, table_id, &updates).await?;
+                    }
+                }
+                Some(known) => {
+                    let known = schema::decode(known)?;
+                    if updates
+                        .iter()
+                        .any(|q| schema::widen(&known, &q.schema).is_some())
+                    {
+                        self.check_and_widen(conn, table_id, &updates).await?;
+                    }
                 }
             }
         }
         Ok(())
     }
 
-    /// Widens the read schema of tables whose writes use a wider dictionary index than the
-    /// table records, under the table row's lock so concurrent widenings compose.
-    async fn widen_table_schemas(
+    /// Checks the writes against the table's current schema, read under the table row's lock,
+    /// and widens its dictionary indexes where a write needs it.
+    async fn check_and_widen(
         &self,
         conn: &mut AnyConnection,
-        prepared: &[PreparedUpdate],
+        table_id: i64,
+        updates: &[&PreparedUpdate],
     ) -> Result<(), TxStop> {
-        let mut done = HashSet::new();
-        for p in prepared {
-            let Some(known) = &p.batch.table.arrow_schema else {
-                continue;
-            };
-            if done.contains(&p.batch.table.id)
-                || schema::widen(&schema::decode(known)?, &p.schema).is_none()
-            {
-                continue;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT arrow_schema FROM tables WHERE id = $1{}",
+            self.dialect.lock_for_update()
+        )))
+        .bind(table_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        let mut table_schema = schema::decode(&row.try_get::<Vec<u8>, _>("arrow_schema")?)?;
+        let mut changed = false;
+        for q in updates {
+            schema::check_compatible(&table_schema, &q.schema, &q.batch.table.qualified())?;
+            if let Some(wider) = schema::widen(&table_schema, &q.schema) {
+                table_schema = wider;
+                changed = true;
             }
-            done.insert(p.batch.table.id);
-            let row = sqlx::query(AssertSqlSafe(format!(
-                "SELECT arrow_schema FROM tables WHERE id = $1{}",
-                self.dialect.lock_for_update()
-            )))
-            .bind(p.batch.table.id)
-            .fetch_one(&mut *conn)
-            .await?;
-            let mut table_schema = schema::decode(&row.try_get::<Vec<u8>, _>("arrow_schema")?)?;
-            let mut changed = false;
-            for q in prepared
-                .iter()
-                .filter(|q| q.batch.table.id == p.batch.table.id)
-            {
-                if let Some(wider) = schema::widen(&table_schema, &q.schema) {
-                    table_schema = wider;
-                    changed = true;
-                }
-            }
-            if changed {
-                sqlx::query("UPDATE tables SET arrow_schema = $1 WHERE id = $2")
-                    .bind(schema::encode(&table_schema))
-                    .bind(p.batch.table.id)
-                    .execute(&mut *conn)
-                    .await?;
-            }
+        }
+        if changed {
+            sqlx::query("UPDATE tables SET arrow_schema = $1 WHERE id = $2")
+                .bind(schema::encode(&table_schema))
+                .bind(table_id)
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
     }

@@ -201,14 +201,15 @@ pub(super) fn prepare(
             stats: Vec::new(),
         });
     }
-    // Within one commit, updates of the same new table must agree with each other too.
+    // Within one commit, updates of the same new table must agree with each other too (up
+    // to nullability and dictionary width, which the table's schema then takes from all).
     for (i, p) in prepared.iter().enumerate() {
         if p.batch.table.arrow_schema.is_none()
             && let Some(first) = prepared[..i]
                 .iter()
                 .find(|q| q.batch.table.id == p.batch.table.id)
         {
-            schema::check_compatible(&first.schema, &p.schema, &p.batch.table.qualified())?;
+            schema::merge(&first.schema, &p.schema, &p.batch.table.qualified())?;
         }
     }
     Ok(prepared)

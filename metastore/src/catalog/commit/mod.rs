@@ -234,7 +234,7 @@ impl Catalog {
                 .collect();
             let first = updates[0];
             let name = first.batch.table.qualified();
-            match &first.batch.table.arrow_schema {
+            match &first.table_schema {
                 None => {
                     let bytes = if updates.len() == 1 {
                         first.update.arrow_schema.clone()
@@ -258,10 +258,9 @@ impl Catalog {
                     }
                 }
                 Some(known) => {
-                    let known = schema::decode(known)?;
                     if updates
                         .iter()
-                        .any(|q| schema::widen(&known, &q.schema).is_some())
+                        .any(|q| schema::widen(known, &q.schema).is_some())
                     {
                         self.check_and_widen(conn, table_id, &updates).await?;
                     }

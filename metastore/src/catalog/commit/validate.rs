@@ -25,6 +25,8 @@ pub(super) struct PreparedUpdate {
     pub update: PartitionUpdate,
     pub batch: BatchRecord,
     pub schema: Schema,
+    /// The table's schema as the batch's table record knows it (decoded once).
+    pub table_schema: Option<Schema>,
     /// Rows and bytes of the batch, as its files' footers and storage report them.
     pub rows: i64,
     pub bytes: i64,
@@ -185,10 +187,14 @@ pub(super) fn prepare(
         }
         let write_schema = schema::decode(&update.arrow_schema)?;
         schema::validate_for_table(&write_schema, &batch.table.keys)?;
-        if let Some(bytes) = &batch.table.arrow_schema {
-            let table_schema = schema::decode(bytes)?;
-            schema::check_compatible(&table_schema, &write_schema, &batch.table.qualified())?;
-        }
+        let table_schema = match &batch.table.arrow_schema {
+            Some(bytes) => {
+                let table_schema = schema::decode(bytes)?;
+                schema::check_compatible(&table_schema, &write_schema, &batch.table.qualified())?;
+                Some(table_schema)
+            }
+            None => None,
+        };
         let rows = update.files.iter().map(|f| f.rows).sum();
         let bytes = update.files.iter().map(|f| f.size_bytes).sum();
         prepared.push(PreparedUpdate {
@@ -196,6 +202,7 @@ pub(super) fn prepare(
             update,
             batch,
             schema: write_schema,
+            table_schema,
             rows,
             bytes,
             stats: Vec::new(),

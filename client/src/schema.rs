@@ -3,25 +3,11 @@
 
 use crate::error::{ClientError, Result};
 use arrow_schema::Schema;
-use batchstore_proto::wire::IPC_CONTINUATION;
+use batchstore_proto::wire;
 
-/// Encodes a schema (with its metadata) as an encapsulated IPC message.
+/// Encodes a schema (with its metadata) in the wire framing.
 pub fn encode(schema: &Schema) -> Vec<u8> {
-    let generator = arrow_ipc::writer::IpcDataGenerator::default();
-    let mut tracker = arrow_ipc::writer::DictionaryTracker::new(false);
-    let encoded = generator.schema_to_bytes_with_dictionary_tracker(
-        schema,
-        &mut tracker,
-        &Default::default(),
-    );
-    let message = encoded.ipc_message;
-    let padded = message.len().div_ceil(8) * 8;
-    let mut out = Vec::with_capacity(8 + padded);
-    out.extend_from_slice(&IPC_CONTINUATION);
-    out.extend_from_slice(&(padded as i32).to_le_bytes());
-    out.extend_from_slice(&message);
-    out.resize(8 + padded, 0);
-    out
+    wire::encode_schema(schema)
 }
 
 /// Decodes what `encode` (or any Arrow IPC writer) produced.
@@ -29,12 +15,8 @@ pub fn encode(schema: &Schema) -> Vec<u8> {
 /// # Errors
 /// `Data` when the bytes are not an Arrow schema.
 pub fn decode(bytes: &[u8]) -> Result<Schema> {
-    let decoded = if bytes.starts_with(&IPC_CONTINUATION) {
-        arrow_ipc::convert::try_schema_from_ipc_buffer(bytes)
-    } else {
-        arrow_ipc::convert::try_schema_from_flatbuffer_bytes(bytes)
-    };
-    decoded.map_err(|e| ClientError::Data(format!("the stored schema could not be decoded: {e}")))
+    wire::decode_schema(bytes)
+        .map_err(|e| ClientError::Data(format!("the stored schema could not be decoded: {e}")))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::limits;
 use crate::model::PartitionKeyDef;
 use crate::names::quote_for_message;
 use arrow_schema::{DataType, Field, Schema};
-use batchstore_proto::wire::IPC_CONTINUATION;
+use batchstore_proto::wire;
 use std::collections::HashMap;
 
 /// Decodes an Arrow IPC schema: either an encapsulated message (continuation marker and length
@@ -23,12 +23,7 @@ pub fn decode(bytes: &[u8]) -> CatalogResult<Schema> {
         ));
     }
     limits::check_schema_bytes(bytes)?;
-    let decoded = if bytes.starts_with(&IPC_CONTINUATION) {
-        arrow_ipc::convert::try_schema_from_ipc_buffer(bytes)
-    } else {
-        arrow_ipc::convert::try_schema_from_flatbuffer_bytes(bytes)
-    };
-    let schema = decoded.map_err(|e| {
+    let schema = wire::decode_schema(bytes).map_err(|e| {
         CatalogError::InvalidArgument(format!(
             "the Arrow schema sent with the request could not be decoded: {e}"
         ))
@@ -276,21 +271,9 @@ fn index_capacity(key: &DataType) -> u8 {
     }
 }
 
-/// Encodes a schema as an encapsulated IPC message (the wire framing, see
-/// `batchstore_proto::wire::IPC_CONTINUATION`).
+/// Encodes a schema in the wire framing.
 pub fn encode(schema: &Schema) -> Vec<u8> {
-    let generator = arrow_ipc::writer::IpcDataGenerator::default();
-    let mut tracker = arrow_ipc::writer::DictionaryTracker::new(false);
-    let message = generator
-        .schema_to_bytes_with_dictionary_tracker(schema, &mut tracker, &Default::default())
-        .ipc_message;
-    let padded = message.len().div_ceil(8) * 8;
-    let mut out = Vec::with_capacity(8 + padded);
-    out.extend_from_slice(&IPC_CONTINUATION);
-    out.extend_from_slice(&(padded as i32).to_le_bytes());
-    out.extend_from_slice(&message);
-    out.resize(8 + padded, 0);
-    out
+    wire::encode_schema(schema)
 }
 
 fn mismatch(table_name: &str, column: &str, detail: String) -> CatalogError {

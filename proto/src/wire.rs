@@ -22,4 +22,32 @@ pub fn expects_new(value: &str) -> bool {
 /// The framing of the Arrow schemas on the wire: an encapsulated Arrow IPC `Schema` message
 /// (continuation marker `0xFFFFFFFF`, little-endian length, flatbuffer, padding to 8 bytes),
 /// as `pyarrow.Schema.serialize()` writes it. Bare flatbuffer bytes are accepted too.
-pub const IPC_CONTINUATION: [u8; 4] = [0xff; 4];
+const IPC_CONTINUATION: [u8; 4] = [0xff; 4];
+
+/// Encodes a schema (with its metadata) in the wire framing.
+pub fn encode_schema(schema: &arrow_schema::Schema) -> Vec<u8> {
+    let generator = arrow_ipc::writer::IpcDataGenerator::default();
+    let mut tracker = arrow_ipc::writer::DictionaryTracker::new(false);
+    let message = generator
+        .schema_to_bytes_with_dictionary_tracker(schema, &mut tracker, &Default::default())
+        .ipc_message;
+    let padded = message.len().div_ceil(8) * 8;
+    let mut out = Vec::with_capacity(8 + padded);
+    out.extend_from_slice(&IPC_CONTINUATION);
+    out.extend_from_slice(&(padded as i32).to_le_bytes());
+    out.extend_from_slice(&message);
+    out.resize(8 + padded, 0);
+    out
+}
+
+/// Decodes a schema in the wire framing (or bare flatbuffer bytes).
+///
+/// # Errors
+/// When the bytes are not an Arrow schema.
+pub fn decode_schema(bytes: &[u8]) -> Result<arrow_schema::Schema, arrow_schema::ArrowError> {
+    if bytes.starts_with(&IPC_CONTINUATION) {
+        arrow_ipc::convert::try_schema_from_ipc_buffer(bytes)
+    } else {
+        arrow_ipc::convert::try_schema_from_flatbuffer_bytes(bytes)
+    }
+}

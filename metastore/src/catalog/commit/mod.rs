@@ -2,10 +2,11 @@
 //!
 //! The slow, read-only checks run before the transaction (files exist with the stated sizes,
 //! schemas decode and match, lineage inputs are committed). Then, in one transaction, the same
-//! steps on every database: lock the partitions and take the commit's one timestamp
-//! (`pointer`), compare-and-swap each partition pointer, append history, mark each batch
-//! committed (only while pending with a live lease, so a batch commits at most once), record
-//! its files and lineage, and record an audit event.
+//! steps on every database: record the files, lineage and audit event; lock the partitions
+//! and take the commit's one timestamp (`pointer`); compare-and-swap each partition pointer,
+//! append history and mark each batch committed (only while pending with a live lease, so a
+//! batch commits at most once). Partition rows are locked last, for as few statements as
+//! possible, since commits to one partition wait for each other there.
 //!
 //! A request whose batches are committed already is a retry: it is compared with what was
 //! committed (`retry`) and answered with the original versions only when it is identical. A
@@ -132,6 +133,27 @@ impl Catalog {
         actor: &str,
     ) -> Result<Vec<CommittedVersion>, TxStop> {
         self.fix_table_schemas(conn, prepared).await?;
+        // What needs no partition lock comes first (files, lineage, the audit event), so that
+        // a partition's row stays locked only for its pointer move, history and batch state.
+        for p in prepared {
+            insert_files(conn, p).await.map_err(|stop| match stop {
+                // The batch's files are recorded already: a retry committed it meanwhile.
+                TxStop::Error(CatalogError::AlreadyExists(_)) => {
+                    TxStop::BatchNotPending(p.batch.batch_id.clone())
+                }
+                other => other,
+            })?;
+            for input in &p.update.inputs {
+                sqlx::query("INSERT INTO lineage (batch_id, input_batch_id) VALUES ($1, $2)")
+                    .bind(&p.batch.batch_id)
+                    .bind(input)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        let batches: Vec<BatchRecord> = prepared.iter().map(|p| p.batch.clone()).collect();
+        self.audit(conn, actor, "commit", &audit_target(&batches), message)
+            .await?;
         // One partition: its pointer update takes the stamp itself (one statement fewer).
         let table_ids: Vec<i64> = prepared.iter().map(|p| p.batch.table.id).collect();
         let stamp = if prepared.len() == 1 {
@@ -159,14 +181,6 @@ impl Catalog {
             self.append_history(conn, &change, version, stamp, "write", actor, message)
                 .await?;
             self.mark_committed(conn, p, version, stamp).await?;
-            insert_files(conn, p).await?;
-            for input in &p.update.inputs {
-                sqlx::query("INSERT INTO lineage (batch_id, input_batch_id) VALUES ($1, $2)")
-                    .bind(&p.batch.batch_id)
-                    .bind(input)
-                    .execute(&mut *conn)
-                    .await?;
-            }
             committed.push((
                 p.index,
                 committed_version(&p.batch, version, stamp, p.rows, p.bytes),
@@ -174,9 +188,6 @@ impl Catalog {
         }
         committed.sort_by_key(|(index, _)| *index);
         let committed = committed.into_iter().map(|(_, c)| c).collect();
-        let batches: Vec<BatchRecord> = prepared.iter().map(|p| p.batch.clone()).collect();
-        self.audit(conn, actor, "commit", &audit_target(&batches), message)
-            .await?;
         #[cfg(debug_assertions)]
         if let Some(pause) = fault_pause() {
             // Fault injection for tests (debug builds only): hold the stamped, uncommitted
@@ -270,38 +281,52 @@ impl Catalog {
         Ok(())
     }
 
-    /// Checks the writes against the table's current schema, read under the table row's lock,
-    /// and widens its dictionary indexes where a write needs it.
+    /// Checks the writes against the table's current schema and widens its dictionary indexes
+    /// where a write needs it. The table row is locked only when it must change, so commits
+    /// to one table do not wait for each other here.
     async fn check_and_widen(
         &self,
         conn: &mut AnyConnection,
         table_id: i64,
         updates: &[&PreparedUpdate],
     ) -> Result<(), TxStop> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT arrow_schema FROM tables WHERE id = $1{}",
-            self.dialect.lock_for_update()
-        )))
-        .bind(table_id)
-        .fetch_one(&mut *conn)
-        .await?;
-        let mut table_schema = schema::decode(&row.try_get::<Vec<u8>, _>("arrow_schema")?)?;
-        let mut changed = false;
-        for q in updates {
-            schema::check_compatible(&table_schema, &q.schema, &q.batch.table.qualified())?;
-            if let Some(wider) = schema::widen(&table_schema, &q.schema) {
-                table_schema = wider;
-                changed = true;
+        let mut locked = false;
+        loop {
+            let lock = if locked {
+                self.dialect.lock_for_update()
+            } else {
+                ""
+            };
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT arrow_schema FROM tables WHERE id = $1{lock}"
+            )))
+            .bind(table_id)
+            .fetch_one(&mut *conn)
+            .await?;
+            let mut table_schema = schema::decode(&row.try_get::<Vec<u8>, _>("arrow_schema")?)?;
+            let mut changed = false;
+            for q in updates {
+                schema::check_compatible(&table_schema, &q.schema, &q.batch.table.qualified())?;
+                if let Some(wider) = schema::widen(&table_schema, &q.schema) {
+                    table_schema = wider;
+                    changed = true;
+                }
             }
-        }
-        if changed {
+            if !changed {
+                return Ok(());
+            }
+            if !locked {
+                // Read it again under the lock: another commit may be widening it too.
+                locked = true;
+                continue;
+            }
             sqlx::query("UPDATE tables SET arrow_schema = $1 WHERE id = $2")
                 .bind(schema::encode(&table_schema))
                 .bind(table_id)
                 .execute(&mut *conn)
                 .await?;
+            return Ok(());
         }
-        Ok(())
     }
 
     /// After the transaction stopped on a batch no longer pending or a failed compare-and-swap:

@@ -608,3 +608,57 @@ pub fn is_within(path: &Path, dir: &Path) -> bool {
     }
     parts.iter().collect::<PathBuf>().starts_with(dir)
 }
+
+/// Every version of every partition of a single-key table whose batches each hold one number
+/// in their first column (the write that made them), as `(partition value, batch id, version,
+/// write)`: how the fault and kill suites trace the catalog back to acknowledged writes.
+///
+/// # Errors
+/// When the catalog cannot be read, or a version is partial or mixes writes.
+pub async fn trace_versions(
+    client: &batchstore_client::Client,
+    table: &batchstore_client::TableName,
+) -> Result<Vec<(String, String, i64, i64)>> {
+    use batchstore_client::{PartitionSpec, ReadRequest, Selector};
+    let mut out = Vec::new();
+    for p in client.partitions(table).await? {
+        let spec = PartitionSpec::named(p.partition.clone());
+        for entry in client.history(table, &spec).await? {
+            let read = client
+                .read(
+                    &ReadRequest {
+                        table: Some(table.clone()),
+                        partitions: vec![spec.clone()],
+                        selector: Selector::Version(entry.version),
+                        ..ReadRequest::default()
+                    },
+                    None,
+                )
+                .await?;
+            let writes: std::collections::BTreeSet<i64> = read
+                .batches
+                .iter()
+                .filter_map(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<arrow_array::Int64Array>()
+                        .cloned()
+                })
+                .flat_map(|a| a.values().to_vec())
+                .collect();
+            anyhow::ensure!(
+                writes.len() == 1 && read.num_rows() as i64 == entry.rows,
+                "version {} of {:?} is partial or mixes writes: {writes:?}",
+                entry.version,
+                p.partition
+            );
+            out.push((
+                p.partition[0].1.clone(),
+                entry.batch_id.clone(),
+                entry.version,
+                *writes.iter().next().unwrap_or(&-1),
+            ));
+        }
+    }
+    Ok(out)
+}

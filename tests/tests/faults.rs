@@ -6,8 +6,8 @@
 use arrow_array::{Int64Array, RecordBatch, RecordBatchIterator};
 use arrow_schema::{DataType, Field, Schema};
 use batchstore_client::{
-    Client, ClientError, KeyType, PartitionData, PartitionKey, PartitionSpec, ReadRequest,
-    Selector, TableName, WriteOptions, WriteRequest,
+    Client, ClientError, KeyType, PartitionData, PartitionKey, PartitionSpec, TableName,
+    WriteOptions, WriteRequest,
 };
 use batchstore_tests::proxy::FaultProxy;
 use batchstore_tests::*;
@@ -127,54 +127,12 @@ async fn lost_replies_never_duplicate_or_lose_a_write(backend: Backend) -> anyho
     // What the catalog holds, version by version, traced to the write that made it.
     let mut made_by: BTreeMap<i64, Vec<(String, String, i64)>> = BTreeMap::new();
     let mut batches_seen = BTreeSet::new();
-    for ds in ["p0", "p1", "p2", "p3"] {
-        let spec = PartitionSpec::named([("ds", ds)]);
-        let history = match direct.history(&table, &spec).await {
-            Ok(history) => history,
-            Err(ClientError::NotFound(_)) => continue,
-            Err(other) => return Err(other.into()),
-        };
-        for entry in history {
-            assert!(
-                batches_seen.insert(entry.batch_id.clone()),
-                "batch {} appears twice in history: a duplicate commit",
-                entry.batch_id
-            );
-            let read = direct
-                .read(
-                    &ReadRequest {
-                        table: Some(table.clone()),
-                        partitions: vec![spec.clone()],
-                        selector: Selector::Version(entry.version),
-                        ..ReadRequest::default()
-                    },
-                    None,
-                )
-                .await?;
-            let values: BTreeSet<i64> = read
-                .batches
-                .iter()
-                .flat_map(|b| {
-                    b.column(0)
-                        .as_any()
-                        .downcast_ref::<Int64Array>()
-                        .map(|a| a.values().to_vec())
-                        .unwrap_or_default()
-                })
-                .collect();
-            assert_eq!(
-                values.len(),
-                1,
-                "version {} of {ds} mixes writes",
-                entry.version
-            );
-            let write = *values.iter().next().unwrap_or(&-1);
-            made_by.entry(write).or_default().push((
-                ds.to_owned(),
-                entry.batch_id.clone(),
-                entry.version,
-            ));
-        }
+    for (ds, batch, version, write) in trace_versions(&direct, &table).await? {
+        assert!(
+            batches_seen.insert(batch.clone()),
+            "batch {batch} appears twice in history: a duplicate commit"
+        );
+        made_by.entry(write).or_default().push((ds, batch, version));
     }
     for (write, mut made) in made_by.clone() {
         made.sort();

@@ -6,8 +6,8 @@
 use arrow_array::{Int64Array, RecordBatch, RecordBatchIterator};
 use arrow_schema::{DataType, Field, Schema};
 use batchstore_client::{
-    Client, ClientError, KeyType, PartitionData, PartitionKey, PartitionSpec, ReadRequest,
-    Selector, TableName, WriteOptions, WriteRequest,
+    Client, ClientError, KeyType, PartitionData, PartitionKey, PartitionSpec, TableName,
+    WriteOptions, WriteRequest,
 };
 use batchstore_tests::tablectl::Tablectl;
 use batchstore_tests::*;
@@ -68,44 +68,8 @@ fn values(write: i64, rows: usize) -> RecordBatch {
     .expect("a valid batch")
 }
 
-/// Every version of every partition: `(partition, batch, version, the write its data holds)`.
 async fn catalog(client: &Client) -> anyhow::Result<Vec<(String, String, i64, i64)>> {
-    let mut out = Vec::new();
-    for p in client.partitions(&table()).await? {
-        let spec = PartitionSpec::named(p.partition.clone());
-        for entry in client.history(&table(), &spec).await? {
-            let read = client
-                .read(
-                    &ReadRequest {
-                        table: Some(table()),
-                        partitions: vec![spec.clone()],
-                        selector: Selector::Version(entry.version),
-                        ..ReadRequest::default()
-                    },
-                    None,
-                )
-                .await?;
-            let writes: BTreeSet<i64> = read
-                .batches
-                .iter()
-                .filter_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().cloned())
-                .flat_map(|a| a.values().to_vec())
-                .collect();
-            anyhow::ensure!(
-                writes.len() == 1 && read.num_rows() as i64 == entry.rows,
-                "version {} of {:?} is partial or mixed: {writes:?}",
-                entry.version,
-                p.partition
-            );
-            out.push((
-                p.partition[0].1.clone(),
-                entry.batch_id.clone(),
-                entry.version,
-                *writes.iter().next().unwrap_or(&-1),
-            ));
-        }
-    }
-    Ok(out)
+    trace_versions(client, &table()).await
 }
 
 /// `tablectl write` killed at a random moment: the partition holds either the old or the new

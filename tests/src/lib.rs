@@ -83,7 +83,7 @@ impl TestDatabase {
                     COUNTER.fetch_add(1, Ordering::SeqCst),
                     uuid::Uuid::now_v7().simple()
                 );
-                psql(&format!("CREATE DATABASE {name}"))?;
+                psql("postgres", &format!("CREATE DATABASE {name}"))?;
                 Ok(TestDatabase {
                     url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
                     postgres_name: Some(name),
@@ -97,25 +97,20 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some(name) = &self.postgres_name {
-            let _ = psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            let _ = psql(
+                "postgres",
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
         }
     }
 }
 
-fn psql(sql: &str) -> Result<()> {
+/// Runs one statement with `psql` against `database` and returns what it printed (unaligned,
+/// tuples only).
+fn psql(database: &str, sql: &str) -> Result<String> {
     let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qc",
-            sql,
-        ])
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database])
+        .args(["-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
         .output()
         .context("running psql (install postgresql-client)")?;
     if !out.status.success() {
@@ -124,7 +119,7 @@ fn psql(sql: &str) -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Runs one query against a test's catalog database with the database's own command-line
@@ -134,39 +129,24 @@ fn psql(sql: &str) -> Result<()> {
 /// # Errors
 /// When the client fails.
 pub fn catalog_query(db: &TestDatabase, sql: &str) -> Result<String> {
-    let out = match &db.postgres_name {
-        Some(name) => Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                name,
-                "-At",
-                "-c",
-                sql,
-            ])
-            .output()
-            .context("running psql")?,
-        None => {
-            let path = db
-                .url
-                .strip_prefix("sqlite://")
-                .and_then(|u| u.split('?').next())
-                .context("a sqlite URL")?;
-            Command::new("python3")
-                .args([
-                    "-c",
-                    "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
-                     [print(*r, sep='|') for r in c.execute(sys.argv[2])]",
-                    path,
-                    sql,
-                ])
-                .output()
-                .context("running python3 for sqlite3")?
-        }
-    };
+    if let Some(name) = &db.postgres_name {
+        return psql(name, sql);
+    }
+    let path = db
+        .url
+        .strip_prefix("sqlite://")
+        .and_then(|u| u.split('?').next())
+        .context("a sqlite URL")?;
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+             [print(*r, sep='|') for r in c.execute(sys.argv[2])]",
+            path,
+            sql,
+        ])
+        .output()
+        .context("running python3 for sqlite3")?;
     if !out.status.success() {
         bail!(
             "query {sql:?} failed: {}",

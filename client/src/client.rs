@@ -4,6 +4,7 @@
 //! `write` and `read`. A `Client` is cheap to clone and safe to share between tasks.
 
 use crate::error::{ClientError, Result};
+use crate::partition::PartitionSpec;
 use crate::storage::Stores;
 use crate::types::*;
 use batchstore_proto::v1 as pb;
@@ -583,7 +584,7 @@ fn call_limit() -> Duration {
 pub(crate) fn spec_to_pb(spec: &PartitionSpec) -> pb::PartitionSpec {
     pb::PartitionSpec {
         values: spec
-            .0
+            .values()
             .iter()
             .map(|(k, v)| pb::PartitionValue {
                 key: k.clone().unwrap_or_default(),

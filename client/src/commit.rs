@@ -52,7 +52,7 @@ impl Client {
                     .map(|c| commit_info(c, already))
                     .collect()))
             }
-            Err((status, attempts)) if outcome_unknown(&status) => {
+            Err((status, attempts)) if ClientError::from(status.clone()).retryable() => {
                 let batches: Vec<&str> = request
                     .updates
                     .iter()
@@ -93,7 +93,7 @@ where
         match call().await {
             Ok(answer) => return Ok(answer),
             Err(status)
-                if outcome_unknown(&status)
+                if ClientError::from(status.clone()).retryable()
                     && attempt < MAX_ATTEMPTS
                     && started.elapsed() + delay <= SETTLE_LIMIT =>
             {
@@ -105,19 +105,6 @@ where
         delay = (delay * 2).min(Duration::from_secs(5));
         attempt += 1;
     }
-}
-
-/// True when a failed call may nevertheless have been carried out: the reply, not the
-/// request, may be what was lost.
-pub(crate) fn outcome_unknown(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::Unknown
-            | Code::Cancelled
-            | Code::ResourceExhausted
-    )
 }
 
 fn code_name(code: Code) -> &'static str {

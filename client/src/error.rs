@@ -4,18 +4,28 @@
 //! `batchstore-error-kind` metadata where present; storage, Parquet and Arrow errors are
 //! converted here too. Front ends (tablectl, Python, R) map these variants in one place each.
 
+pub use batchstore_proto::wire::Missing;
 use thiserror::Error;
 
 /// Why a client operation failed. The message is the sentence to show the user.
 #[derive(Debug, Error)]
 pub enum ClientError {
-    #[error("{0}")]
-    NotFound(String),
+    /// Something does not exist: `what` says which (a table a write may create, a partition,
+    /// a version…); `None` for data files in storage.
+    #[error("{message}")]
+    NotFound {
+        what: Option<Missing>,
+        message: String,
+    },
     #[error("{0}")]
     AlreadyExists(String),
-    /// Another write moved the partition first (compare-and-swap failed).
-    #[error("{0}")]
-    Conflict(String),
+    /// Another write moved the partition first (compare-and-swap failed). `current_batch_id`
+    /// is the batch the partition is at now (`None`: never written; also when not told).
+    #[error("{message}")]
+    Conflict {
+        current_batch_id: Option<String>,
+        message: String,
+    },
     /// The data's schema does not match the table's; the message names the column.
     #[error("{0}")]
     SchemaMismatch(String),
@@ -53,36 +63,43 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 impl ClientError {
     /// Converts a gRPC status from the metastore.
     pub fn from_status(status: tonic::Status) -> Self {
+        use batchstore_proto::wire::{CURRENT_BATCH_KEY, ERROR_KIND_KEY, MISSING_KEY, expects_new};
         use tonic::Code;
         let message = status.message().to_owned();
-        let kind = status
-            .metadata()
-            .get(batchstore_proto::wire::ERROR_KIND_KEY)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        match (status.code(), kind) {
+        let meta = |key| status.metadata().get(key).and_then(|v| v.to_str().ok());
+        match (status.code(), meta(ERROR_KIND_KEY).unwrap_or("")) {
             (_, "schema_mismatch") => ClientError::SchemaMismatch(message),
-            (Code::NotFound, _) => ClientError::NotFound(message),
+            (Code::NotFound, _) => ClientError::NotFound {
+                what: meta(MISSING_KEY).and_then(Missing::parse),
+                message,
+            },
             (Code::AlreadyExists, _) => ClientError::AlreadyExists(message),
-            (Code::Aborted, _) => ClientError::Conflict(message),
+            (Code::Aborted, _) => ClientError::Conflict {
+                current_batch_id: meta(CURRENT_BATCH_KEY)
+                    .filter(|b| !expects_new(b))
+                    .map(str::to_owned),
+                message,
+            },
             (Code::InvalidArgument | Code::OutOfRange, _) => ClientError::InvalidArgument(message),
             (Code::FailedPrecondition, _) => ClientError::FailedPrecondition(message),
             (Code::PermissionDenied, _) => ClientError::PermissionDenied(message),
             (Code::Unauthenticated, _) => ClientError::Unauthenticated(message),
-            (Code::Unavailable | Code::DeadlineExceeded | Code::Unknown, _) => {
-                ClientError::Unavailable(format!(
-                    "the metastore is unavailable: {}; check that it is running and that \
+            (
+                Code::Unavailable
+                | Code::DeadlineExceeded
+                | Code::Unknown
+                | Code::Cancelled
+                | Code::ResourceExhausted,
+                _,
+            ) => ClientError::Unavailable(format!(
+                "the metastore is unavailable: {}; check that it is running and that \
                  BATCHSTORE_ENDPOINT points at it",
-                    if message.is_empty() {
-                        "no answer"
-                    } else {
-                        &message
-                    }
-                ))
-            }
-            (Code::Cancelled, _) => {
-                ClientError::Cancelled(format!("the call was cancelled: {message}"))
-            }
+                if message.is_empty() {
+                    "no answer"
+                } else {
+                    &message
+                }
+            )),
             _ => ClientError::Internal(format!("{:?}: {message}", status.code())),
         }
     }
@@ -90,9 +107,9 @@ impl ClientError {
     /// A short machine name of the kind, used by front ends (`not_found`, `conflict`, …).
     pub fn kind(&self) -> &'static str {
         match self {
-            ClientError::NotFound(_) => "not_found",
+            ClientError::NotFound { .. } => "not_found",
             ClientError::AlreadyExists(_) => "already_exists",
-            ClientError::Conflict(_) => "conflict",
+            ClientError::Conflict { .. } => "conflict",
             ClientError::SchemaMismatch(_) => "schema_mismatch",
             ClientError::InvalidArgument(_) => "invalid_argument",
             ClientError::FailedPrecondition(_) => "failed_precondition",
@@ -105,6 +122,25 @@ impl ClientError {
             ClientError::OutcomeUnknown(_) => "outcome_unknown",
             ClientError::Internal(_) => "internal",
         }
+    }
+
+    /// True when the same request may simply be sent again: the metastore or the storage
+    /// could not be reached or did not answer, so the request may not have been carried out
+    /// (or, for an idempotent request, its reply was lost). The client's own resends use this.
+    pub fn retryable(&self) -> bool {
+        matches!(self, ClientError::Unavailable(_))
+    }
+
+    /// True when a table (or its namespace) does not exist: what a write creating missing
+    /// tables acts on.
+    pub fn is_missing_table(&self) -> bool {
+        matches!(
+            self,
+            ClientError::NotFound {
+                what: Some(Missing::Table | Missing::Namespace),
+                ..
+            }
+        )
     }
 }
 
@@ -121,10 +157,13 @@ impl From<object_store::Error> for ClientError {
     fn from(error: object_store::Error) -> Self {
         use object_store::Error as E;
         match error {
-            E::NotFound { path, source } => ClientError::NotFound(format!(
-                "{path} was not found in storage ({source}); check the bucket and that the \
-                 data was not deleted"
-            )),
+            E::NotFound { path, source } => ClientError::NotFound {
+                what: None,
+                message: format!(
+                    "{path} was not found in storage ({source}); check the bucket and that the \
+                     data was not deleted"
+                ),
+            },
             E::PermissionDenied { path, source } | E::Unauthenticated { path, source } => {
                 ClientError::PermissionDenied(format!(
                     "storage refused access to {path} ({source}); check the AWS_* credentials \

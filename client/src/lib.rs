@@ -11,6 +11,7 @@
 pub mod client;
 mod commit;
 pub mod error;
+pub mod partition;
 pub mod read;
 pub mod runtime;
 pub mod schema;
@@ -19,7 +20,8 @@ pub mod types;
 pub mod write;
 
 pub use client::{Client, DEFAULT_ENDPOINT, RollbackTo, TagTarget};
-pub use error::{ClientError, Result};
+pub use error::{ClientError, Missing, Result};
+pub use partition::{PartitionSpec, PartitionValue, describe_partition};
 pub use read::{PartitionColumns, ReadRequest, ReadResult};
 pub use tokio_util::sync::CancellationToken;
 pub use types::*;

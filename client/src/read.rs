@@ -12,7 +12,8 @@
 use crate::client::{Client, pairs, spec_to_pb, table_ref};
 use crate::commit::repeat_while_unknown;
 use crate::error::{ClientError, Result};
-use crate::types::{KeyType, PartitionSpec, Selector, TableInfo, TableName, from_micros};
+use crate::partition::{PartitionSpec, describe_partition};
+use crate::types::{KeyType, Selector, TableInfo, TableName, from_micros};
 use crate::write::Progress;
 use arrow_array::{ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef};
@@ -174,7 +175,7 @@ impl Client {
                 Vec::new()
             };
             let origin = Arc::new(Origin {
-                partition: crate::types::describe_partition(&values),
+                partition: describe_partition(&values),
                 batch_id: p.batch_id.clone(),
             });
             for file in &p.files {

@@ -41,37 +41,6 @@ impl std::fmt::Display for TableName {
     }
 }
 
-/// A partition as the user names it: values, each with its key or positional (key `None`,
-/// matched to the table's keys in order).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PartitionSpec(pub Vec<(Option<String>, String)>);
-
-impl PartitionSpec {
-    /// Values by position, matched to the table's partition keys in order.
-    pub fn positional<I, S>(values: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        PartitionSpec(values.into_iter().map(|v| (None, v.into())).collect())
-    }
-
-    /// Values by key.
-    pub fn named<I, K, V>(pairs: I) -> Self
-    where
-        I: IntoIterator<Item = (K, V)>,
-        K: Into<String>,
-        V: Into<String>,
-    {
-        PartitionSpec(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (Some(k.into()), v.into()))
-                .collect(),
-        )
-    }
-}
-
 /// Type of a partition key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -138,6 +107,68 @@ pub enum Selector {
     Batch(String),
     Tag(String),
     AsOf(DateTime<Utc>),
+}
+
+impl Selector {
+    /// The one rule for choosing a version: at most one of a version number, a batch id, a tag
+    /// and a time; none means the current version.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when more than one is given.
+    pub fn choose(
+        version: Option<i64>,
+        batch: Option<String>,
+        tag: Option<String>,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<Self> {
+        let given = [
+            version.map(Selector::Version),
+            batch.map(Selector::Batch),
+            tag.map(Selector::Tag),
+            as_of.map(Selector::AsOf),
+        ];
+        let mut chosen = given.into_iter().flatten();
+        let first = chosen.next().unwrap_or_default();
+        if chosen.next().is_some() {
+            return Err(ClientError::InvalidArgument(
+                "give at most one of version, batch_id, tag and as_of".to_owned(),
+            ));
+        }
+        Ok(first)
+    }
+}
+
+/// The one reading of a time a user typed (an as-of): RFC 3339, `YYYY-MM-DD HH:MM:SS[.f]` or
+/// `YYYY-MM-DDTHH:MM:SS[.f]` (UTC), or `YYYY-MM-DD` (midnight UTC).
+///
+/// # Errors
+/// `InvalidArgument` naming the accepted forms.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>> {
+    use chrono::{NaiveDate, NaiveDateTime};
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(t.and_utc());
+        }
+    }
+    if let Some(midnight) = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+    {
+        return Ok(midnight.and_utc());
+    }
+    let shown: String = text.chars().take(60).collect();
+    Err(ClientError::InvalidArgument(format!(
+        "cannot read {shown:?} as a time; use RFC 3339 (2016-10-31T12:00:00Z), \
+         \"2016-10-31 12:00:00\" (UTC) or 2016-10-31"
+    )))
 }
 
 /// What the commit-and-swap must find as the partition's current batch.
@@ -231,14 +262,34 @@ pub(crate) fn from_micros(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
 }
 
-/// `ds=20161031/region=eu`, for messages and tables.
-pub fn describe_partition(partition: &[(String, String)]) -> String {
-    if partition.is_empty() {
-        return "(unpartitioned)".to_owned();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_one_selector() {
+        assert_eq!(
+            Selector::choose(None, None, None, None).unwrap(),
+            Selector::Current
+        );
+        assert_eq!(
+            Selector::choose(Some(3), None, None, None).unwrap(),
+            Selector::Version(3)
+        );
+        let error = Selector::choose(Some(3), None, Some("t".into()), None).unwrap_err();
+        assert!(matches!(error, ClientError::InvalidArgument(_)), "{error}");
     }
-    partition
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("/")
+
+    #[test]
+    fn times_read_one_way() {
+        let noon = parse_time("2016-10-31T12:00:00Z").unwrap();
+        assert_eq!(parse_time("2016-10-31 12:00:00").unwrap(), noon);
+        assert_eq!(parse_time("2016-10-31T14:00:00+02:00").unwrap(), noon);
+        assert_eq!(parse_time(" 2016-10-31 12:00 ").unwrap(), noon);
+        assert_eq!(
+            parse_time("2016-10-31").unwrap(),
+            parse_time("2016-10-31 00:00:00").unwrap()
+        );
+        assert!(parse_time("yesterday").is_err());
+    }
 }

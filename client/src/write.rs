@@ -11,8 +11,9 @@
 use crate::client::{Client, expected_to_pb, spec_to_pb, table_ref};
 use crate::commit::{CommitOutcome, repeat_while_unknown};
 use crate::error::{ClientError, Result};
+use crate::partition::{PartitionSpec, describe_partition};
 use crate::storage::BatchDir;
-use crate::types::{CommitInfo, Expected, PartitionSpec, TableName, describe_partition};
+use crate::types::{CommitInfo, Expected, TableName};
 use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_schema::SchemaRef;
 use batchstore_proto::v1 as pb;
@@ -52,6 +53,11 @@ pub struct WriteOptions {
     pub lease: Option<Duration>,
     /// Cancels the write (Ctrl-C in a front end); see [`Client::write_partitions`].
     pub cancel: CancellationToken,
+    /// When the table (or its namespace) does not exist, create it and write: its partition
+    /// keys are the first partition's names, typed by its values (see [`crate::partition`]).
+    /// Bare values cannot name keys, so with them the write fails with `NotFound` saying how
+    /// to create the table.
+    pub create_table_if_missing: bool,
 }
 
 impl Default for WriteOptions {
@@ -62,6 +68,7 @@ impl Default for WriteOptions {
             parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
             lease: None,
             cancel: CancellationToken::new(),
+            create_table_if_missing: false,
         }
     }
 }
@@ -187,8 +194,9 @@ impl Client {
         })
     }
 
-    /// Begins a batch for every partition and uploads its data, partitions concurrently;
-    /// returns the commit's updates in the order given.
+    /// Begins a batch for every partition (creating the table first when asked and missing),
+    /// then uploads each partition's data, partitions concurrently; returns the commit's
+    /// updates in the order given. Nothing is uploaded unless every batch began.
     async fn stage(
         &self,
         table: &TableName,
@@ -198,24 +206,18 @@ impl Client {
         progress: Option<Arc<dyn Progress>>,
         pending: &PendingBatches,
     ) -> Result<Vec<pb::PartitionUpdate>> {
-        let stage_one = |part: PartitionData| {
+        let specs: Vec<PartitionSpec> = partitions.iter().map(|p| p.partition.clone()).collect();
+        let begun = match self.begin_all(table, &specs, options, pending).await {
+            Err(missing) if options.create_table_if_missing && missing.is_missing_table() => {
+                pending.abort().await;
+                self.create_for_write(table, specs.first()).await?;
+                self.begin_all(table, &specs, options, pending).await?
+            }
+            other => other?,
+        };
+        let upload_one = |(part, begun): (PartitionData, pb::BeginWriteResponse)| {
             let progress = progress.clone();
             async move {
-                let request = pb::BeginWriteRequest {
-                    table: Some(table_ref(table)),
-                    partition: Some(spec_to_pb(&part.partition)),
-                    lease_seconds: options.lease.map_or(0, |l| l.as_secs().max(1) as i64),
-                };
-                let begun = repeat_while_unknown(|| {
-                    let mut call = tonic::Request::new(request.clone());
-                    call.set_timeout(crate::client::RPC_DEADLINE);
-                    let mut rpc = self.rpc.clone();
-                    async move { rpc.begin_write(call).await }
-                })
-                .await
-                .map_err(|(status, _)| ClientError::from(status))?
-                .into_inner();
-                pending.add(begun.batch_id.clone());
                 let dir = self.stores.batch_dir(&begun.location)?;
                 let (schema, files) = upload_batch(dir, part.data, options, progress).await?;
                 Ok::<_, ClientError>(pb::PartitionUpdate {
@@ -227,11 +229,73 @@ impl Client {
                 })
             }
         };
-        futures::stream::iter(partitions)
-            .map(stage_one)
+        futures::stream::iter(partitions.into_iter().zip(begun))
+            .map(upload_one)
             .buffered(options.parallelism.clamp(1, 8))
             .try_collect()
             .await
+    }
+
+    /// Begins one batch per partition, concurrently, in the order given.
+    async fn begin_all(
+        &self,
+        table: &TableName,
+        partitions: &[PartitionSpec],
+        options: &WriteOptions,
+        pending: &PendingBatches,
+    ) -> Result<Vec<pb::BeginWriteResponse>> {
+        let begin_one = |partition: &PartitionSpec| {
+            let request = pb::BeginWriteRequest {
+                table: Some(table_ref(table)),
+                partition: Some(spec_to_pb(partition)),
+                lease_seconds: options.lease.map_or(0, |l| l.as_secs().max(1) as i64),
+            };
+            async move {
+                let begun = repeat_while_unknown(|| {
+                    let mut call = tonic::Request::new(request.clone());
+                    call.set_timeout(crate::client::RPC_DEADLINE);
+                    let mut rpc = self.rpc.clone();
+                    async move { rpc.begin_write(call).await }
+                })
+                .await
+                .map_err(|(status, _)| ClientError::from(status))?
+                .into_inner();
+                pending.add(begun.batch_id.clone());
+                Ok::<_, ClientError>(begun)
+            }
+        };
+        futures::stream::iter(partitions)
+            .map(begin_one)
+            .buffered(8)
+            .try_collect()
+            .await
+    }
+
+    /// Creates the missing table a write names, keyed by its first partition's names and the
+    /// types its values suggest.
+    async fn create_for_write(
+        &self,
+        table: &TableName,
+        first: Option<&PartitionSpec>,
+    ) -> Result<()> {
+        let keys = match first.map(PartitionSpec::suggested_keys) {
+            Some(Some(keys)) => keys,
+            Some(None) => {
+                return Err(ClientError::NotFound {
+                    what: Some(crate::error::Missing::Table),
+                    message: format!(
+                        "table {table} does not exist, and bare partition values cannot name \
+                         its keys: create it with its partition keys first (tablectl table \
+                         create, bs.create_table in Python, sf_create_table in R), or name the \
+                         values (for example ds=20161031) to create it on the first write"
+                    ),
+                });
+            }
+            None => Vec::new(),
+        };
+        self.create_namespace(&table.namespace, true).await?;
+        self.create_table(table, &keys, None, true).await?;
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 //! Database errors are converted here, once; the gRPC layer maps these variants to status codes
 //! in `service::status`, once.
 
+pub use batchstore_proto::wire::Missing;
 use thiserror::Error;
 
 /// Why a catalog operation failed.
@@ -13,8 +14,8 @@ pub enum CatalogError {
     #[error("{0}")]
     InvalidArgument(String),
     /// A namespace, table, partition, version, batch or tag does not exist.
-    #[error("{0}")]
-    NotFound(String),
+    #[error("{message}")]
+    NotFound { what: Missing, message: String },
     /// The thing to create exists already.
     #[error("{0}")]
     AlreadyExists(String),
@@ -26,14 +27,28 @@ pub enum CatalogError {
     #[error("{0}")]
     SchemaMismatch(String),
     /// Compare-and-swap failed: another commit moved the partition first. Retry after re-reading.
-    #[error("{0}")]
-    Conflict(String),
+    /// `current_batch_id` is the batch the partition is at now (`None`: never written).
+    #[error("{message}")]
+    Conflict {
+        current_batch_id: Option<String>,
+        message: String,
+    },
     /// The database or the object store cannot be reached right now. Safe to retry.
     #[error("{0}")]
     Unavailable(String),
     /// A bug or an unexpected state; the message says where.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl CatalogError {
+    /// `what` does not exist; `message` says so to a person.
+    pub fn not_found(what: Missing, message: impl Into<String>) -> Self {
+        CatalogError::NotFound {
+            what,
+            message: message.into(),
+        }
+    }
 }
 
 /// Result alias for catalog operations.

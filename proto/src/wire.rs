@@ -6,6 +6,53 @@
 /// a client can tell conditions apart that share a gRPC code.
 pub const ERROR_KIND_KEY: &str = "batchstore-error-kind";
 
+/// Response metadata of a `NOT_FOUND` error: what is missing ([`Missing::as_str`]), so a client
+/// can tell a missing table (which a write may create) from a missing partition or file.
+pub const MISSING_KEY: &str = "batchstore-missing";
+
+/// Response metadata of an `ABORTED` conflict: the partition's current batch, the one the
+/// failed compare-and-swap did not expect (`-` when the partition was never written).
+pub const CURRENT_BATCH_KEY: &str = "batchstore-current-batch";
+
+/// What a `NOT_FOUND` error found missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Namespace,
+    Table,
+    Partition,
+    Version,
+    Batch,
+    Tag,
+}
+
+impl Missing {
+    /// The metadata value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Missing::Namespace => "namespace",
+            Missing::Table => "table",
+            Missing::Partition => "partition",
+            Missing::Version => "version",
+            Missing::Batch => "batch",
+            Missing::Tag => "tag",
+        }
+    }
+
+    /// Reads a metadata value; `None` for an unknown one (a newer metastore).
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Missing::Namespace,
+            Missing::Table,
+            Missing::Partition,
+            Missing::Version,
+            Missing::Batch,
+            Missing::Tag,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == text)
+    }
+}
+
 /// Request metadata naming who acts (until authentication replaces it).
 pub const ACTOR_KEY: &str = "batchstore-actor";
 

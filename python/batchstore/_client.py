@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from . import _frames, _partitions
-from ._native import NativeClient, NotFound
+from . import _frames
+from ._native import NativeClient
 
 
 @dataclass(frozen=True)
@@ -35,17 +36,6 @@ class CommitInfo:
 
 def _from_micros(micros: int) -> _dt.datetime:
     return _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(microseconds=micros)
-
-
-def _to_micros(when: _dt.datetime | _dt.date | str) -> int:
-    if isinstance(when, str):
-        when = _dt.datetime.fromisoformat(when)
-    if not isinstance(when, _dt.datetime):
-        when = _dt.datetime(when.year, when.month, when.day)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=_dt.timezone.utc)
-    delta = when - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 class Client:
@@ -110,6 +100,7 @@ class Client:
         expected_batch: str | None = None,
         message: str = "",
         partition_by: str | None = None,
+        inputs: Sequence[str] = (),
     ) -> CommitInfo | list[CommitInfo]:
         """Store a frame as a new version of a partition.
 
@@ -125,42 +116,12 @@ class Client:
         """
         data = _frames.to_arrow(df)
         if partition_by is not None:
-            parts = [({partition_by: value}, rows) for value, rows in _frames.split_by(data, partition_by)]
-            native_parts = [(_partitions.one(p), expected_batch, rows) for p, rows in parts]
-            first = parts[0][0] if parts else None
+            parts = [({partition_by: value}, expected_batch, rows) for value, rows in _frames.split_by(data, partition_by)]
         else:
-            native_parts = [(_partitions.one(partitions), expected_batch, data)]
-            first = partitions
-        try:
-            committed = self._native.write(namespace, table, native_parts, message)
-        except NotFound as error:
-            if not self._table_missing(namespace, table):
-                raise
-            if not _partitions.is_named(first):
-                raise NotFound(
-                    f"{error} With bare partition values batchstore cannot tell the key names: create the "
-                    f"table with bs.create_table({namespace!r}, {table!r}, partition_keys=[...]), or pass "
-                    "partitions as a dict such as {'ds': '20161031'} to create it on the first store."
-                ) from None
-            if not self._create_missing_table(namespace, table, first):
-                raise
-            committed = self._native.write(namespace, table, native_parts, message)
+            parts = [(partitions, expected_batch, data)]
+        committed = self._native.write(namespace, table, parts, message, list(inputs))
         infos = [CommitInfo._from_native(c) for c in committed]
         return infos if partition_by is not None else infos[0]
-
-    def _table_missing(self, namespace: str, table: str) -> bool:
-        """True when the table does not exist (a NotFound may also name a missing file)."""
-        try:
-            self._native.get_table(namespace, table)
-            return False
-        except NotFound:
-            return True
-
-    def _create_missing_table(self, namespace: str, table: str, partition: dict) -> bool:
-        keys = [(str(k), _partitions.key_type(v)) for k, v in partition.items()]
-        self._native.create_namespace(namespace, True)
-        self._native.create_table(namespace, table, keys, True)
-        return True
 
     def load_dataframe(
         self,
@@ -183,13 +144,9 @@ class Client:
         ``columns`` reads only those columns. One named partition comes back exactly as it
         was stored; a load spanning several partitions adds the partition keys as columns.
         """
-        chosen = [(k, v) for k, v in (("version", version), ("batch", batch_id), ("tag", tag), ("as_of", as_of)) if v is not None]
-        if len(chosen) > 1:
-            raise ValueError("give at most one of version, batch_id, tag and as_of")
-        kind, value = chosen[0] if chosen else ("current", None)
-        if kind == "as_of":
-            value = _to_micros(value)
-        arrow = self._native.read(namespace, table, _partitions.many(partitions), kind, value, columns, "auto")
+        arrow = self._native.read(
+            namespace, table, partitions, version, batch_id, tag, as_of, columns, "auto"
+        )
         return _frames.from_arrow(arrow, as_)
 
     # -- history ---------------------------------------------------------------------------
@@ -202,7 +159,7 @@ class Client:
         """
         import pandas as pd
 
-        entries = self._native.history(namespace, table, _partitions.one(partitions))
+        entries = self._native.history(namespace, table, partitions)
         frame = pd.DataFrame(
             entries,
             columns=["version", "batch_id", "operation", "actor", "message", "committed_at_us", "rows", "bytes", "current"],
@@ -226,7 +183,7 @@ class Client:
         Nothing is deleted: the rollback is a new version that points at the older batch.
         """
         committed = self._native.rollback(
-            namespace, table, _partitions.one(partitions), to_version, to_batch, expected_batch, message
+            namespace, table, partitions, to_version, to_batch, expected_batch, message
         )
         return CommitInfo._from_native(committed)
 
@@ -234,16 +191,12 @@ class Client:
         """A table's partitions with their current batch, as a pandas DataFrame."""
         import pandas as pd
 
-        rows = [
-            {**{"partition": _partitions.describe(list(p["partition"].items()))}, **{k: v for k, v in p.items() if k != "partition"}}
-            for p in self._native.partitions(namespace, table)
-        ]
+        rows = [{**p, "partition": p["name"]} for p in self._native.partitions(namespace, table)]
         return pd.DataFrame(rows, columns=["partition", "batch_id", "version", "rows", "bytes", "updated_at_us"])
 
     def create_tag(self, namespace: str, table: str, name: str, partitions: Any = None, *, version: int = 0, batch_id: str | None = None) -> dict:
         """Name a batch: a partition's version (0 = current) or a batch id."""
-        partition = _partitions.one(partitions) if partitions is not None else None
-        return dict(self._native.create_tag(namespace, table, name, partition, version, batch_id))
+        return dict(self._native.create_tag(namespace, table, name, partitions, version, batch_id))
 
     def list_tags(self, namespace: str, table: str) -> list[dict]:
         """The tags of a table."""

@@ -7,6 +7,7 @@ use batchstore_client::ClientError;
 use pyo3::PyErr;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
+use pyo3::prelude::PyAnyMethods;
 
 create_exception!(
     _native,
@@ -75,13 +76,23 @@ create_exception!(
     "Data could not be encoded, decoded or stored."
 );
 
-/// Converts a client error into the matching Python exception.
+/// Converts a client error into the matching Python exception. A `Conflict` carries
+/// `current_batch_id` (the partition's batch now, None when never written) and a `NotFound`
+/// carries `what` (`"table"`, `"partition"`, … or None for a data file), as attributes.
 pub fn to_py(error: ClientError) -> PyErr {
     let message = error.to_string();
     match error {
-        ClientError::NotFound(_) => NotFound::new_err(message),
+        ClientError::NotFound { what, .. } => {
+            with_attribute(NotFound::new_err(message), "what", what.map(|w| w.as_str()))
+        }
         ClientError::AlreadyExists(_) => AlreadyExists::new_err(message),
-        ClientError::Conflict(_) => Conflict::new_err(message),
+        ClientError::Conflict {
+            current_batch_id, ..
+        } => with_attribute(
+            Conflict::new_err(message),
+            "current_batch_id",
+            current_batch_id.as_deref(),
+        ),
         ClientError::SchemaMismatch(_) => SchemaMismatch::new_err(message),
         ClientError::InvalidArgument(_) => InvalidArgument::new_err(message),
         ClientError::FailedPrecondition(_) => FailedPrecondition::new_err(message),
@@ -94,4 +105,12 @@ pub fn to_py(error: ClientError) -> PyErr {
         ClientError::OutcomeUnknown(_) => OutcomeUnknown::new_err(message),
         ClientError::Internal(_) => Error::new_err(message),
     }
+}
+
+/// Sets `name` on the exception's instance (best effort: the message says it too).
+fn with_attribute(error: PyErr, name: &str, value: Option<&str>) -> PyErr {
+    pyo3::Python::attach(|py| {
+        let _ = error.value(py).setattr(name, value);
+    });
+    error
 }

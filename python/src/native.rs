@@ -2,7 +2,7 @@
 //! streams (pyarrow tables and readers, polars frames, anything with `__arrow_c_stream__`).
 
 use crate::runtime::{run, run_cancellable};
-use crate::values::{self, Pairs};
+use crate::values;
 use arrow_array::ffi_stream::RecordBatchStreamReader;
 use arrow_pyarrow::{FromPyArrow, IntoPyArrow, Table};
 use batchstore_client::{
@@ -129,20 +129,25 @@ impl NativeClient {
     }
 
     /// Writes each `(partition, expected_batch, data)` into a fresh batch and commits them all
-    /// at once. Returns one commit dict per partition.
+    /// at once; `inputs` are the batches the data was computed from (lineage). A missing table
+    /// is created from the first partition's keys and values. Returns one commit dict per
+    /// partition.
+    #[pyo3(signature = (namespace, table, parts, message, inputs=Vec::new()))]
     fn write<'py>(
         &self,
         py: Python<'py>,
         namespace: String,
         table: String,
-        parts: Vec<(Pairs, Option<String>, Bound<'py, PyAny>)>,
+        parts: Vec<(Bound<'py, PyAny>, Option<String>, Bound<'py, PyAny>)>,
         message: String,
+        inputs: Vec<String>,
     ) -> PyResult<Bound<'py, PyList>> {
         let mut partitions = Vec::with_capacity(parts.len());
-        for (pairs, expected_batch, data) in parts {
+        for (partition, expected_batch, data) in parts {
+            let partition = values::partition(Some(&partition))?;
             let reader = RecordBatchStreamReader::from_pyarrow_bound(&data)?;
             partitions.push(PartitionData {
-                partition: values::spec(pairs),
+                partition,
                 expected: expected(expected_batch),
                 data: Box::new(reader),
             });
@@ -151,10 +156,13 @@ impl NativeClient {
             table: TableName::new(namespace, table),
             partitions,
             message,
-            inputs: Vec::new(),
+            inputs,
         };
         let client = self.client.clone();
-        let options = WriteOptions::default();
+        let options = WriteOptions {
+            create_table_if_missing: true,
+            ..WriteOptions::default()
+        };
         let cancel = options.cancel.clone();
         let committed = run_cancellable(py, cancel, async move {
             client.write_partitions(request, &options, None).await
@@ -162,24 +170,27 @@ impl NativeClient {
         values::dict_list(py, &committed, values::commit_dict)
     }
 
-    /// Reads partitions (none = all) as a `pyarrow.Table`.
-    #[pyo3(signature = (namespace, table, partitions, selector="current", selector_value=None, columns=None, partition_columns="auto"))]
+    /// Reads partitions (None = all) as a `pyarrow.Table`; at most one of version, batch_id,
+    /// tag and as_of.
+    #[pyo3(signature = (namespace, table, partitions=None, version=None, batch_id=None, tag=None, as_of=None, columns=None, partition_columns="auto"))]
     #[allow(clippy::too_many_arguments)]
     fn read<'py>(
         &self,
         py: Python<'py>,
         namespace: String,
         table: String,
-        partitions: Vec<Pairs>,
-        selector: &str,
-        selector_value: Option<Bound<'py, PyAny>>,
+        partitions: Option<Bound<'py, PyAny>>,
+        version: Option<i64>,
+        batch_id: Option<String>,
+        tag: Option<String>,
+        as_of: Option<Bound<'py, PyAny>>,
         columns: Option<Vec<String>>,
         partition_columns: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
         let request = ReadRequest {
             table: Some(TableName::new(namespace, table)),
-            partitions: partitions.into_iter().map(values::spec).collect(),
-            selector: values::selector(selector, selector_value.as_ref())?,
+            partitions: values::partitions(partitions.as_ref())?,
+            selector: values::selector(version, batch_id, tag, as_of.as_ref())?,
             columns,
             partition_columns: match partition_columns {
                 "always" => PartitionColumns::Always,
@@ -200,13 +211,12 @@ impl NativeClient {
         py: Python<'py>,
         namespace: String,
         table: String,
-        partition: Pairs,
+        partition: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
+        let partition = values::partition(partition.as_ref())?;
         let client = self.client.clone();
         let name = TableName::new(namespace, table);
-        let entries = run(py, async move {
-            client.history(&name, &values::spec(partition)).await
-        })?;
+        let entries = run(py, async move { client.history(&name, &partition).await })?;
         values::dict_list(py, &entries, values::history_dict)
     }
 
@@ -217,7 +227,7 @@ impl NativeClient {
         py: Python<'py>,
         namespace: String,
         table: String,
-        partition: Pairs,
+        partition: Option<Bound<'py, PyAny>>,
         to_version: Option<i64>,
         to_batch: Option<String>,
         expected_batch: Option<String>,
@@ -232,13 +242,14 @@ impl NativeClient {
                 ));
             }
         };
+        let partition = values::partition(partition.as_ref())?;
         let client = self.client.clone();
         let name = TableName::new(namespace, table);
         let committed = run(py, async move {
             client
                 .rollback(
                     &name,
-                    &values::spec(partition),
+                    &partition,
                     target,
                     expected(expected_batch),
                     &message,
@@ -269,13 +280,13 @@ impl NativeClient {
         namespace: String,
         table: String,
         name: String,
-        partition: Option<Pairs>,
+        partition: Option<Bound<'py, PyAny>>,
         version: i64,
         batch_id: Option<String>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let target = match batch_id {
             Some(b) => TagTarget::Batch(b),
-            None => TagTarget::Version(values::spec(partition.unwrap_or_default()), version),
+            None => TagTarget::Version(values::partition(partition.as_ref())?, version),
         };
         let client = self.client.clone();
         let table = TableName::new(namespace, table);

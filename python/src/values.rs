@@ -1,42 +1,172 @@
-//! Plain values between Python and the client: partition specs, selectors, result records.
+//! Plain values between Python and the client: Python objects become partition values and
+//! selectors here (converted only: the rules live in `batchstore_client::partition` and
+//! `Selector::choose`), and client records become dicts.
 
+use crate::errors::to_py;
 use batchstore_client::{
-    CommitInfo, HistoryEntry, PartitionInfo, PartitionSpec, Selector, TagInfo,
+    CommitInfo, HistoryEntry, PartitionInfo, PartitionSpec, PartitionValue, Selector, TagInfo,
+    describe_partition, parse_time,
 };
+use chrono::{DateTime, NaiveDate, Utc};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-/// A partition as the Python layer passes it: `(key or None, value)` pairs, values already
-/// normalised to text.
-pub type Pairs = Vec<(Option<String>, String)>;
-
-pub fn spec(pairs: Pairs) -> PartitionSpec {
-    PartitionSpec(pairs)
+fn invalid(message: String) -> PyErr {
+    crate::errors::InvalidArgument::new_err(message)
 }
 
-/// `kind` is one of current, version, batch, tag, as_of (microseconds since the epoch).
-pub fn selector(kind: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Selector> {
-    let need = |what: &str| {
-        crate::errors::InvalidArgument::new_err(format!("the {kind} selector needs {what}"))
-    };
-    Ok(match kind {
-        "current" => Selector::Current,
-        "version" => Selector::Version(value.ok_or_else(|| need("a version number"))?.extract()?),
-        "batch" => Selector::Batch(value.ok_or_else(|| need("a batch id"))?.extract()?),
-        "tag" => Selector::Tag(value.ok_or_else(|| need("a tag name"))?.extract()?),
-        "as_of" => {
-            let micros: i64 = value.ok_or_else(|| need("a time"))?.extract()?;
-            Selector::AsOf(
-                chrono::DateTime::from_timestamp_micros(micros)
-                    .ok_or_else(|| need("a time in range"))?,
-            )
-        }
-        other => {
-            return Err(crate::errors::InvalidArgument::new_err(format!(
-                "unknown selector {other:?}"
-            )));
-        }
+/// True when `obj` is an instance of `module.name` (a class of the standard library).
+fn instance_of(obj: &Bound<'_, PyAny>, module: &str, name: &str) -> PyResult<bool> {
+    let class = obj.py().import(module)?.getattr(name)?;
+    obj.is_instance(&class)
+}
+
+/// A `datetime.date` (not a datetime) as a chrono date.
+fn naive_date(obj: &Bound<'_, PyAny>) -> PyResult<NaiveDate> {
+    let part = |name: &str| -> PyResult<u32> { obj.getattr(name)?.extract() };
+    let year: i32 = obj.getattr("year")?.extract()?;
+    NaiveDate::from_ymd_opt(year, part("month")?, part("day")?)
+        .ok_or_else(|| invalid(format!("{year} is not a date chrono can hold")))
+}
+
+/// One Python scalar as a partition value: str, int (and bool), float, date, datetime (refused
+/// later with the one message), None; numpy and pandas scalars through `.item()`.
+fn value(obj: &Bound<'_, PyAny>) -> PyResult<PartitionValue> {
+    Ok(if obj.is_none() {
+        PartitionValue::Missing
+    } else if obj.is_instance_of::<PyBool>() {
+        PartitionValue::Bool(obj.extract()?)
+    } else if obj.is_instance_of::<PyString>() {
+        PartitionValue::Text(obj.extract()?)
+    } else if obj.is_instance_of::<PyInt>() {
+        PartitionValue::Int(obj.extract().map_err(|_| {
+            invalid(format!(
+                "partition value {} does not fit 64 bits; use a string",
+                obj.str().map(|s| s.to_string()).unwrap_or_default()
+            ))
+        })?)
+    } else if obj.is_instance_of::<PyFloat>() {
+        PartitionValue::Float(obj.extract()?)
+    } else if instance_of(obj, "datetime", "datetime")? {
+        PartitionValue::DateTime(obj.str()?.to_string())
+    } else if instance_of(obj, "datetime", "date")? {
+        PartitionValue::Date(naive_date(obj)?)
+    } else if obj.hasattr("item")? && !obj.hasattr("__len__")? {
+        return value(&obj.call_method0("item")?);
+    } else {
+        return Err(invalid(format!(
+            "partition value of type {} is not supported; use a string, an integer or a date",
+            obj.get_type().name()?
+        )));
     })
+}
+
+fn is_mapping(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    instance_of(obj, "collections.abc", "Mapping")
+}
+
+fn is_sequence(obj: &Bound<'_, PyAny>) -> bool {
+    obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>()
+}
+
+/// One partition: None (unpartitioned), a mapping `{key: value}`, a list or tuple of values
+/// in key order, or one scalar.
+pub fn partition(obj: Option<&Bound<'_, PyAny>>) -> PyResult<PartitionSpec> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(PartitionSpec::default());
+    };
+    let mut values = Vec::new();
+    if is_mapping(obj)? {
+        for item in obj.call_method0("items")?.try_iter()? {
+            let (key, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+            values.push((Some(key.str()?.to_string()), value(&v)?));
+        }
+    } else if is_sequence(obj) {
+        for v in obj.try_iter()? {
+            let v = v?;
+            if is_mapping(&v)? || is_sequence(&v) {
+                return Err(invalid(
+                    "a partition is a dict {key: value} or a list of values, not a nested list"
+                        .to_owned(),
+                ));
+            }
+            values.push((None, value(&v)?));
+        }
+    } else {
+        values.push((None, value(obj)?));
+    }
+    PartitionSpec::from_values(values).map_err(to_py)
+}
+
+/// Several partitions: None (all), one partition in any form of [`partition`], or a list of
+/// them (a list whose items are all dicts or lists).
+pub fn partitions(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<PartitionSpec>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(Vec::new());
+    };
+    if is_sequence(obj) && obj.len()? > 0 {
+        let items: Vec<Bound<'_, PyAny>> = obj.try_iter()?.collect::<PyResult<_>>()?;
+        let mut nested = true;
+        for item in &items {
+            nested &= is_mapping(item)? || is_sequence(item);
+        }
+        if nested {
+            return items.iter().map(|p| partition(Some(p))).collect();
+        }
+    }
+    Ok(vec![partition(Some(obj))?])
+}
+
+/// A time: an aware or naive (UTC) `datetime`, a `date` (midnight UTC) or text (see
+/// `batchstore_client::parse_time`).
+pub fn time(obj: &Bound<'_, PyAny>) -> PyResult<DateTime<Utc>> {
+    if obj.is_instance_of::<PyString>() {
+        return parse_time(&obj.extract::<String>()?).map_err(to_py);
+    }
+    if instance_of(obj, "datetime", "datetime")? {
+        let utc = obj
+            .py()
+            .import("datetime")?
+            .getattr("timezone")?
+            .getattr("utc")?;
+        let aware = if obj.getattr("tzinfo")?.is_none() {
+            let kwargs = PyDict::new(obj.py());
+            kwargs.set_item("tzinfo", &utc)?;
+            obj.call_method("replace", (), Some(&kwargs))?
+        } else {
+            obj.call_method1("astimezone", (&utc,))?
+        };
+        let part = |name: &str| -> PyResult<u32> { aware.getattr(name)?.extract() };
+        return naive_date(&aware)?
+            .and_hms_micro_opt(
+                part("hour")?,
+                part("minute")?,
+                part("second")?,
+                part("microsecond")?,
+            )
+            .map(|t| t.and_utc())
+            .ok_or_else(|| invalid("as_of is not a valid time".to_owned()));
+    }
+    if instance_of(obj, "datetime", "date")? {
+        return naive_date(obj)?
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc())
+            .ok_or_else(|| invalid("as_of is not a valid date".to_owned()));
+    }
+    Err(invalid(
+        "as_of must be a datetime, a date or text such as \"2024-05-01 12:00:00\"".to_owned(),
+    ))
+}
+
+/// The version to read: at most one of the four (the client's one rule).
+pub fn selector(
+    version: Option<i64>,
+    batch_id: Option<String>,
+    tag: Option<String>,
+    as_of: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Selector> {
+    let as_of = as_of.filter(|t| !t.is_none()).map(time).transpose()?;
+    Selector::choose(version, batch_id, tag, as_of).map_err(to_py)
 }
 
 fn pairs_dict<'py>(py: Python<'py>, pairs: &[(String, String)]) -> PyResult<Bound<'py, PyDict>> {
@@ -75,6 +205,7 @@ pub fn history_dict<'py>(py: Python<'py>, h: &HistoryEntry) -> PyResult<Bound<'p
 pub fn partition_dict<'py>(py: Python<'py>, p: &PartitionInfo) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     dict.set_item("partition", pairs_dict(py, &p.partition)?)?;
+    dict.set_item("name", describe_partition(&p.partition))?;
     dict.set_item("batch_id", &p.batch_id)?;
     dict.set_item("version", p.version)?;
     dict.set_item("rows", p.rows)?;

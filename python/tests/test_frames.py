@@ -99,7 +99,7 @@ def test_history_rollback_and_selectors(client):
     pdt.assert_frame_equal(bs.load_dataframe("sales", "items", partitions=[20161031], as_of=as_of), frames[1])
     client.create_tag("sales", "items", "gold", [20161031], version=3)
     pdt.assert_frame_equal(bs.load_dataframe("sales", "items", partitions=[20161031], tag="gold"), frames[2])
-    with pytest.raises(ValueError):
+    with pytest.raises(bs.InvalidArgument, match="at most one"):
         bs.load_dataframe("sales", "items", version=1, tag="gold")
 
 
@@ -131,8 +131,10 @@ def test_partition_by_commits_all_or_nothing(client):
 
 
 def test_auto_create_with_dict_but_not_with_list(client):
-    with pytest.raises(bs.NotFound, match="create_table"):
+    with pytest.raises(bs.NotFound, match="bare partition values cannot name its keys") as refused:
         bs.store_dataframe(pd.DataFrame({"v": [1]}), "fresh", "t1", partitions=["x"])
+    assert refused.value.what == "table"
+    assert "fresh.t1" not in client.list_tables()
     info = bs.store_dataframe(pd.DataFrame({"v": [1]}), "fresh", "t2", partitions={"ds": dt.date(2016, 1, 2), "n": 5})
     assert info.partition == {"ds": "2016-01-02", "n": "5"}
     described = client.describe_table("fresh", "t2")
@@ -142,18 +144,33 @@ def test_auto_create_with_dict_but_not_with_list(client):
 def test_errors_are_typed(client):
     bs.store_dataframe(pd.DataFrame({"v": [1]}), "sales", "items", partitions={"ds": "1"})
     current = bs.history("sales", "items", ["1"])["batch_id"].iloc[0]
-    with pytest.raises(bs.NotFound):
+    with pytest.raises(bs.NotFound) as missing:
         bs.load_dataframe("sales", "nope")
+    assert missing.value.what == "table"
+    with pytest.raises(bs.NotFound) as missing:
+        bs.load_dataframe("sales", "items", {"ds": "2"})
+    assert missing.value.what == "partition"
     with pytest.raises(bs.SchemaMismatch, match='"v"'):
         bs.store_dataframe(pd.DataFrame({"v": ["text"]}), "sales", "items", partitions={"ds": "1"})
-    with pytest.raises(bs.Conflict, match=current):
-        bs.store_dataframe(pd.DataFrame({"v": [2]}), "sales", "items", partitions={"ds": "1"}, expected_batch="0" * 8 + "-0000-7000-8000-" + "0" * 12)
+    stale = "0" * 8 + "-0000-7000-8000-" + "0" * 12
+    with pytest.raises(bs.Conflict, match=current) as conflict:
+        bs.store_dataframe(pd.DataFrame({"v": [2]}), "sales", "items", partitions={"ds": "1"}, expected_batch=stale)
+    assert conflict.value.current_batch_id == current
+    with pytest.raises(bs.Conflict) as conflict:
+        bs.store_dataframe(pd.DataFrame({"v": [2]}), "sales", "items", partitions={"ds": "3"}, expected_batch=stale)
+    assert conflict.value.current_batch_id is None  # never written
     with pytest.raises(bs.InvalidArgument, match="lowercase"):
         bs.create_table("sales", "Bad-Name")
-    with pytest.raises(bs.InvalidArgument):
+    with pytest.raises(bs.InvalidArgument, match="not a whole number"):
         bs.store_dataframe(pd.DataFrame({"v": [1]}), "sales", "items", partitions={"ds": 1.5})
-    for error in (bs.NotFound, bs.Conflict, bs.SchemaMismatch, bs.InvalidArgument, bs.Unavailable, bs.AlreadyExists, bs.PermissionDenied):
-        assert issubclass(error, bs.Error)
+    with pytest.raises(bs.InvalidArgument, match="date and time"):
+        bs.store_dataframe(pd.DataFrame({"v": [1]}), "sales", "items", partitions={"ds": dt.datetime(2016, 1, 2, 3)})
+    with pytest.raises(bs.InvalidArgument, match="missing"):
+        bs.store_dataframe(pd.DataFrame({"v": [1]}), "sales", "items", partitions={"ds": None})
+    # Every condition is also a bs.Error, so one except clause catches them all.
+    with pytest.raises(bs.Error) as caught:
+        bs.load_dataframe("sales", "nope")
+    assert type(caught.value) is bs.NotFound
     assert len(bs.history("sales", "items", ["1"])) == 1
 
 

@@ -3,19 +3,21 @@
 # Every condition has class c("batchstore_<kind>", "batchstore_error", "error", "condition"),
 # where kind is one of not_found, already_exists, conflict, schema_mismatch, invalid_argument,
 # failed_precondition, permission_denied, unauthenticated, unavailable, storage, data,
-# cancelled, outcome_unknown, internal. The message is the service's sentence.
+# cancelled, outcome_unknown, internal. The message is the service's sentence. A conflict also
+# has `current_batch_id` (the partition's batch now; NULL when never written) and a not_found
+# `what` ("table", "partition", ...; NULL for a data file).
 
-bs_condition <- function(kind, message, call = NULL) {
+bs_condition <- function(kind, message, call = NULL, current_batch_id = NULL, what = NULL) {
   structure(
     class = c(paste0("batchstore_", kind), "batchstore_error", "error", "condition"),
-    list(message = message, call = call, kind = kind)
+    list(message = message, call = call, kind = kind, current_batch_id = current_batch_id, what = what)
   )
 }
 
 # Raises `x` if it is a native error, else returns it.
 bs_check <- function(x, call = sys.call(-1)) {
   if (inherits(x, "batchstore_native_error")) {
-    stop(bs_condition(x$kind, x$message, call))
+    stop(bs_condition(x$kind, x$message, call, x$current_batch_id, x$what))
   }
   x
 }

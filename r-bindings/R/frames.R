@@ -46,7 +46,7 @@ bs_utf8 <- function(text, column, call) {
 }
 
 sf_writer <- function(data, namespace, resource, partitions = NULL, expected_batch = NULL,
-                      message = "", progress = interactive(), con = NULL) {
+                      message = "", inputs = NULL, progress = interactive(), con = NULL) {
   call <- sys.call()
   namespace <- bs_name(namespace, "namespace", call)
   resource <- bs_name(resource, "resource", call)
@@ -54,32 +54,12 @@ sf_writer <- function(data, namespace, resource, partitions = NULL, expected_bat
   partition <- bs_one_partition(partitions, call)
   if (!is.null(expected_batch)) expected_batch <- bs_name(expected_batch, "expected_batch", call)
   message <- bs_text(message, "message", call)
-  pointer <- bs_pointer(con)
-  write <- function() {
-    bs_native$write(pointer, namespace, resource, frame, nrow(data), partition, expected_batch, message,
-                    bs_progress_delay(progress, call))
+  if (!is.null(inputs) && (!is.character(inputs) || anyNA(inputs))) {
+    bs_invalid("inputs must be a character vector of batch ids", call)
   }
-  result <- write()
-  if (bs_is_error(result, "not_found") && bs_table_missing(pointer, namespace, resource)) {
-    if (is.null(names(partition)) && length(partition) > 0L) {
-      stop(bs_condition("not_found", paste0(
-        result$message, " With bare partition values batchstore cannot tell the key names: create ",
-        "the table first with sf_create_table(\"", namespace, "\", \"", resource, "\", keys = c(ds = \"int64\")), ",
-        "or name the values, as in partitions = c(ds = 20161031L), to create it on the first write."
-      ), call))
-    }
-    key_types <- vapply(seq_along(partitions), function(i) {
-      bs_key_type(if (is.list(partitions)) partitions[[i]] else partitions[i])
-    }, character(1))
-    bs_check(bs_native$create_namespace(pointer, namespace, TRUE), call)
-    bs_check(bs_native$create_table(pointer, namespace, resource, names(partition), key_types, TRUE), call)
-    result <- write()
-  }
+  result <- bs_native$write(bs_pointer(con), namespace, resource, frame, nrow(data), partition,
+                            expected_batch, message, inputs, bs_progress_delay(progress, call))
   invisible(bs_check(result, call))
-}
-
-bs_table_missing <- function(pointer, namespace, resource) {
-  bs_is_error(bs_native$get_table(pointer, namespace, resource), "not_found")
 }
 
 sf_reader <- function(namespace, resource, partitions = NULL, version = NULL, batch_id = NULL,
@@ -87,36 +67,20 @@ sf_reader <- function(namespace, resource, partitions = NULL, version = NULL, ba
   call <- sys.call()
   namespace <- bs_name(namespace, "namespace", call)
   resource <- bs_name(resource, "resource", call)
-  chosen <- Filter(Negate(is.null), list(version = version, batch = batch_id, tag = tag, as_of = as_of))
-  if (length(chosen) > 1L) bs_invalid("give at most one of version, batch_id, tag and as_of", call)
-  selector <- if (length(chosen)) names(chosen) else "current"
-  value <- if (length(chosen)) chosen[[1L]] else NULL
-  if (length(value) != 1L && !is.null(value)) bs_invalid(sprintf("%s must be a single value", selector), call)
-  if (selector == "as_of") value <- bs_seconds(value, call)
+  for (given in list(list("version", version), list("batch_id", batch_id), list("tag", tag), list("as_of", as_of))) {
+    if (!is.null(given[[2L]]) && length(given[[2L]]) != 1L) {
+      bs_invalid(sprintf("%s must be a single value", given[[1L]]), call)
+    }
+  }
+  if (inherits(as_of, "POSIXlt")) as_of <- as.POSIXct(as_of)
   if (!is.null(columns)) {
     if (!is.character(columns) || anyNA(columns)) bs_invalid("columns must be a character vector of column names", call)
     columns <- enc2utf8(columns)
   }
   bs_check(bs_native$read(
-    bs_pointer(con), namespace, resource, bs_many_partitions(partitions, call), selector, value, columns,
-    bs_progress_delay(progress, call)
+    bs_pointer(con), namespace, resource, bs_many_partitions(partitions, call), version, batch_id, tag,
+    as_of, columns, bs_progress_delay(progress, call)
   ), call)
-}
-
-# A time as seconds since the epoch: POSIXct, a Date (its midnight UTC) or text
-# ("2024-05-01 12:00:00", read as UTC).
-bs_seconds <- function(when, call) {
-  seconds <- if (inherits(when, "POSIXt")) {
-    as.numeric(as.POSIXct(when))
-  } else if (inherits(when, "Date")) {
-    as.numeric(when) * 86400
-  } else if (is.character(when)) {
-    as.numeric(as.POSIXct(when, tz = "UTC", optional = TRUE))
-  } else {
-    NA_real_
-  }
-  if (is.na(seconds)) bs_invalid("as_of must be a POSIXct time, a Date or text such as \"2024-05-01 12:00:00\"", call)
-  seconds
 }
 
 # TRUE: show progress after a second; FALSE: never; a number: after that many seconds.

@@ -12,11 +12,12 @@ bs_native <- list(
   },
   get_table = function(client, namespace, table) .Call(wrap__bs_get_table, client, namespace, table),
   list_tables = function(client, namespace) .Call(wrap__bs_list_tables, client, namespace),
-  write = function(client, namespace, table, frame, rows, partition, expected_batch, message, progress) {
-    .Call(wrap__bs_write, client, namespace, table, frame, rows, partition, expected_batch, message, progress)
+  write = function(client, namespace, table, frame, rows, partition, expected_batch, message, inputs, progress) {
+    .Call(wrap__bs_write, client, namespace, table, frame, rows, partition, expected_batch, message, inputs,
+          progress)
   },
-  read = function(client, namespace, table, partitions, selector, value, columns, progress) {
-    .Call(wrap__bs_read, client, namespace, table, partitions, selector, value, columns, progress)
+  read = function(client, namespace, table, partitions, version, batch_id, tag, as_of, columns, progress) {
+    .Call(wrap__bs_read, client, namespace, table, partitions, version, batch_id, tag, as_of, columns, progress)
   },
   history = function(client, namespace, table, partition) {
     .Call(wrap__bs_history, client, namespace, table, partition)

@@ -5,7 +5,7 @@ use super::pointer::PointerMove;
 use super::reads::parse_token;
 use super::writes::check_batch_id;
 use super::{Catalog, PartitionRow};
-use crate::error::{CatalogError, CatalogResult};
+use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::limits;
 use crate::model::{
     CommittedVersion, ExpectedCurrent, HistoryRecord, Page, PartitionValues, RollbackTarget,
@@ -156,13 +156,16 @@ impl Catalog {
         };
         let Some((version, stamp)) = self.move_pointer(&mut tx, &change, Some(stamp)).await? else {
             tx.rollback().await?;
-            return Err(CatalogError::Conflict(format!(
-                "conflict on partition {name} of {}: it is now at batch {} (version \
-                 {current_version}), not at the expected batch; another write committed first. \
-                 Check the history and retry",
-                table.qualified(),
-                current.unwrap_or_default()
-            )));
+            return Err(CatalogError::Conflict {
+                message: format!(
+                    "conflict on partition {name} of {}: it is now at batch {} (version \
+                     {current_version}), not at the expected batch; another write committed \
+                     first. Check the history and retry",
+                    table.qualified(),
+                    current.as_deref().unwrap_or("none")
+                ),
+                current_batch_id: current,
+            });
         };
         self.append_history(
             &mut tx, &change, version, stamp, "rollback", actor, &message,
@@ -193,7 +196,7 @@ impl Catalog {
                 .fetch_optional(&self.pool)
                 .await?
                 .ok_or_else(|| {
-                    CatalogError::NotFound(format!(
+                    CatalogError::not_found(Missing::Version, format!(
                         "partition {name} has no version {v}; its versions are 1 to {}",
                         p.current_version
                     ))
@@ -209,7 +212,7 @@ impl Catalog {
                 .fetch_optional(&self.pool)
                 .await?
                 .ok_or_else(|| {
-                    CatalogError::NotFound(format!(
+                    CatalogError::not_found(Missing::Batch, format!(
                         "batch {batch} was never committed to partition {name}; pick a batch from its history"
                     ))
                 })?

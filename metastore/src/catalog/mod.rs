@@ -19,7 +19,7 @@ mod tables;
 mod tags;
 mod writes;
 
-use crate::error::{CatalogError, CatalogResult};
+use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{BatchRecord, Micros, PartitionKeyDef, PartitionValues, TableRecord};
 use crate::names::quote_for_message;
 use crate::warehouse::Warehouse;
@@ -258,10 +258,13 @@ impl Catalog {
     async fn table_not_found(&self, namespace: &str, table: &str) -> CatalogError {
         let namespace_exists = self.namespace_id(namespace).await.is_ok();
         if namespace_exists {
-            CatalogError::NotFound(format!(
-                "table {namespace}.{} does not exist; create it first (tablectl table create)",
-                quote_for_message(table).trim_matches('"')
-            ))
+            CatalogError::not_found(
+                Missing::Table,
+                format!(
+                    "table {namespace}.{} does not exist; create it first (tablectl table create)",
+                    quote_for_message(table).trim_matches('"')
+                ),
+            )
         } else {
             self.namespace_not_found(namespace)
         }
@@ -324,11 +327,14 @@ impl Catalog {
     ) -> CatalogResult<PartitionRow> {
         match self.partition(&self.pool, table, values).await? {
             Some(p) if p.current_version > 0 => Ok(p),
-            _ => Err(CatalogError::NotFound(format!(
-                "partition {} of {} has never been written",
-                values.describe(&table.keys),
-                table.qualified()
-            ))),
+            _ => Err(CatalogError::not_found(
+                Missing::Partition,
+                format!(
+                    "partition {} of {} has never been written",
+                    values.describe(&table.keys),
+                    table.qualified()
+                ),
+            )),
         }
     }
 
@@ -344,10 +350,13 @@ impl Catalog {
 
     /// The refusal for a namespace that does not exist.
     fn namespace_not_found(&self, namespace: &str) -> CatalogError {
-        CatalogError::NotFound(format!(
-            "namespace {} does not exist; create it first (tablectl namespace create)",
-            quote_for_message(namespace)
-        ))
+        CatalogError::not_found(
+            Missing::Namespace,
+            format!(
+                "namespace {} does not exist; create it first (tablectl namespace create)",
+                quote_for_message(namespace)
+            ),
+        )
     }
 
     /// Remembers a batch this process began (see `Catalog::began`).

@@ -1,7 +1,7 @@
 //! Namespaces: create, list, drop (soft: a dropped name can be used again).
 
 use super::{Catalog, page_size};
-use crate::error::{CatalogError, CatalogResult};
+use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{NamespaceRecord, Page};
 use crate::names::{NameKind, validate_name};
 use sqlx::{AssertSqlSafe, Row};
@@ -50,7 +50,12 @@ impl Catalog {
         .bind(name)
         .fetch_optional(&self.pool)
         .await?
-        .ok_or_else(|| CatalogError::NotFound(format!("namespace {name} does not exist")))?;
+        .ok_or_else(|| {
+            CatalogError::not_found(
+                Missing::Namespace,
+                format!("namespace {name} does not exist"),
+            )
+        })?;
         Ok(NamespaceRecord {
             name: name.to_owned(),
             created_at: row.try_get("created_at_us")?,

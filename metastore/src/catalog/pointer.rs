@@ -17,7 +17,7 @@
 //!   could still be stamped at it.
 
 use super::{Catalog, Dialect};
-use crate::error::{CatalogError, CatalogResult};
+use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{ExpectedCurrent, Micros};
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use std::time::Duration;
@@ -76,9 +76,9 @@ impl Catalog {
         }
         let rows = query.fetch_all(&mut *conn).await?;
         if rows.len() != ids.len() {
-            return Err(CatalogError::NotFound(
-                "the table was dropped while this change was being made; nothing was changed"
-                    .into(),
+            return Err(CatalogError::not_found(
+                Missing::Table,
+                "the table was dropped while this change was being made; nothing was changed",
             ));
         }
         let mut stamp = Micros::MIN;

@@ -5,7 +5,7 @@
 
 use super::namespaces::paginate;
 use super::{Catalog, format_micros, page_size, partition_hash};
-use crate::error::{CatalogError, CatalogResult};
+use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::limits;
 use crate::model::{
     Page, PartitionSummary, PartitionValues, ResolvedPartition, Selector, TableRecord,
@@ -234,10 +234,13 @@ impl Catalog {
     ) -> CatalogResult<Vec<ResolvedPartition>> {
         let batch = self.batch(batch_id, false).await?;
         if batch.table.id != table.id || batch.version.is_none() {
-            return Err(CatalogError::NotFound(format!(
-                "batch {batch_id} is not a committed batch of {}",
-                table.qualified()
-            )));
+            return Err(CatalogError::not_found(
+                Missing::Batch,
+                format!(
+                    "batch {batch_id} is not a committed batch of {}",
+                    table.qualified()
+                ),
+            ));
         }
         if !specs.is_empty() && !specs.contains(&batch.partition) {
             return Err(CatalogError::InvalidArgument(format!(
@@ -270,20 +273,29 @@ impl Catalog {
             Err(e) => return e,
         };
         match selector {
-            Selector::Version(v) => CatalogError::NotFound(format!(
-                "partition {name} of {} has no version {v}; its versions are 1 to {}",
-                table.qualified(),
-                partition.current_version
-            )),
-            Selector::AsOf(t) => CatalogError::NotFound(format!(
-                "partition {name} of {} had no data at {}; its first version is newer",
-                table.qualified(),
-                format_micros(*t)
-            )),
-            _ => CatalogError::NotFound(format!(
-                "partition {name} of {} has never been written",
-                table.qualified()
-            )),
+            Selector::Version(v) => CatalogError::not_found(
+                Missing::Version,
+                format!(
+                    "partition {name} of {} has no version {v}; its versions are 1 to {}",
+                    table.qualified(),
+                    partition.current_version
+                ),
+            ),
+            Selector::AsOf(t) => CatalogError::not_found(
+                Missing::Version,
+                format!(
+                    "partition {name} of {} had no data at {}; its first version is newer",
+                    table.qualified(),
+                    format_micros(*t)
+                ),
+            ),
+            _ => CatalogError::not_found(
+                Missing::Partition,
+                format!(
+                    "partition {name} of {} has never been written",
+                    table.qualified()
+                ),
+            ),
         }
     }
 

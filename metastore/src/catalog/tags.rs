@@ -2,7 +2,7 @@
 //! records which batches a commit was computed from.
 
 use super::Catalog;
-use crate::error::{CatalogError, CatalogResult};
+use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{PartitionValues, TableRecord, TagRecord, TagTarget};
 use crate::names::validate_tag_name;
 use sqlx::Row;
@@ -22,15 +22,16 @@ impl Catalog {
     ) -> CatalogResult<TagRecord> {
         validate_tag_name(name)?;
         let table = self.table(namespace, table).await?;
-        let batch_id = match target {
-            TagTarget::Batch(batch_id) => batch_id.clone(),
-            TagTarget::PartitionVersion(pairs, version) => {
-                let values = PartitionValues::from_pairs(&table.keys, pairs)?;
-                let p = self.written_partition(&table, &values).await?;
-                if *version == 0 {
-                    p.current_batch_id.unwrap_or_default()
-                } else {
-                    let row = sqlx::query(
+        let batch_id =
+            match target {
+                TagTarget::Batch(batch_id) => batch_id.clone(),
+                TagTarget::PartitionVersion(pairs, version) => {
+                    let values = PartitionValues::from_pairs(&table.keys, pairs)?;
+                    let p = self.written_partition(&table, &values).await?;
+                    if *version == 0 {
+                        p.current_batch_id.unwrap_or_default()
+                    } else {
+                        let row = sqlx::query(
                         "SELECT batch_id FROM history WHERE partition_id = $1 AND version = $2",
                     )
                     .bind(p.id)
@@ -38,22 +39,25 @@ impl Catalog {
                     .fetch_optional(&self.pool)
                     .await?
                     .ok_or_else(|| {
-                        CatalogError::NotFound(format!(
+                        CatalogError::not_found(Missing::Version, format!(
                             "partition {} has no version {version}; its versions are 1 to {}",
                             values.describe(&table.keys),
                             p.current_version
                         ))
                     })?;
-                    row.try_get("batch_id")?
+                        row.try_get("batch_id")?
+                    }
                 }
-            }
-        };
+            };
         let batch = self.batch(&batch_id, false).await?;
         if batch.table.id != table.id || batch.version.is_none() {
-            return Err(CatalogError::NotFound(format!(
-                "batch {batch_id} is not a committed batch of {}",
-                table.qualified()
-            )));
+            return Err(CatalogError::not_found(
+                Missing::Batch,
+                format!(
+                    "batch {batch_id} is not a committed batch of {}",
+                    table.qualified()
+                ),
+            ));
         }
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(self.sql(
@@ -142,11 +146,14 @@ impl Catalog {
             .execute(&mut *tx)
             .await?;
         if deleted.rows_affected() == 0 {
-            return Err(CatalogError::NotFound(format!(
-                "tag {} does not exist on {}",
-                crate::names::quote_for_message(name),
-                table.qualified()
-            )));
+            return Err(CatalogError::not_found(
+                Missing::Tag,
+                format!(
+                    "tag {} does not exist on {}",
+                    crate::names::quote_for_message(name),
+                    table.qualified()
+                ),
+            ));
         }
         self.audit(
             &mut tx,
@@ -169,7 +176,10 @@ impl Catalog {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| {
-                CatalogError::NotFound(format!("tag {tag} does not exist on {}", table.qualified()))
+                CatalogError::not_found(
+                    Missing::Tag,
+                    format!("tag {tag} does not exist on {}", table.qualified()),
+                )
             })?;
         Ok(row.try_get("batch_id")?)
     }

@@ -3,7 +3,7 @@
 //! Batch lookups used by commit, reads and tags live here too. The commit is in `commit`.
 
 use super::{Catalog, PartitionRow, partition_hash};
-use crate::error::{CatalogError, CatalogResult};
+use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::layout;
 use crate::model::{BatchRecord, BatchState, DataFile, PartitionValues, PendingBatch, TableRecord};
 use crate::names::quote_for_message;
@@ -197,9 +197,10 @@ impl Catalog {
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| {
-            CatalogError::NotFound(format!(
-                "batch {batch_id} does not exist (or its table was dropped)"
-            ))
+            CatalogError::not_found(
+                Missing::Batch,
+                format!("batch {batch_id} does not exist (or its table was dropped)"),
+            )
         })?;
         let table = self.table_from_row(&row)?;
         let files = if with_files {

@@ -5,18 +5,19 @@
 //! failed preconditions without parsing text.
 
 use crate::error::CatalogError;
-use batchstore_proto::wire::ERROR_KIND_KEY;
+use batchstore_proto::wire::{CURRENT_BATCH_KEY, ERROR_KIND_KEY, EXPECT_NEW, MISSING_KEY};
+use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
 /// Converts a catalog error into a gRPC status.
 pub fn to_status(error: CatalogError) -> Status {
     let (code, kind) = match &error {
         CatalogError::InvalidArgument(_) => (Code::InvalidArgument, "invalid_argument"),
-        CatalogError::NotFound(_) => (Code::NotFound, "not_found"),
+        CatalogError::NotFound { .. } => (Code::NotFound, "not_found"),
         CatalogError::AlreadyExists(_) => (Code::AlreadyExists, "already_exists"),
         CatalogError::FailedPrecondition(_) => (Code::FailedPrecondition, "failed_precondition"),
         CatalogError::SchemaMismatch(_) => (Code::FailedPrecondition, "schema_mismatch"),
-        CatalogError::Conflict(_) => (Code::Aborted, "conflict"),
+        CatalogError::Conflict { .. } => (Code::Aborted, "conflict"),
         CatalogError::Unavailable(_) => (Code::Unavailable, "unavailable"),
         CatalogError::Internal(_) => (Code::Internal, "internal"),
     };
@@ -27,10 +28,23 @@ pub fn to_status(error: CatalogError) -> Status {
         tracing::error!(%error, "request failed");
     }
     let mut status = Status::new(code, error.to_string());
-    status.metadata_mut().insert(
-        ERROR_KIND_KEY,
-        tonic::metadata::MetadataValue::from_static(kind),
-    );
+    let metadata = status.metadata_mut();
+    metadata.insert(ERROR_KIND_KEY, MetadataValue::from_static(kind));
+    match &error {
+        CatalogError::NotFound { what, .. } => {
+            metadata.insert(MISSING_KEY, MetadataValue::from_static(what.as_str()));
+        }
+        CatalogError::Conflict {
+            current_batch_id, ..
+        } => {
+            // Batch ids are canonical UUIDs, always valid metadata.
+            let current = current_batch_id.as_deref().unwrap_or(EXPECT_NEW);
+            if let Ok(value) = MetadataValue::try_from(current) {
+                metadata.insert(CURRENT_BATCH_KEY, value);
+            }
+        }
+        _ => {}
+    }
     status
 }
 
@@ -42,12 +56,15 @@ mod tests {
     fn codes_follow_meaning() {
         let cases = [
             (
-                CatalogError::NotFound("x".into()),
+                CatalogError::not_found(crate::error::Missing::Table, "x"),
                 Code::NotFound,
                 "not_found",
             ),
             (
-                CatalogError::Conflict("x".into()),
+                CatalogError::Conflict {
+                    current_batch_id: Some("b".into()),
+                    message: "x".into(),
+                },
                 Code::Aborted,
                 "conflict",
             ),
@@ -70,13 +87,13 @@ mod tests {
         for (error, code, kind) in cases {
             let status = to_status(error);
             assert_eq!(status.code(), code);
-            assert_eq!(
-                status
-                    .metadata()
-                    .get(ERROR_KIND_KEY)
-                    .and_then(|v| v.to_str().ok()),
-                Some(kind)
-            );
+            let meta = |key| status.metadata().get(key).and_then(|v| v.to_str().ok());
+            assert_eq!(meta(ERROR_KIND_KEY), Some(kind));
+            match kind {
+                "not_found" => assert_eq!(meta(MISSING_KEY), Some("table")),
+                "conflict" => assert_eq!(meta(CURRENT_BATCH_KEY), Some("b")),
+                _ => {}
+            }
         }
     }
 }

@@ -13,8 +13,10 @@ expect_batchstore_error <- function(expr, kind, pattern) {
 test_that("a missing table is batchstore_not_found", {
   start_metastore()
   sf_create_table("sales", "something")
-  expect_batchstore_error(sf_reader("sales", "nothing_here"), "not_found", "nothing_here")
-  expect_batchstore_error(sf_history("nowhere", "t", c(ds = 1L)), "not_found", "nowhere")
+  missing <- expect_batchstore_error(sf_reader("sales", "nothing_here"), "not_found", "nothing_here")
+  expect_identical(missing$what, "table")
+  missing <- expect_batchstore_error(sf_history("nowhere", "t", c(ds = 1L)), "not_found", "nowhere")
+  expect_identical(missing$what, "namespace")
 })
 
 test_that("bare partition values on a missing table say how to create it", {
@@ -31,16 +33,23 @@ test_that("a stale expected_batch is batchstore_conflict naming the winner, and 
   p <- c(ds = 1L)
   first <- sf_writer(frame(1), "sales", "cas", partitions = p)
   second <- sf_writer(frame(2), "sales", "cas", partitions = p, expected_batch = first$batch_id)
-  expect_batchstore_error(
+  conflict <- expect_batchstore_error(
     sf_writer(frame(3), "sales", "cas", partitions = p, expected_batch = first$batch_id),
     "conflict", second$batch_id
   )
+  expect_identical(conflict$current_batch_id, second$batch_id)
   expect_identical(sf_reader("sales", "cas", p), frame(2))
   expect_identical(sf_history("sales", "cas", p)$version, 2:1)
-  expect_batchstore_error(
+  conflict <- expect_batchstore_error(
     sf_writer(frame(3), "sales", "cas", partitions = p, expected_batch = "-"),
-    "conflict", "."
+    "conflict", "must be new|never been written|not at the expected"
   )
+  expect_identical(conflict$current_batch_id, second$batch_id)
+  fresh <- expect_batchstore_error(
+    sf_writer(frame(3), "sales", "cas", partitions = c(ds = 2L), expected_batch = first$batch_id),
+    "conflict", "no batch"
+  )
+  expect_null(fresh$current_batch_id)
 })
 
 test_that("a frame that does not match the schema is batchstore_schema_mismatch naming the column", {

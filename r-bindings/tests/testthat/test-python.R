@@ -87,3 +87,63 @@ bs.store_dataframe(pd.DataFrame({"s": ["fine", "bad\\x00text"], "n": [1, 2]}), "
   expect_match(conditionMessage(error), "NUL")
   expect_identical(sf_reader("xl", "nul", c(ds = 1L), columns = "n"), data.frame(n = 1:2))
 })
+
+# tablectl against `server`; stops with its stderr when it fails.
+run_tablectl <- function(server, ...) {
+  out <- suppressWarnings(system2(bs_binary("tablectl", "BATCHSTORE_TABLECTL_BIN"),
+                                  c("--endpoint", server$endpoint, ...), stdout = TRUE, stderr = TRUE))
+  status <- attr(out, "status")
+  if (!is.null(status) && status != 0) stop("tablectl failed:\n", paste(out, collapse = "\n"))
+  out
+}
+
+test_that("R, Python and tablectl name the same partitions and create the same tables", {
+  skip_without_python()
+  server <- start_metastore()
+  one <- data.frame(v = 1L)
+  # Tables created by a first write: R from a whole double, Python from a whole float, each
+  # from a Date and a logical. The key types must agree.
+  sf_writer(one, "xl", "r_num", partitions = c(ds = 20161031))
+  sf_writer(one, "xl", "r_day", partitions = list(day = as.Date("2016-10-31"), flag = TRUE))
+  parquet <- file.path(server$dir, "one.parquet")
+  out <- run_python(server, paste0('
+import datetime as dt
+import numpy as np
+import pandas as pd
+import batchstore as bs
+
+one = pd.DataFrame({"v": pd.array([1], dtype="int32")})
+bs.store_dataframe(one, "xl", "py_num", {"ds": 20161031.0})
+bs.store_dataframe(one, "xl", "py_day", {"day": dt.date(2016, 10, 31), "flag": True})
+# The R tables again, from Python values of other host types: the same partitions.
+bs.store_dataframe(one, "xl", "r_num", {"ds": np.int64(20161031)})
+bs.store_dataframe(one, "xl", "r_num", [np.float64(20161101)])
+bs.store_dataframe(one, "xl", "r_day", {"day": dt.date(2016, 10, 31), "flag": np.bool_(True)})
+for name in ("r_num", "py_num", "r_day", "py_day"):
+    keys = bs.connect().describe_table("xl", name)["partition_keys"]
+    print(name, " ".join(f"{k}:{t}" for k, t in keys))
+try:
+    bs.load_dataframe("xl", "r_num", version=1, tag="x")
+except bs.InvalidArgument as error:
+    print("selector:", error)
+import pyarrow as pa, pyarrow.parquet as pq
+pq.write_table(pa.table({"v": pa.array([1], pa.int32())}), "', parquet, '")
+'))
+  expect_identical(out[1:4], c("r_num ds:int64", "py_num ds:int64", "r_day day:date flag:string",
+                               "py_day day:date flag:string"))
+  expect_match(out[5], "at most one of version, batch_id, tag and as_of", fixed = TRUE)
+  run_tablectl(server, "write", "xl.py_num", "-p", "ds=20161031", parquet)
+  run_tablectl(server, "write", "xl.r_num", "-p", "20161101", parquet)
+  expect_setequal(sf_tables("xl"), c("xl.r_num", "xl.py_num", "xl.r_day", "xl.py_day"))
+  for (name in c("r_num", "py_num")) {
+    expect_identical(sf_partitions("xl", name)$partition,
+                     if (name == "r_num") c("ds=20161031", "ds=20161101") else "ds=20161031")
+  }
+  expect_identical(sf_partitions("xl", "r_day")$partition, "day=2016-10-31/flag=true")
+  expect_identical(sf_history("xl", "r_num", c(ds = 20161031L))$version, c(2L, 1L))
+  expect_identical(sf_history("xl", "r_num", list(ds = 20161101))$version, c(2L, 1L))
+  expect_identical(sf_history("xl", "py_num", "20161031")$version, c(2L, 1L))
+  r_error <- tryCatch(sf_reader("xl", "r_num", version = 1, tag = "x"), error = identity)
+  expect_s3_class(r_error, "batchstore_invalid_argument")
+  expect_identical(conditionMessage(r_error), sub("^selector: ", "", out[5]))
+})

@@ -18,7 +18,7 @@ mod validate;
 
 use super::Catalog;
 use super::pointer::PointerMove;
-use crate::error::{CatalogError, CatalogResult};
+use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{
     BatchRecord, BatchState, CommitOutcome, CommittedVersion, DataFile, ExpectedCurrent, Micros,
     PartitionUpdate,
@@ -378,17 +378,20 @@ impl Catalog {
             Some(ExpectedCurrent::Batch(b)) => format!("batch {b}"),
             _ => "no batch (a partition never written)".to_owned(),
         };
-        let now = match batch {
+        let now = match &batch {
             Some(b) => format!("batch {b} (version {version})"),
             None => "no batch".to_owned(),
         };
-        CatalogError::Conflict(format!(
-            "conflict on partition {} of {}: it is now at {now}, not at the expected {expected}; \
-             another write committed first. Read the partition again and retry, or commit \
-             without an expected batch to overwrite",
-            p.batch.partition.describe(&p.batch.table.keys),
-            p.batch.table.qualified()
-        ))
+        CatalogError::Conflict {
+            current_batch_id: batch,
+            message: format!(
+                "conflict on partition {} of {}: it is now at {now}, not at the expected \
+                 {expected}; another write committed first. Read the partition again and retry, \
+                 or commit without an expected batch to overwrite",
+                p.batch.partition.describe(&p.batch.table.keys),
+                p.batch.table.qualified()
+            ),
+        }
     }
 
     /// Lineage may only name batches that exist and are committed.
@@ -402,9 +405,10 @@ impl Catalog {
             Some(_) => Err(CatalogError::FailedPrecondition(format!(
                 "input batch {batch_id} is not committed; lineage can only name committed batches"
             ))),
-            None => Err(CatalogError::NotFound(format!(
-                "input batch {batch_id} does not exist"
-            ))),
+            None => Err(CatalogError::not_found(
+                Missing::Batch,
+                format!("input batch {batch_id} does not exist"),
+            )),
         }
     }
 }

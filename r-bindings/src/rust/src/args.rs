@@ -62,6 +62,63 @@ pub fn optional_number(value: &Robj, what: &str) -> Outcome<Option<i64>> {
     Ok(Some(number as i64))
 }
 
+/// A character vector (NULL: empty), without NA.
+pub fn texts(value: &Robj, what: &str) -> Outcome<Vec<String>> {
+    if value.is_null() {
+        return Ok(Vec::new());
+    }
+    let strings = Strings::try_from(value)
+        .map_err(|_| BindingError::InvalidArgument(format!("{what} must be a character vector")))?;
+    strings
+        .iter()
+        .map(|s| {
+            if s.is_na() {
+                Err(BindingError::InvalidArgument(format!(
+                    "{what} cannot hold NA"
+                )))
+            } else {
+                Ok(s.to_string())
+            }
+        })
+        .collect()
+}
+
+/// An optional time (NULL or NA: none): POSIXct (seconds), Date (days; midnight UTC) or text
+/// read by the client's one time parser.
+pub fn optional_time(value: &Robj) -> Outcome<Option<chrono::DateTime<chrono::Utc>>> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    if value.len() != 1 {
+        return Err(BindingError::InvalidArgument(
+            "as_of must be a single time".to_owned(),
+        ));
+    }
+    if let Some(text) = value.as_str() {
+        if text.is_na() {
+            return Ok(None);
+        }
+        return Ok(Some(batchstore_client::parse_time(text)?));
+    }
+    let classes = rvalues::classes(value);
+    let number = value.as_real().filter(|x| !rvalues::is_na_real(*x));
+    let seconds = match number {
+        None => return Ok(None),
+        Some(days) if classes.iter().any(|c| c == "Date") => days * 86_400.0,
+        Some(seconds) if classes.iter().any(|c| c == "POSIXct") => seconds,
+        Some(_) => {
+            return Err(BindingError::InvalidArgument(
+                "as_of must be a POSIXct time, a Date or text such as \"2024-05-01 12:00:00\""
+                    .to_owned(),
+            ));
+        }
+    };
+    chrono::DateTime::from_timestamp_micros((seconds * 1e6).round() as i64)
+        .filter(|_| seconds.is_finite())
+        .map(Some)
+        .ok_or_else(|| BindingError::InvalidArgument("as_of is out of range".to_owned()))
+}
+
 /// A compare-and-swap expectation: a batch id, or "-" for "the partition must be new".
 pub fn expected(value: &Robj) -> Option<Expected> {
     optional_text(value).as_deref().map(Expected::parse)

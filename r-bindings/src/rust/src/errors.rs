@@ -3,7 +3,7 @@
 //! Entry points never throw from Rust (a throw long-jumps over Rust frames). They return an
 //! error *value*: a list `(kind, message)` of class `batchstore_native_error`, which the R
 //! side (`R/errors.R`) turns into a condition of class `batchstore_<kind>`, inheriting
-//! `batchstore_error`.
+//! `batchstore_error`. A conflict also carries `current_batch_id`, a not-found `what`.
 
 use batchstore_client::ClientError;
 use extendr_api::prelude::*;
@@ -60,7 +60,23 @@ pub fn to_r(outcome: Outcome<Robj>) -> Robj {
     match outcome {
         Ok(value) => value,
         Err(error) => {
-            let mut value: Robj = list!(kind = error.kind(), message = error.to_string()).into();
+            let text = |t: Option<&str>| t.map_or_else(|| Robj::from(()), Robj::from);
+            let (current_batch_id, what) = match &error {
+                BindingError::Client(ClientError::Conflict {
+                    current_batch_id, ..
+                }) => (text(current_batch_id.as_deref()), text(None)),
+                BindingError::Client(ClientError::NotFound { what, .. }) => {
+                    (text(None), text(what.map(|w| w.as_str())))
+                }
+                _ => (text(None), text(None)),
+            };
+            let mut value: Robj = list!(
+                kind = error.kind(),
+                message = error.to_string(),
+                current_batch_id = current_batch_id,
+                what = what
+            )
+            .into();
             match value.set_class(["batchstore_native_error"]) {
                 Ok(_) => value,
                 Err(_) => error.to_string().into(),

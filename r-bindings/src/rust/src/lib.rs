@@ -132,7 +132,9 @@ fn bs_list_tables(client: Robj, namespace: Robj) -> Robj {
     })())
 }
 
-/// Writes `frame` (with `rows` rows) as a new version of one partition.
+/// Writes `frame` (with `rows` rows) as a new version of one partition; `inputs` are the
+/// batches it was computed from (lineage). A missing table is created from the partition's
+/// named values.
 #[extendr]
 #[allow(clippy::too_many_arguments)]
 fn bs_write(
@@ -144,6 +146,7 @@ fn bs_write(
     partition: Robj,
     expected_batch: Robj,
     message: Robj,
+    inputs: Robj,
     progress: Robj,
 ) -> Robj {
     on_table(&client, &namespace, &table, |client, name| {
@@ -159,13 +162,16 @@ fn bs_write(
             table: name,
             partitions: vec![data],
             message: args::optional_text(&message).unwrap_or_default(),
-            inputs: Vec::new(),
+            inputs: args::texts(&inputs, "inputs")?,
         };
         let counter = args::progress_delay(&progress).map(|d| Arc::new(Counter::new("writing", d)));
         let shown = counter
             .clone()
             .map(|c| c as Arc<dyn batchstore_client::Progress>);
-        let options = WriteOptions::default();
+        let options = WriteOptions {
+            create_table_if_missing: true,
+            ..WriteOptions::default()
+        };
         let cancel = options.cancel.clone();
         let committed = run_showing(
             async move { client.write_partitions(request, &options, shown).await },
@@ -185,37 +191,20 @@ fn bs_read(
     namespace: Robj,
     table: Robj,
     partitions: Robj,
-    selector: Robj,
-    value: Robj,
+    version: Robj,
+    batch_id: Robj,
+    tag: Robj,
+    as_of: Robj,
     columns: Robj,
     progress: Robj,
 ) -> Robj {
     on_table(&client, &namespace, &table, |client, name| {
-        let selector = match args::text(&selector, "selector")?.as_str() {
-            "current" => Selector::Current,
-            "version" => Selector::Version(
-                args::optional_number(&value, "version")?.ok_or_else(|| need("version"))?,
-            ),
-            "batch" => {
-                Selector::Batch(args::optional_text(&value).ok_or_else(|| need("batch_id"))?)
-            }
-            "tag" => Selector::Tag(args::optional_text(&value).ok_or_else(|| need("tag"))?),
-            "as_of" => {
-                let seconds = value
-                    .as_real()
-                    .filter(|s| s.is_finite())
-                    .ok_or_else(|| need("as_of"))?;
-                Selector::AsOf(
-                    chrono::DateTime::from_timestamp_micros((seconds * 1e6).round() as i64)
-                        .ok_or_else(|| need("as_of"))?,
-                )
-            }
-            other => {
-                return Err(BindingError::InvalidArgument(format!(
-                    "unknown selector {other:?}"
-                )));
-            }
-        };
+        let selector = Selector::choose(
+            args::optional_number(&version, "version")?,
+            args::optional_text(&batch_id),
+            args::optional_text(&tag),
+            args::optional_time(&as_of)?,
+        )?;
         let columns = if columns.is_null() {
             None
         } else {
@@ -249,10 +238,6 @@ fn bs_read(
         )?;
         frame_out::to_data_frame(&result.schema, &result.batches)
     })
-}
-
-fn need(what: &str) -> BindingError {
-    BindingError::InvalidArgument(format!("{what} must be given as a single value"))
 }
 
 #[extendr]

@@ -4,38 +4,119 @@
 use crate::errors::{BindingError, Outcome};
 use crate::rvalues;
 use batchstore_client::{
-    CommitInfo, HistoryEntry, PartitionInfo, PartitionSpec, TagInfo, describe_partition,
+    CommitInfo, HistoryEntry, PartitionInfo, PartitionSpec, PartitionValue, TagInfo,
+    describe_partition,
 };
 use chrono::{DateTime, Utc};
 use extendr_api::prelude::*;
 
-/// One partition: a character vector of normalised values, named by key or positional.
+/// One partition: NULL, an atomic vector (named by key, or positional), or a list of single
+/// values. Each R value becomes a [`PartitionValue`]; the client decides what it means, the
+/// same for Python and tablectl.
 pub fn partition(value: &Robj) -> Outcome<PartitionSpec> {
-    if value.is_null() {
+    if value.is_null() || value.is_empty() {
         return Ok(PartitionSpec::default());
     }
-    let values = value.as_str_vector().ok_or_else(|| {
-        BindingError::InvalidArgument("a partition must be a character vector".to_owned())
-    })?;
+    let values = if value.is_list() {
+        let list = List::try_from(value)
+            .map_err(|_| BindingError::InvalidArgument("a partition must be a list".into()))?;
+        list.values()
+            .map(|item| {
+                if item.len() != 1 || item.is_list() {
+                    return Err(BindingError::InvalidArgument(
+                        "each partition value must be a single value".to_owned(),
+                    ));
+                }
+                Ok(values_of(&item)?.remove(0))
+            })
+            .collect::<Outcome<Vec<_>>>()?
+    } else {
+        values_of(value)?
+    };
     let names: Vec<Option<String>> = match value.names() {
         Some(names) => names
-            .map(|n| {
-                if n.is_empty() || n.is_na() {
-                    None
-                } else {
-                    Some(n.to_owned())
-                }
-            })
+            .map(|n| (!n.is_empty() && !n.is_na()).then(|| n.to_owned()))
             .collect(),
         None => vec![None; values.len()],
     };
-    Ok(PartitionSpec(
-        names
-            .into_iter()
-            .zip(values)
-            .map(|(k, v)| (k, v.to_owned()))
-            .collect(),
-    ))
+    Ok(PartitionSpec::from_values(
+        names.into_iter().zip(values).collect(),
+    )?)
+}
+
+/// The values of an atomic vector (factors arrive as their labels): character, integer,
+/// double (a `Date` is days, a `POSIXct` seconds), logical; NA is a missing value.
+fn values_of(vector: &Robj) -> Outcome<Vec<PartitionValue>> {
+    let classes = rvalues::classes(vector);
+    let class = |c: &str| classes.iter().any(|k| k == c);
+    if let Ok(strings) = Strings::try_from(vector) {
+        return Ok(strings
+            .iter()
+            .map(|s| {
+                if s.is_na() {
+                    PartitionValue::Missing
+                } else {
+                    PartitionValue::Text(s.to_string())
+                }
+            })
+            .collect());
+    }
+    if let Ok(logicals) = Logicals::try_from(vector) {
+        return Ok(logicals
+            .iter()
+            .map(|b| match b.to_bool() {
+                _ if b.is_na() => PartitionValue::Missing,
+                value => PartitionValue::Bool(value),
+            })
+            .collect());
+    }
+    if let Some(integers) = vector.as_integer_slice() {
+        return Ok(integers
+            .iter()
+            .map(|&i| {
+                if i == i32::MIN {
+                    PartitionValue::Missing
+                } else {
+                    PartitionValue::Int(i64::from(i))
+                }
+            })
+            .collect());
+    }
+    if let Some(doubles) = vector.as_real_slice() {
+        return Ok(doubles
+            .iter()
+            .map(|&x| {
+                if rvalues::is_na_real(x) {
+                    PartitionValue::Missing
+                } else if class("Date") {
+                    date_of_days(x)
+                } else if class("POSIXct") {
+                    PartitionValue::DateTime(
+                        DateTime::from_timestamp_micros((x * 1e6).round() as i64)
+                            .map_or_else(|| format!("{x} s"), |t| t.to_rfc3339()),
+                    )
+                } else {
+                    PartitionValue::Float(x)
+                }
+            })
+            .collect());
+    }
+    Err(BindingError::InvalidArgument(format!(
+        "a partition value of class {} is not supported; use a string, a number or a Date",
+        classes.first().map_or("unknown", String::as_str)
+    )))
+}
+
+/// An R `Date` (days since 1970-01-01; whole for any real date).
+fn date_of_days(days: f64) -> PartitionValue {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    if days.fract() == 0.0
+        && days.abs() < 1e8
+        && let Some(date) = epoch.checked_add_signed(chrono::TimeDelta::days(days as i64))
+    {
+        return PartitionValue::Date(date);
+    }
+    PartitionValue::DateTime(format!("{days} days after 1970-01-01"))
 }
 
 /// Several partitions: a list of what [`partition`] takes.

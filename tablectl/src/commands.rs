@@ -4,10 +4,11 @@ use crate::cli::*;
 use crate::files;
 use crate::output::{self, partition_object, size, time};
 use crate::progress::Bar;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use batchstore_client::{
-    Client, CommitInfo, Expected, KeyType, PartitionData, PartitionKey, PartitionSpec, Progress,
-    ReadRequest, RollbackTo, Selector, TableName, TagTarget, WriteOptions, describe_partition,
+    Client, CommitInfo, Expected, KeyType, PartitionData, PartitionKey, PartitionSpec,
+    PartitionValue, Progress, ReadRequest, RollbackTo, Selector, TableName, TagTarget,
+    WriteOptions, describe_partition, parse_time,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -35,18 +36,19 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 /// `-p` values → a partition spec: `KEY=VALUE` when KEY looks like a key name, else positional.
-fn partition_spec(values: &[String]) -> PartitionSpec {
-    PartitionSpec(
+/// The values are text; the client's one rule makes them canonical.
+fn partition_spec(values: &[String]) -> Result<PartitionSpec> {
+    Ok(PartitionSpec::from_values(
         values
             .iter()
             .map(|text| match text.split_once('=') {
                 Some((key, value)) if looks_like_key(key) => {
-                    (Some(key.to_owned()), value.to_owned())
+                    (Some(key.to_owned()), PartitionValue::Text(value.to_owned()))
                 }
-                _ => (None, text.clone()),
+                _ => (None, PartitionValue::Text(text.clone())),
             })
             .collect(),
-    )
+    )?)
 }
 
 fn looks_like_key(text: &str) -> bool {
@@ -240,7 +242,7 @@ async fn write(client: &Client, args: WriteArgs, json: bool) -> Result<()> {
         .write(
             &table,
             PartitionData {
-                partition: partition_spec(&args.target.partition),
+                partition: partition_spec(&args.target.partition)?,
                 expected: expected(args.expect_batch),
                 data,
             },
@@ -256,36 +258,13 @@ async fn write(client: &Client, args: WriteArgs, json: bool) -> Result<()> {
 }
 
 fn selector(args: &ReadArgs) -> Result<Selector> {
-    Ok(if let Some(v) = args.version {
-        Selector::Version(v)
-    } else if let Some(b) = &args.batch {
-        Selector::Batch(b.clone())
-    } else if let Some(t) = &args.tag {
-        Selector::Tag(t.clone())
-    } else if let Some(t) = &args.as_of {
-        Selector::AsOf(parse_time(t)?)
-    } else {
-        Selector::Current
-    })
-}
-
-/// RFC 3339, `YYYY-MM-DD HH:MM:SS[.f]` (UTC) or `YYYY-MM-DD` (midnight UTC).
-fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
-    use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(Utc.from_utc_datetime(&t));
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).context("midnight")?));
-    }
-    bail!(
-        "cannot read {text:?} as a time; use RFC 3339 (2016-10-31T12:00:00Z), \"2016-10-31 12:00:00\" (UTC) or 2016-10-31"
-    )
+    let as_of = args.as_of.as_deref().map(parse_time).transpose()?;
+    Ok(Selector::choose(
+        args.version,
+        args.batch.clone(),
+        args.tag.clone(),
+        as_of,
+    )?)
 }
 
 async fn read(client: &Client, args: ReadArgs, json: bool) -> Result<()> {
@@ -293,7 +272,7 @@ async fn read(client: &Client, args: ReadArgs, json: bool) -> Result<()> {
     let partitions = if args.partition.is_empty() {
         Vec::new()
     } else {
-        vec![partition_spec(&args.partition)]
+        vec![partition_spec(&args.partition)?]
     };
     let request = ReadRequest {
         table: Some(table.clone()),
@@ -458,7 +437,7 @@ async fn batch(client: &Client, batch_id: &str, json: bool) -> Result<()> {
 async fn history(client: &Client, args: PartitionArgs, json: bool) -> Result<()> {
     let table = TableName::parse(&args.table)?;
     let entries = client
-        .history(&table, &partition_spec(&args.partition))
+        .history(&table, &partition_spec(&args.partition)?)
         .await?;
     if json {
         return output::json(&entries);
@@ -504,7 +483,7 @@ async fn rollback(client: &Client, args: RollbackArgs, json: bool) -> Result<()>
     let committed = client
         .rollback(
             &table,
-            &partition_spec(&args.target.partition),
+            &partition_spec(&args.target.partition)?,
             target,
             expected(args.expect_batch),
             &args.message,
@@ -525,7 +504,7 @@ async fn tag(client: &Client, command: TagCommand, json: bool) -> Result<()> {
             let table = TableName::parse(&table)?;
             let target = match batch {
                 Some(batch) => TagTarget::Batch(batch),
-                None => TagTarget::Version(partition_spec(&partition), version.unwrap_or(0)),
+                None => TagTarget::Version(partition_spec(&partition)?, version.unwrap_or(0)),
             };
             let tag = client.create_tag(&table, &name, target).await?;
             if json {

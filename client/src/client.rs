@@ -11,6 +11,8 @@ use batchstore_proto::v1 as pb;
 use batchstore_proto::v1::metastore_client::MetastoreClient;
 use std::sync::Arc;
 use std::time::Duration;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::{Interceptor, interceptor::InterceptedService};
 use tonic::transport::{Channel, Endpoint};
 
 /// Where to find the metastore when no endpoint is given and `BATCHSTORE_ENDPOINT` is unset.
@@ -24,12 +26,57 @@ const CALL_LIMIT: Duration = Duration::from_secs(600);
 /// How often an open connection is checked for life while a call waits.
 const KEEPALIVE: Duration = Duration::from_secs(20);
 
+/// The metastore's gRPC client, every call stamped with the actor.
+pub(crate) type Rpc = MetastoreClient<InterceptedService<Channel, Actor>>;
+
+/// Names who acts on every call (`batchstore-actor` metadata), so every audited change, tags
+/// included, records the same actor: `BATCHSTORE_ACTOR`, else `USER`, else `anonymous`.
+/// Characters metadata cannot carry (non-ASCII, control) become `?`.
+#[derive(Debug, Clone)]
+pub(crate) struct Actor(MetadataValue<Ascii>);
+
+impl Actor {
+    fn from_environment() -> Self {
+        let name = std::env::var("BATCHSTORE_ACTOR")
+            .or_else(|_| std::env::var("USER"))
+            .ok()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| "anonymous".to_owned());
+        let shown: String = name
+            .chars()
+            .take(256)
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        Actor(
+            MetadataValue::try_from(shown.as_str())
+                .unwrap_or_else(|_| MetadataValue::from_static("anonymous")),
+        )
+    }
+}
+
+impl Interceptor for Actor {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert(batchstore_proto::wire::ACTOR_KEY, self.0.clone());
+        Ok(request)
+    }
+}
+
 /// A connection to a batchstore metastore.
 #[derive(Debug, Clone)]
 pub struct Client {
-    pub(crate) rpc: MetastoreClient<Channel>,
+    pub(crate) rpc: Rpc,
     pub(crate) stores: Arc<Stores>,
-    pub(crate) actor: String,
     endpoint: String,
 }
 
@@ -68,16 +115,12 @@ impl Client {
                      BATCHSTORE_ENDPOINT to its address"
                 ))
             })?;
-        let rpc = MetastoreClient::new(channel)
+        let rpc = MetastoreClient::with_interceptor(channel, Actor::from_environment())
             .max_decoding_message_size(512 * 1024 * 1024)
             .max_encoding_message_size(64 * 1024 * 1024);
-        let actor = std::env::var("BATCHSTORE_ACTOR")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "anonymous".to_owned());
         Ok(Client {
             rpc,
             stores: Arc::new(Stores::default()),
-            actor,
             endpoint,
         })
     }
@@ -262,6 +305,26 @@ impl Client {
         })
     }
 
+    /// A batch's lineage: the batches it was computed from, and those computed from it.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown batch.
+    pub async fn lineage(&self, batch_id: &str) -> Result<Lineage> {
+        let reply = self
+            .rpc
+            .clone()
+            .get_lineage(pb::GetLineageRequest {
+                batch_id: batch_id.into(),
+            })
+            .await?
+            .into_inner();
+        Ok(Lineage {
+            batch_id: batch_id.to_owned(),
+            inputs: reply.inputs,
+            outputs: reply.outputs,
+        })
+    }
+
     /// Every partition with its current batch.
     ///
     /// # Errors
@@ -362,7 +425,7 @@ impl Client {
                 target: Some(target),
                 expected_current_batch_id: expected.map(expected_to_pb),
                 message: message.into(),
-                actor: self.actor.clone(),
+                actor: String::new(),
             })
             .await?
             .into_inner();

@@ -222,6 +222,15 @@ pub struct BatchInfo {
     pub files: usize,
 }
 
+/// Where a batch's data came from and went: the batches it was computed from (`inputs`, given
+/// when it was written) and the batches computed from it (`outputs`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Lineage {
+    pub batch_id: String,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+}
+
 /// One entry of a partition's history.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryEntry {

@@ -160,7 +160,7 @@ impl Client {
         let commit = pb::CommitRequest {
             updates,
             message: request.message,
-            actor: self.actor.clone(),
+            actor: String::new(),
         };
         let result = match self.commit_settled(commit).await {
             CommitOutcome::Answered(Ok(committed)) => Ok(committed),
@@ -352,10 +352,7 @@ impl Drop for PendingBatches {
     }
 }
 
-async fn abort_all(
-    mut rpc: batchstore_proto::v1::metastore_client::MetastoreClient<tonic::transport::Channel>,
-    batch_ids: Vec<String>,
-) {
+async fn abort_all(mut rpc: crate::client::Rpc, batch_ids: Vec<String>) {
     for batch_id in batch_ids {
         let mut call = tonic::Request::new(pb::AbortWriteRequest {
             batch_id: batch_id.clone(),

@@ -198,6 +198,11 @@ class Client:
         """Name a batch: a partition's version (0 = current) or a batch id."""
         return dict(self._native.create_tag(namespace, table, name, partitions, version, batch_id))
 
+    def lineage(self, batch_id: str) -> dict:
+        """A batch's lineage: ``{"batch_id", "inputs", "outputs"}``, the batches it was computed
+        from (``inputs=`` of :meth:`store_dataframe`) and the batches computed from it."""
+        return dict(self._native.lineage(batch_id))
+
     def list_tags(self, namespace: str, table: str) -> list[dict]:
         """The tags of a table."""
         return [dict(t) for t in self._native.list_tags(namespace, table)]

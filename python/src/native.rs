@@ -297,6 +297,18 @@ impl NativeClient {
         values::tag_dict(py, &tag)
     }
 
+    /// `{"batch_id", "inputs", "outputs"}`: the batches it was computed from and those
+    /// computed from it.
+    fn lineage<'py>(&self, py: Python<'py>, batch_id: String) -> PyResult<Bound<'py, PyDict>> {
+        let client = self.client.clone();
+        let lineage = run(py, async move { client.lineage(&batch_id).await })?;
+        let dict = PyDict::new(py);
+        dict.set_item("batch_id", &lineage.batch_id)?;
+        dict.set_item("inputs", &lineage.inputs)?;
+        dict.set_item("outputs", &lineage.outputs)?;
+        Ok(dict)
+    }
+
     fn list_tags<'py>(
         &self,
         py: Python<'py>,

@@ -213,3 +213,14 @@ def test_gil_is_released_while_loading(client):
     worker.join()
     # With the GIL held during the native call this loop could not advance meanwhile.
     assert progress > 1000
+
+
+def test_lineage_and_unpartitioned_auto_create(client):
+    first = bs.store_dataframe(pd.DataFrame({"v": [1]}), "lin", "raw")  # unpartitioned, created
+    assert client.describe_table("lin", "raw")["partition_keys"] == []
+    derived = bs.store_dataframe(pd.DataFrame({"v": [2]}), "lin", "clean", {"ds": 1}, inputs=[first.batch_id])
+    assert client.lineage(derived.batch_id) == {"batch_id": derived.batch_id, "inputs": [first.batch_id], "outputs": []}
+    assert client.lineage(first.batch_id)["outputs"] == [derived.batch_id]
+    with pytest.raises(bs.NotFound):
+        bs.store_dataframe(pd.DataFrame({"v": [3]}), "lin", "clean", {"ds": 2}, inputs=["0" * 8 + "-0000-7000-8000-" + "0" * 12])
+    assert len(bs.partitions("lin", "clean")) == 1

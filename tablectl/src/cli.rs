@@ -50,6 +50,12 @@ pub enum Command {
         /// The batch id (as printed by write, history or an error).
         batch_id: String,
     },
+    /// Show a batch's lineage: the batches it was computed from (given with `write --input`)
+    /// and the batches computed from it.
+    Lineage {
+        /// The batch id.
+        batch_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +121,9 @@ pub struct WriteArgs {
     /// A message for the history.
     #[arg(short = 'm', long, default_value = "")]
     pub message: String,
+    /// A batch this data was computed from (lineage; repeat for each). Each must be committed.
+    #[arg(long = "input", value_name = "ID")]
+    pub inputs: Vec<String>,
     /// Most rows per Parquet file in the batch.
     #[arg(long, default_value_t = 1 << 20)]
     pub rows_per_file: usize,

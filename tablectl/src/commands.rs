@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use batchstore_client::{
     Client, CommitInfo, Expected, KeyType, PartitionData, PartitionKey, PartitionSpec,
     PartitionValue, Progress, ReadRequest, RollbackTo, Selector, TableName, TagTarget,
-    WriteOptions, describe_partition, parse_time,
+    WriteOptions, WriteRequest, describe_partition, parse_time,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -32,6 +32,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Rollback(args) => rollback(&client, args, json).await,
         Command::Tag(command) => tag(&client, command, json).await,
         Command::Batch { batch_id } => batch(&client, &batch_id, json).await,
+        Command::Lineage { batch_id } => lineage(&client, &batch_id, json).await,
     }
 }
 
@@ -238,19 +239,24 @@ async fn write(client: &Client, args: WriteArgs, json: bool) -> Result<()> {
         ..WriteOptions::default()
     };
     let progress = bar.clone().map(|b| b as Arc<dyn Progress>);
+    let request = WriteRequest {
+        table: table.clone(),
+        partitions: vec![PartitionData {
+            partition: partition_spec(&args.target.partition)?,
+            expected: expected(args.expect_batch),
+            data,
+        }],
+        message: args.message,
+        inputs: args.inputs,
+    };
     let committed = client
-        .write(
-            &table,
-            PartitionData {
-                partition: partition_spec(&args.target.partition)?,
-                expected: expected(args.expect_batch),
-                data,
-            },
-            &args.message,
-            &options,
-            progress,
-        )
-        .await;
+        .write_partitions(request, &options, progress)
+        .await
+        .and_then(|mut c| {
+            c.pop().ok_or_else(|| {
+                batchstore_client::ClientError::Internal("the commit returned nothing".into())
+            })
+        });
     if let Some(bar) = &bar {
         bar.finish();
     }
@@ -431,6 +437,24 @@ async fn batch(client: &Client, batch_id: &str, json: bool) -> Result<()> {
         batch.files,
         time(&batch.created_at)
     );
+    Ok(())
+}
+
+async fn lineage(client: &Client, batch_id: &str, json: bool) -> Result<()> {
+    let lineage = client.lineage(batch_id).await?;
+    if json {
+        return output::json(&lineage);
+    }
+    let list = |ids: &[String]| {
+        if ids.is_empty() {
+            "none".to_owned()
+        } else {
+            ids.join(", ")
+        }
+    };
+    println!("batch {}", lineage.batch_id);
+    println!("  computed from: {}", list(&lineage.inputs));
+    println!("  used by:       {}", list(&lineage.outputs));
     Ok(())
 }
 

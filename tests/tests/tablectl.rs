@@ -41,6 +41,89 @@ on_both_storages!(
     killed_write_changes_nothing
 );
 
+/// Every change records who made it (writes, rollbacks, tags: the actor travels with every
+/// call), and lineage given at write time reads back both ways.
+#[test]
+fn actors_and_lineage_are_recorded() -> Result<()> {
+    let env = Env::start(Storage::Local)?;
+    let as_actor = |name: &str| Tablectl {
+        endpoint: env.cli.endpoint.clone(),
+        env: vec![("BATCHSTORE_ACTOR".to_owned(), name.to_owned())],
+    };
+    let file = env.path("in.parquet");
+    write_parquet(&file, &[sample(1, 10)?])?;
+    let file = file.to_str().context("path")?;
+    let first = as_actor("alice").json(&["write", "sales.items", "-p", "ds=1", file])?;
+    let first = first["batch_id"].as_str().context("batch_id")?.to_owned();
+    let second = as_actor("bob").json(&[
+        "write",
+        "sales.items",
+        "-p",
+        "ds=2",
+        file,
+        "--input",
+        &first,
+    ])?;
+    let second = second["batch_id"].as_str().context("batch_id")?.to_owned();
+    as_actor("carol").ok(&["tag", "create", "sales.items", "gold", "--batch", &second])?;
+    as_actor("dave").ok(&["write", "sales.items", "-p", "ds=2", file])?;
+    as_actor("erin").ok(&["rollback", "sales.items", "-p", "ds=2", "--to-version", "1"])?;
+    as_actor("frank").ok(&["tag", "delete", "sales.items", "gold"])?;
+
+    let history = env.cli.json(&["history", "sales.items", "-p", "ds=2"])?;
+    let actors: Vec<&str> = history
+        .as_array()
+        .context("history")?
+        .iter()
+        .filter_map(|h| h["actor"].as_str())
+        .collect();
+    assert_eq!(actors, ["erin", "dave", "bob"]);
+    let audit = batchstore_tests::catalog_query(
+        &env._db,
+        "SELECT actor || ':' || action FROM audit_events ORDER BY id",
+    )?;
+    let audit: Vec<&str> = audit
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    for expected in [
+        "alice:commit",
+        "bob:commit",
+        "carol:tag",
+        "dave:commit",
+        "erin:rollback",
+        "frank:untag",
+    ] {
+        assert!(
+            audit.contains(&expected),
+            "{expected} missing from the audit: {audit:?}"
+        );
+    }
+    assert!(
+        !audit.iter().any(|a| a.starts_with("anonymous")),
+        "{audit:?}"
+    );
+
+    let lineage = env.cli.json(&["lineage", &second])?;
+    assert_eq!(lineage["inputs"], serde_json::json!([first]));
+    let upstream = env.cli.json(&["lineage", &first])?;
+    assert_eq!(upstream["outputs"], serde_json::json!([second]));
+    let refused = env.cli.run(&[
+        "write",
+        "sales.items",
+        "-p",
+        "ds=3",
+        file,
+        "--input",
+        "not-a-batch",
+    ])?;
+    assert!(!refused.status.success());
+    let partitions = env.cli.json(&["partitions", "sales.items"])?;
+    assert_eq!(partitions.as_array().map(Vec::len), Some(2), "{partitions}");
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Storage {
     Local,

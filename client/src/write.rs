@@ -215,6 +215,8 @@ impl Client {
             }
             other => other?,
         };
+        // Keeps every batch's lease alive while the data uploads, however long that takes.
+        let _renewal = LeaseRenewal::start(self.rpc.clone(), &begun, options.lease);
         let upload_one = |(part, begun): (PartitionData, pb::BeginWriteResponse)| {
             let progress = progress.clone();
             async move {
@@ -296,6 +298,53 @@ impl Client {
         self.create_namespace(&table.namespace, true).await?;
         self.create_table(table, &keys, None, true).await?;
         Ok(())
+    }
+}
+
+/// Renews the leases of batches being uploaded, every third of the lease (at most every
+/// [`RENEW_EVERY`]), until dropped when the upload ends. A failed renewal is only logged: the
+/// commit then reports the expired lease exactly.
+struct LeaseRenewal(tokio::task::JoinHandle<()>);
+
+/// The longest wait between renewals.
+const RENEW_EVERY: Duration = Duration::from_secs(60);
+
+impl LeaseRenewal {
+    fn start(
+        rpc: crate::client::Rpc,
+        begun: &[pb::BeginWriteResponse],
+        lease: Option<Duration>,
+    ) -> Self {
+        let batch_ids: Vec<String> = begun.iter().map(|b| b.batch_id.clone()).collect();
+        // The lease asked for, else what the metastore granted (by this machine's clock).
+        let granted = lease.unwrap_or_else(|| {
+            let now = chrono::Utc::now().timestamp_micros();
+            let first = begun.iter().map(|b| b.lease_expires_at_micros).min();
+            Duration::from_micros(first.map_or(0, |e| e.saturating_sub(now)).max(0) as u64)
+        });
+        let every = (granted / 3).clamp(Duration::from_millis(200), RENEW_EVERY);
+        let lease_seconds = lease.map_or(0, |l| l.as_secs().max(1) as i64);
+        LeaseRenewal(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                for batch_id in &batch_ids {
+                    let mut call = tonic::Request::new(pb::RenewLeaseRequest {
+                        batch_id: batch_id.clone(),
+                        lease_seconds,
+                    });
+                    call.set_timeout(every.max(Duration::from_secs(5)));
+                    if let Err(error) = rpc.clone().renew_lease(call).await {
+                        tracing::debug!(%batch_id, %error, "could not renew the lease");
+                    }
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for LeaseRenewal {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -31,6 +31,8 @@ on_both_backends!(
     a_namespace_dropped_while_a_table_is_created_leaves_no_orphan,
     pending_batches_per_table_are_bounded,
     the_read_schema_covers_every_batch,
+    leases_are_renewed_only_while_pending_and_live,
+    an_upload_longer_than_its_lease_still_commits,
 );
 
 async fn setup(backend: Backend) -> anyhow::Result<(TestDatabase, Metastore, Rpc)> {
@@ -950,5 +952,135 @@ async fn the_read_schema_covers_every_batch(backend: Backend) -> anyhow::Result<
     assert_eq!(read_all("three").await?, 6);
     let again = stage(&mut rpc, "three", "3", categories(DataType::Int8, 3, true)?).await?;
     rpc.commit(commit_of(vec![again], "nullable later")).await?;
+    Ok(())
+}
+
+async fn leases_are_renewed_only_while_pending_and_live(backend: Backend) -> anyhow::Result<()> {
+    let (_db, _server, mut client) = setup(backend).await?;
+    let renew = |batch_id: &str, lease_seconds: i64| pb::RenewLeaseRequest {
+        batch_id: batch_id.to_owned(),
+        lease_seconds,
+    };
+    // A live lease moves forward.
+    let begun = begin(&mut client, "sales", "items", &ds("1"), 2).await?;
+    let renewed = client
+        .renew_lease(renew(&begun.batch_id, 600))
+        .await?
+        .into_inner();
+    assert!(
+        renewed.lease_expires_at_micros > begun.lease_expires_at_micros + 500_000_000,
+        "{renewed:?} vs {begun:?}"
+    );
+    // Past the old expiry, the batch is alive and commits.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let file = upload(&begun.location, "part-00000.parquet", 3)?;
+    client
+        .commit(commit_request(begun.batch_id.clone(), vec![file], None))
+        .await?;
+    // A committed, an aborted, an expired or an unknown batch cannot be renewed.
+    let committed = client.renew_lease(renew(&begun.batch_id, 60)).await;
+    assert_eq!(
+        committed.map_err(|s| s.code()).err(),
+        Some(Code::FailedPrecondition)
+    );
+    let aborted = begin(&mut client, "sales", "items", &ds("2"), 60).await?;
+    client
+        .abort_write(pb::AbortWriteRequest {
+            batch_id: aborted.batch_id.clone(),
+        })
+        .await?;
+    let refused = client.renew_lease(renew(&aborted.batch_id, 60)).await;
+    assert_eq!(
+        refused.map_err(|s| s.code()).err(),
+        Some(Code::FailedPrecondition)
+    );
+    let expired = begin(&mut client, "sales", "items", &ds("3"), 1).await?;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let refused = client
+        .renew_lease(renew(&expired.batch_id, 60))
+        .await
+        .err()
+        .map(|s| (s.code(), s.message().to_owned()));
+    assert!(
+        matches!(&refused, Some((Code::FailedPrecondition, m)) if m.contains("ran out")),
+        "{refused:?}"
+    );
+    let unknown = client
+        .renew_lease(renew("01890000-0000-7000-8000-000000000000", 60))
+        .await;
+    assert_eq!(unknown.map_err(|s| s.code()).err(), Some(Code::NotFound));
+    let live = begin(&mut client, "sales", "items", &ds("4"), 60).await?;
+    let too_long = client.renew_lease(renew(&live.batch_id, 1 << 40)).await;
+    assert_eq!(
+        too_long.map_err(|s| s.code()).err(),
+        Some(Code::InvalidArgument)
+    );
+    Ok(())
+}
+
+/// Input that arrives slowly: `batches` batches of one row, `pause` apart.
+struct SlowInput {
+    schema: arrow_schema::SchemaRef,
+    left: usize,
+    pause: Duration,
+}
+
+impl Iterator for SlowInput {
+    type Item = Result<arrow_array::RecordBatch, arrow_schema::ArrowError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        std::thread::sleep(self.pause);
+        Some(arrow_array::RecordBatch::try_new(
+            self.schema.clone(),
+            vec![std::sync::Arc::new(arrow_array::Int64Array::from(vec![
+                self.left as i64,
+            ]))],
+        ))
+    }
+}
+
+impl arrow_array::RecordBatchReader for SlowInput {
+    fn schema(&self) -> arrow_schema::SchemaRef {
+        self.schema.clone()
+    }
+}
+
+/// A write whose input takes three times its lease to arrive keeps its batch alive by
+/// renewing the lease, and commits.
+async fn an_upload_longer_than_its_lease_still_commits(backend: Backend) -> anyhow::Result<()> {
+    use batchstore_client::{Client, PartitionData, PartitionSpec, TableName, WriteOptions};
+    let (_db, server, _rpc) = setup(backend).await?;
+    let client = Client::connect(Some(&server.endpoint())).await?;
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+        "v",
+        arrow_schema::DataType::Int64,
+        false,
+    )]));
+    let options = WriteOptions {
+        lease: Some(Duration::from_secs(1)),
+        ..WriteOptions::default()
+    };
+    let data = SlowInput {
+        schema,
+        left: 12,
+        pause: Duration::from_millis(250),
+    };
+    let committed = client
+        .write(
+            &TableName::new("sales", "items"),
+            PartitionData {
+                partition: PartitionSpec::named([("ds", "slow")]),
+                expected: None,
+                data: Box::new(data),
+            },
+            "slow input",
+            &options,
+            None,
+        )
+        .await?;
+    assert_eq!((committed.version, committed.rows), (1, 12));
     Ok(())
 }

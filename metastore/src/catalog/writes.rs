@@ -152,6 +152,36 @@ impl Catalog {
         }
     }
 
+    /// Extends the lease of a pending batch to `lease` from now (the default when `None`).
+    /// Only a live lease can be renewed: once it has run out, the batch is abandoned for good.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown batch; `FailedPrecondition` for a batch that is committed,
+    /// aborted or whose lease ran out; `InvalidArgument` for a lease above the maximum.
+    pub async fn renew_lease(&self, batch_id: &str, lease: Option<Duration>) -> CatalogResult<i64> {
+        check_batch_id(batch_id)?;
+        let lease = self.lease(lease)?;
+        let renewed = sqlx::query(self.sql(
+            "UPDATE batches SET lease_expires_at_us = {now} + $2 \
+             WHERE batch_id = $1 AND state = 'pending' AND lease_expires_at_us > {now} \
+             RETURNING lease_expires_at_us",
+        ))
+        .bind(batch_id)
+        .bind(lease.as_micros() as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = renewed {
+            return Ok(row.try_get("lease_expires_at_us")?);
+        }
+        let batch = self.get_batch(batch_id).await?;
+        Err(super::commit::validate::not_committable(&batch).unwrap_or_else(|| {
+            CatalogError::FailedPrecondition(format!(
+                "batch {batch_id} is already committed (version {}); its lease no longer matters",
+                batch.version.unwrap_or_default()
+            ))
+        }))
+    }
+
     /// Returns a batch and where it stands (expired leases are recorded as abandoned first).
     ///
     /// # Errors

@@ -33,6 +33,16 @@ fn reply<T>(result: CatalogResult<T>) -> Reply<T> {
     result.map(Response::new).map_err(status::to_status)
 }
 
+/// A requested lease: `None` (the default) for 0; negative is refused.
+fn lease_of(seconds: i64) -> CatalogResult<Option<Duration>> {
+    if seconds < 0 {
+        return Err(crate::error::CatalogError::InvalidArgument(
+            "lease_seconds cannot be negative; use 0 for the default".into(),
+        ));
+    }
+    Ok((seconds > 0).then(|| Duration::from_secs(seconds as u64)))
+}
+
 /// The actor: the request's own field, else the `batchstore-actor` metadata, else "anonymous".
 fn actor<T>(request: &Request<T>, field: &str) -> String {
     if !field.is_empty() {
@@ -170,12 +180,7 @@ impl Metastore for MetastoreService {
         let r = request.into_inner();
         let result = async {
             let (ns, table) = table_ref(r.table.as_ref())?;
-            let lease = (r.lease_seconds > 0).then(|| Duration::from_secs(r.lease_seconds as u64));
-            if r.lease_seconds < 0 {
-                return Err(crate::error::CatalogError::InvalidArgument(
-                    "lease_seconds cannot be negative; use 0 for the default".into(),
-                ));
-            }
+            let lease = lease_of(r.lease_seconds)?;
             let pending = self
                 .catalog
                 .begin_write(&ns, &table, &partition_pairs(r.partition.as_ref()), lease)
@@ -217,6 +222,21 @@ impl Metastore for MetastoreService {
                 .await
                 .map(|()| pb::AbortWriteResponse {}),
         )
+    }
+
+    async fn renew_lease(
+        &self,
+        request: Request<pb::RenewLeaseRequest>,
+    ) -> Reply<pb::RenewLeaseResponse> {
+        let r = request.into_inner();
+        let result = async {
+            let lease = lease_of(r.lease_seconds)?;
+            let lease_expires_at_micros = self.catalog.renew_lease(&r.batch_id, lease).await?;
+            Ok(pb::RenewLeaseResponse {
+                lease_expires_at_micros,
+            })
+        };
+        reply(result.await)
     }
 
     async fn get_batch(

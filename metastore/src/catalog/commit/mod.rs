@@ -14,7 +14,7 @@
 //! answered the same way, so the answer never depends on which replica a retry reaches.
 
 mod retry;
-mod validate;
+pub(super) mod validate;
 
 use super::Catalog;
 use super::pointer::PointerMove;

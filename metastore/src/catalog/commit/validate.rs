@@ -150,7 +150,7 @@ fn too_large(update: &PartitionUpdate) -> CatalogError {
 }
 
 /// The refusal for a batch that cannot be committed, if it cannot.
-pub(super) fn not_committable(batch: &BatchRecord) -> Option<CatalogError> {
+pub(in crate::catalog) fn not_committable(batch: &BatchRecord) -> Option<CatalogError> {
     match batch.state {
         BatchState::Aborted => Some(CatalogError::FailedPrecondition(format!(
             "batch {} was aborted and can never be committed; begin a new write",

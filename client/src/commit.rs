@@ -8,9 +8,10 @@
 //! the bound the error says the outcome is unknown and how to settle it, and the batches are
 //! not aborted (their commit may have succeeded).
 
-use crate::client::{Client, commit_info};
+use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::types::CommitInfo;
+use crate::wire::commit_info;
 use batchstore_proto::v1 as pb;
 use std::time::{Duration, Instant};
 use tonic::Code;

@@ -16,13 +16,17 @@ pub mod read;
 pub mod runtime;
 pub mod schema;
 pub mod storage;
+mod tables;
 pub mod types;
+mod versions;
+mod wire;
 pub mod write;
 
-pub use client::{Client, DEFAULT_ENDPOINT, RollbackTo, TagTarget};
+pub use client::{Client, DEFAULT_ENDPOINT};
 pub use error::{ClientError, Missing, Result};
 pub use partition::{PartitionSpec, PartitionValue, describe_partition};
 pub use read::{PartitionColumns, ReadRequest, ReadResult};
 pub use tokio_util::sync::CancellationToken;
 pub use types::*;
+pub use versions::{RollbackTo, TagTarget};
 pub use write::{PartitionData, Progress, WriteOptions, WriteRequest};

@@ -9,11 +9,12 @@
 //! by name. When a read spans other than exactly one named partition, the partition keys are
 //! added as columns, typed by the table's key types.
 
-use crate::client::{Client, pairs, spec_to_pb, table_ref};
+use crate::client::Client;
 use crate::commit::repeat_while_unknown;
 use crate::error::{ClientError, Result};
 use crate::partition::{PartitionSpec, describe_partition};
 use crate::types::{KeyType, Selector, TableInfo, TableName, from_micros};
+use crate::wire::{pairs, spec_to_pb, table_ref};
 use crate::write::Progress;
 use arrow_array::{ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef};
@@ -241,7 +242,7 @@ impl Client {
             .map_err(|(status, _)| ClientError::from(status))?
             .into_inner();
             if info.is_none() {
-                info = page.table.map(crate::client::table_info).transpose()?;
+                info = page.table.map(crate::wire::table_info).transpose()?;
             }
             partitions.extend(page.partitions);
             if page.next_page_token.is_empty() {

@@ -8,12 +8,13 @@
 //! partition as it was; a failed write tells the metastore (AbortWrite) when it still can,
 //! and otherwise its lease runs out.
 
-use crate::client::{Client, expected_to_pb, spec_to_pb, table_ref};
+use crate::client::Client;
 use crate::commit::{CommitOutcome, repeat_while_unknown};
 use crate::error::{ClientError, Result};
 use crate::partition::{PartitionSpec, describe_partition};
 use crate::storage::BatchDir;
 use crate::types::{CommitInfo, Expected, TableName};
+use crate::wire::{expected_to_pb, spec_to_pb, table_ref};
 use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_schema::SchemaRef;
 use batchstore_proto::v1 as pb;

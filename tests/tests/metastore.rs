@@ -926,39 +926,46 @@ async fn paging_and_lineage(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// SIGTERM while a commit is inside its transaction: the server finishes it and answers before
+/// exiting. The commit is held in flight on purpose (the debug-only fault pause) and the test
+/// checks the overlap: the answer arrives after the signal was sent.
 async fn graceful_shutdown_finishes_commit(backend: Backend) -> anyhow::Result<()> {
-    let Fixture {
-        mut client,
-        mut server,
-        _db,
-    } = fixture(backend, &[]).await?;
+    let db = TestDatabase::create(backend)?;
+    let dir = tempfile::tempdir()?;
+    let pause = [(
+        "BATCHSTORE_FAULT_COMMIT_PAUSE_MS".to_owned(),
+        "1500".to_owned(),
+    )];
+    let mut server = Metastore::start_with_env(
+        &db.url,
+        &dir.path().join("warehouse").display().to_string(),
+        &[],
+        &pause,
+    )?;
+    let mut client = server.client().await?;
     create_table(&mut client, "sales", "items").await?;
     let begun = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
-    // Enough files that checking them keeps the commit in flight while SIGTERM arrives.
-    let files = (0..3000)
+    let files = (0..20)
         .map(|i| upload(&begun.location, &format!("part-{i:05}.parquet"), 1))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut committer = client.clone();
     let commit = tokio::spawn(async move {
-        committer
-            .commit(pb::CommitRequest {
-                updates: vec![pb::PartitionUpdate {
-                    batch_id: begun.batch_id,
-                    files,
-                    arrow_schema: int_schema(),
-                    expected_current_batch_id: None,
-                    input_batch_ids: vec![],
-                }],
-                message: String::new(),
-                actor: String::new(),
-            })
-            .await
+        let answer = committer
+            .commit(commit_request(begun.batch_id, files, None))
+            .await;
+        (answer, std::time::Instant::now())
     });
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let signalled = std::time::Instant::now();
     let status = tokio::task::spawn_blocking(move || server.terminate()).await??;
-    let committed = commit.await??.into_inner();
+    let (answer, answered) = commit.await?;
+    assert!(
+        answered > signalled,
+        "the commit was answered before SIGTERM; the test did not overlap them"
+    );
+    let committed = answer?.into_inner();
     assert_eq!(committed.committed[0].version, 1);
-    assert_eq!(committed.committed[0].rows, 3000);
+    assert_eq!(committed.committed[0].rows, 20);
     assert!(status.success(), "exit status {status}");
     Ok(())
 }

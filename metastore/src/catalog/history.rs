@@ -1,8 +1,8 @@
 //! History and rollback. History is append-only: a rollback appends an entry that points the
 //! partition back at an older batch; nothing is ever deleted or rewritten.
 
+use super::paging::{page_size, paginate, parse_token};
 use super::pointer::PointerMove;
-use super::reads::parse_token;
 use super::writes::check_batch_id;
 use super::{Catalog, PartitionRow};
 use crate::error::{CatalogError, CatalogResult, Missing};
@@ -32,7 +32,7 @@ impl Catalog {
             0 => i64::MAX,
             v => v,
         };
-        let limit = super::page_size(page_size_requested);
+        let limit = page_size(page_size_requested);
         let rows = sqlx::query(
             "SELECT version, batch_id, operation, actor, message, committed_at_us, rows, bytes \
              FROM history WHERE partition_id = $1 AND version < $2 \
@@ -60,9 +60,7 @@ impl Catalog {
                 })
             })
             .collect::<CatalogResult<Vec<_>>>()?;
-        Ok(super::namespaces::paginate(&mut entries, limit, |e| {
-            e.version.to_string()
-        }))
+        Ok(paginate(&mut entries, limit, |e| e.version.to_string()))
     }
 
     /// Points a partition back at a batch from its history, as a new version.

@@ -11,145 +11,29 @@
 //!   partition, and as-of reads are repeatable (`pointer`).
 
 mod commit;
+mod database;
 mod history;
 mod namespaces;
+mod paging;
 mod pointer;
 mod reads;
 mod tables;
 mod tags;
 mod writes;
 
+pub use database::{Dialect, migrate_database, redact_url};
+use database::{connect_pool, run_migrations};
+
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{BatchRecord, Micros, PartitionKeyDef, PartitionValues, TableRecord};
 use crate::names::quote_for_message;
 use crate::warehouse::Warehouse;
 use sha2::{Digest, Sha256};
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, AssertSqlSafe, Executor, Row, SqlStr};
-use std::borrow::Cow;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, AssertSqlSafe, Row};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// The two supported databases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
-impl Dialect {
-    /// Picks the dialect from a database URL.
-    ///
-    /// # Errors
-    /// `InvalidArgument` for any other scheme.
-    pub fn from_url(url: &str) -> CatalogResult<Self> {
-        if url.starts_with("sqlite:") {
-            Ok(Dialect::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Dialect::Postgres)
-        } else {
-            Err(CatalogError::InvalidArgument(format!(
-                "unsupported database URL {}; use sqlite://FILE or postgres://USER@HOST/DB",
-                quote_for_message(url)
-            )))
-        }
-    }
-
-    /// The catalog clock in microseconds, as an SQL expression.
-    fn now(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
-            Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)",
-        }
-    }
-
-    /// The clause that share-locks the rows a `SELECT` reads (PostgreSQL; SQLite runs one
-    /// writer at a time, so it needs none).
-    fn lock_for_share(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "",
-            Dialect::Postgres => " FOR SHARE",
-        }
-    }
-
-    /// The clause that write-locks the rows a `SELECT` reads (PostgreSQL only, as above).
-    fn lock_for_update(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "",
-            Dialect::Postgres => " FOR UPDATE",
-        }
-    }
-
-    /// The two-argument maximum function.
-    fn max(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "MAX",
-            Dialect::Postgres => "GREATEST",
-        }
-    }
-
-    /// The embedded migrations of this dialect: `(version, description, sql)`.
-    fn migrations(self) -> &'static [(i64, &'static str, &'static str)] {
-        match self {
-            Dialect::Sqlite => &[
-                (
-                    1,
-                    "catalog",
-                    include_str!("../../../migrations/sqlite/0001_catalog.sql"),
-                ),
-                (
-                    2,
-                    "history as-of index",
-                    include_str!("../../../migrations/sqlite/0002_history_as_of.sql"),
-                ),
-                (
-                    3,
-                    "file statistics",
-                    include_str!("../../../migrations/sqlite/0003_file_stats.sql"),
-                ),
-                (
-                    4,
-                    "pending batches by table",
-                    include_str!("../../../migrations/sqlite/0004_pending_by_table.sql"),
-                ),
-            ],
-            Dialect::Postgres => &[
-                (
-                    1,
-                    "catalog",
-                    include_str!("../../../migrations/postgres/0001_catalog.sql"),
-                ),
-                (
-                    2,
-                    "commit function",
-                    include_str!("../../../migrations/postgres/0002_commit_function.sql"),
-                ),
-                (
-                    3,
-                    "one commit implementation",
-                    include_str!("../../../migrations/postgres/0003_drop_commit_function.sql"),
-                ),
-                (
-                    4,
-                    "history as-of index",
-                    include_str!("../../../migrations/postgres/0004_history_as_of.sql"),
-                ),
-                (
-                    5,
-                    "file statistics",
-                    include_str!("../../../migrations/postgres/0005_file_stats.sql"),
-                ),
-                (
-                    6,
-                    "pending batches by table",
-                    include_str!("../../../migrations/postgres/0006_pending_by_table.sql"),
-                ),
-            ],
-        }
-    }
-}
 
 /// Tunables of the catalog.
 #[derive(Debug, Clone)]
@@ -409,72 +293,6 @@ impl Catalog {
     }
 }
 
-/// Opens a pool on `database_url` with the settings each dialect needs.
-async fn connect_pool(
-    database_url: &str,
-    max_connections: u32,
-) -> CatalogResult<(AnyPool, Dialect)> {
-    let dialect = Dialect::from_url(database_url)?;
-    sqlx::any::install_default_drivers();
-    let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
-    let pool = match dialect {
-        // SQLite allows one writer at a time; one connection serialises commits without
-        // SQLITE_BUSY and costs nothing for reads of a local file.
-        Dialect::Sqlite => options.max_connections(1).after_connect(|conn, _| {
-            Box::pin(async move {
-                conn.execute("PRAGMA journal_mode = WAL").await?;
-                conn.execute("PRAGMA synchronous = NORMAL").await?;
-                conn.execute("PRAGMA busy_timeout = 10000").await?;
-                conn.execute("PRAGMA foreign_keys = ON").await?;
-                Ok(())
-            })
-        }),
-        Dialect::Postgres => options.max_connections(max_connections),
-    }
-    .connect(database_url)
-    .await
-    .map_err(|e| {
-        CatalogError::Unavailable(format!(
-            "cannot open the catalog database {}: {e}",
-            redact_url(database_url)
-        ))
-    })?;
-    Ok((pool, dialect))
-}
-
-/// Applies the embedded migrations for the dialect (idempotent; replicas may race safely, as
-/// sqlx takes an advisory lock on PostgreSQL).
-async fn run_migrations(pool: &AnyPool, dialect: Dialect) -> CatalogResult<()> {
-    let migrations = dialect
-        .migrations()
-        .iter()
-        .map(|(version, description, sql)| {
-            Migration::new(
-                *version,
-                Cow::Borrowed(*description),
-                MigrationType::Simple,
-                SqlStr::from_static(sql),
-                false,
-            )
-        })
-        .collect();
-    Migrator::with_migrations(migrations)
-        .run(pool)
-        .await
-        .map_err(|e| CatalogError::Internal(format!("applying catalog migrations failed: {e}")))
-}
-
-/// Applies pending migrations to a database and closes the connection (`metastore migrate`).
-///
-/// # Errors
-/// `Unavailable` when the database cannot be reached; `Internal` when a migration fails.
-pub async fn migrate_database(database_url: &str) -> CatalogResult<()> {
-    let (pool, dialect) = connect_pool(database_url, 1).await?;
-    let result = run_migrations(&pool, dialect).await;
-    pool.close().await;
-    result
-}
-
 /// The parts of a partition row most operations need.
 #[derive(Debug, Clone)]
 struct PartitionRow {
@@ -496,49 +314,4 @@ fn format_micros(micros: Micros) -> String {
     chrono::DateTime::from_timestamp_micros(micros)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
         .unwrap_or_else(|| format!("{micros} µs"))
-}
-
-/// Checks a page size: 0 means the default, anything above the maximum is capped.
-fn page_size(requested: i32) -> i64 {
-    const DEFAULT: i64 = 1000;
-    const MAX: i64 = 10_000;
-    match requested {
-        n if n <= 0 => DEFAULT,
-        n => i64::from(n).min(MAX),
-    }
-}
-
-/// Hides a password in a database URL before it reaches a log or an error.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
-        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
-    }
-
-    #[test]
-    fn page_sizes_are_bounded() {
-        assert_eq!(page_size(0), 1000);
-        assert_eq!(page_size(5), 5);
-        assert_eq!(page_size(i32::MAX), 10_000);
-    }
 }

@@ -1,6 +1,7 @@
 //! Namespaces: create, list, drop (soft: a dropped name can be used again).
 
-use super::{Catalog, page_size};
+use super::Catalog;
+use super::paging::{page_size, paginate};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{NamespaceRecord, Page};
 use crate::names::{NameKind, validate_name};
@@ -139,21 +140,5 @@ impl Catalog {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-}
-
-/// Cuts a result fetched with `limit + 1` rows to `limit` and sets the next-page token from the
-/// last item kept.
-pub(super) fn paginate<T>(items: &mut Vec<T>, limit: i64, token: impl Fn(&T) -> String) -> Page<T> {
-    let more = items.len() as i64 > limit;
-    items.truncate(limit as usize);
-    let next_page_token = if more {
-        items.last().map(&token).unwrap_or_default()
-    } else {
-        String::new()
-    };
-    Page {
-        items: std::mem::take(items),
-        next_page_token,
     }
 }

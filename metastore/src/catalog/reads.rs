@@ -3,8 +3,8 @@
 //! Resolution joins partitions → history → batches, so every selector (current, version, batch,
 //! tag, as-of) answers from the same append-only history, by index lookups only.
 
-use super::namespaces::paginate;
-use super::{Catalog, format_micros, page_size, partition_hash};
+use super::paging::{bad_token, page_size, paginate, parse_token};
+use super::{Catalog, format_micros, partition_hash};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::limits;
 use crate::model::{
@@ -384,20 +384,6 @@ fn whole(items: Vec<ResolvedPartition>) -> Page<ResolvedPartition> {
         items,
         next_page_token: String::new(),
     }
-}
-
-fn bad_token() -> CatalogError {
-    CatalogError::InvalidArgument(
-        "the page token is not one this service handed out; pass the next_page_token of the previous page".into(),
-    )
-}
-
-/// Page tokens of id-ordered listings are the last id; "" starts at the beginning.
-pub(super) fn parse_token(token: &str) -> CatalogResult<i64> {
-    if token.is_empty() {
-        return Ok(0);
-    }
-    token.parse().map_err(|_| bad_token())
 }
 
 fn resolved_from_row(table: &TableRecord, row: &AnyRow) -> CatalogResult<ResolvedPartition> {

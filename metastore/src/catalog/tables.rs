@@ -1,7 +1,7 @@
 //! Tables: create with partition keys and an optional schema, get, list, drop (soft).
 
-use super::namespaces::paginate;
-use super::{Catalog, page_size};
+use super::Catalog;
+use super::paging::{page_size, paginate};
 use crate::error::{CatalogError, CatalogResult};
 use crate::model::{Page, PartitionKeyDef, TableRecord, validate_partition_keys};
 use crate::names::{NameKind, validate_name};

@@ -132,3 +132,12 @@ skip_without_python <- function() {
   }
   testthat::skip("the batchstore Python package is not installed")
 }
+
+# tablectl against `server`; stops with its stderr when it fails.
+run_tablectl <- function(server, ...) {
+  out <- suppressWarnings(system2(bs_binary("tablectl", "BATCHSTORE_TABLECTL_BIN"),
+                                  c("--endpoint", server$endpoint, ...), stdout = TRUE, stderr = TRUE))
+  status <- attr(out, "status")
+  if (!is.null(status) && status != 0) stop("tablectl failed:\n", paste(out, collapse = "\n"))
+  out
+}

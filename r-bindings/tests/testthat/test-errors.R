@@ -88,7 +88,9 @@ test_that("columns batchstore cannot store are refused before anything is writte
   Encoding(bad_text$s) <- "bytes"
   expect_batchstore_error(sf_writer(bad_text, "sales", "bad", partitions = p), "invalid_argument", "UTF-8")
   expect_batchstore_error(sf_writer(list(a = 1), "sales", "bad", partitions = p), "invalid_argument", "data.frame")
-  expect_batchstore_error(sf_reader("sales", "bad", p), "not_found", ".")
+  # Nothing was written, not even the namespace a first write would create.
+  missing <- expect_batchstore_error(sf_reader("sales", "bad", p), "not_found", "namespace \"sales\"")
+  expect_identical(missing$what, "namespace")
 })
 
 test_that("arguments are checked with clear messages", {

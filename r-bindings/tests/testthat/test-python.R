@@ -88,15 +88,6 @@ bs.store_dataframe(pd.DataFrame({"s": ["fine", "bad\\x00text"], "n": [1, 2]}), "
   expect_identical(sf_reader("xl", "nul", c(ds = 1L), columns = "n"), data.frame(n = 1:2))
 })
 
-# tablectl against `server`; stops with its stderr when it fails.
-run_tablectl <- function(server, ...) {
-  out <- suppressWarnings(system2(bs_binary("tablectl", "BATCHSTORE_TABLECTL_BIN"),
-                                  c("--endpoint", server$endpoint, ...), stdout = TRUE, stderr = TRUE))
-  status <- attr(out, "status")
-  if (!is.null(status) && status != 0) stop("tablectl failed:\n", paste(out, collapse = "\n"))
-  out
-}
-
 test_that("R, Python and tablectl name the same partitions and create the same tables", {
   skip_without_python()
   server <- start_metastore()

@@ -1,0 +1,113 @@
+//! Conversions between the wire messages (`batchstore.v1`) and the client's own types, in one
+//! place.
+
+use crate::error::Result;
+use crate::partition::PartitionSpec;
+use crate::types::*;
+use batchstore_proto::v1 as pb;
+
+pub(crate) fn table_ref(table: &TableName) -> pb::TableRef {
+    pb::TableRef {
+        namespace: table.namespace.clone(),
+        table: table.table.clone(),
+    }
+}
+
+pub(crate) fn pairs(spec: Option<&pb::PartitionSpec>) -> Vec<(String, String)> {
+    spec.map(|s| {
+        s.values
+            .iter()
+            .map(|v| (v.key.clone(), v.value.clone()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+pub(crate) fn expected_to_pb(expected: Expected) -> String {
+    match expected {
+        Expected::Nothing => batchstore_proto::wire::EXPECT_NEW.to_owned(),
+        Expected::Batch(b) => b,
+    }
+}
+
+pub(crate) fn commit_info(c: pb::CommittedPartition, already_committed: bool) -> CommitInfo {
+    CommitInfo {
+        partition: pairs(c.partition.as_ref()),
+        batch_id: c.batch_id,
+        version: c.version,
+        rows: c.rows,
+        bytes: c.bytes,
+        committed_at: from_micros(c.committed_at_micros),
+        already_committed,
+    }
+}
+
+pub(crate) fn key_to_pb(key: &PartitionKey) -> pb::PartitionKey {
+    let key_type = match key.key_type {
+        KeyType::String => pb::PartitionKeyType::String,
+        KeyType::Int64 => pb::PartitionKeyType::Int64,
+        KeyType::Date => pb::PartitionKeyType::Date,
+    };
+    pb::PartitionKey {
+        name: key.name.clone(),
+        r#type: key_type as i32,
+    }
+}
+
+fn key_from_pb(key: &pb::PartitionKey) -> PartitionKey {
+    let key_type = match pb::PartitionKeyType::try_from(key.r#type) {
+        Ok(pb::PartitionKeyType::Int64) => KeyType::Int64,
+        Ok(pb::PartitionKeyType::Date) => KeyType::Date,
+        _ => KeyType::String,
+    };
+    PartitionKey {
+        name: key.name.clone(),
+        key_type,
+    }
+}
+
+pub(crate) fn table_info(t: pb::Table) -> Result<TableInfo> {
+    let columns = if t.arrow_schema.is_empty() {
+        Vec::new()
+    } else {
+        crate::schema::decode(&t.arrow_schema)?
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().to_string()))
+            .collect()
+    };
+    Ok(TableInfo {
+        name: TableName::new(t.namespace, t.name),
+        partition_keys: t.partition_keys.iter().map(key_from_pb).collect(),
+        columns,
+        created_at: from_micros(t.created_at_micros),
+        location: t.location,
+        partition_count: t.partition_count,
+        arrow_schema: t.arrow_schema,
+    })
+}
+
+pub(crate) fn tag_info(t: pb::Tag) -> TagInfo {
+    TagInfo {
+        partition: pairs(t.partition.as_ref()),
+        name: t.name,
+        batch_id: t.batch_id,
+        version: t.version,
+        created_at: from_micros(t.created_at_micros),
+    }
+}
+
+/// A user's partition spec on the wire: named values with their keys, positional values with
+/// an empty key (the metastore matches them to the table's keys in order).
+pub(crate) fn spec_to_pb(spec: &PartitionSpec) -> pb::PartitionSpec {
+    pb::PartitionSpec {
+        values: spec
+            .values()
+            .iter()
+            .map(|(k, v)| pb::PartitionValue {
+                key: k.clone().unwrap_or_default(),
+                value: v.clone(),
+            })
+            .collect(),
+    }
+}

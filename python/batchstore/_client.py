@@ -135,6 +135,7 @@ class Client:
         as_of: _dt.datetime | _dt.date | str | None = None,
         columns: list[str] | None = None,
         as_: Literal["pandas", "arrow", "polars"] = "pandas",
+        partition_columns: Literal["auto", "always", "never"] = "auto",
     ) -> Any:
         """Load partitions as a frame (pandas by default; ``as_="arrow"`` or ``"polars"``).
 
@@ -142,10 +143,11 @@ class Client:
         a list of partitions. At most one of ``version``, ``batch_id``, ``tag`` and ``as_of``
         (a time; naive times are UTC) picks which version; by default the current one.
         ``columns`` reads only those columns. One named partition comes back exactly as it
-        was stored; a load spanning several partitions adds the partition keys as columns.
+        was stored; a load spanning several partitions adds the partition keys as columns
+        (``partition_columns="always"`` or ``"never"`` decides it yourself).
         """
         arrow = self._native.read(
-            namespace, table, partitions, version, batch_id, tag, as_of, columns, "auto"
+            namespace, table, partitions, version, batch_id, tag, as_of, columns, partition_columns
         )
         return _frames.from_arrow(arrow, as_)
 

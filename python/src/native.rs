@@ -193,9 +193,14 @@ impl NativeClient {
             selector: values::selector(version, batch_id, tag, as_of.as_ref())?,
             columns,
             partition_columns: match partition_columns {
+                "auto" => PartitionColumns::Auto,
                 "always" => PartitionColumns::Always,
                 "never" => PartitionColumns::Never,
-                _ => PartitionColumns::Auto,
+                other => {
+                    return Err(crate::errors::InvalidArgument::new_err(format!(
+                        "partition_columns must be \"auto\", \"always\" or \"never\", not {other:?}"
+                    )));
+                }
             },
             parallelism: 0,
         };

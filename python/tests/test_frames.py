@@ -233,3 +233,12 @@ def test_lineage_and_unpartitioned_auto_create(client):
     with pytest.raises(bs.NotFound):
         bs.store_dataframe(pd.DataFrame({"v": [3]}), "lin", "clean", {"ds": 2}, inputs=["0" * 8 + "-0000-7000-8000-" + "0" * 12])
     assert len(bs.partitions("lin", "clean")) == 1
+
+
+def test_partition_columns_can_be_chosen(client):
+    bs.store_dataframe(pd.DataFrame({"v": [1]}), "pc", "t", {"ds": 7})
+    assert list(bs.load_dataframe("pc", "t", {"ds": 7}).columns) == ["v"]
+    assert list(bs.load_dataframe("pc", "t", {"ds": 7}, partition_columns="always").columns) == ["v", "ds"]
+    assert list(bs.load_dataframe("pc", "t", partition_columns="never").columns) == ["v"]
+    with pytest.raises(bs.InvalidArgument, match="partition_columns"):
+        bs.load_dataframe("pc", "t", partition_columns="sometimes")

@@ -16,8 +16,8 @@
 mod retry;
 pub(super) mod validate;
 
-use super::Catalog;
 use super::pointer::PointerMove;
+use super::{Catalog, Dialect};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{
     BatchRecord, BatchState, CommitOutcome, CommittedVersion, DataFile, ExpectedCurrent, Micros,
@@ -178,9 +178,8 @@ impl Catalog {
             let Some((version, stamp)) = self.move_pointer(conn, &change, stamp).await? else {
                 return Err(TxStop::Conflict(p.batch.batch_id.clone()));
             };
-            self.append_history(conn, &change, version, stamp, "write", actor, message)
+            self.record_committed(conn, p, &change, version, stamp, actor, message)
                 .await?;
-            self.mark_committed(conn, p, version, stamp).await?;
             committed.push((
                 p.index,
                 committed_version(&p.batch, version, stamp, p.rows, p.bytes),
@@ -197,27 +196,59 @@ impl Catalog {
         Ok(committed)
     }
 
-    /// Marks a batch committed, only while it is pending with a live lease.
-    async fn mark_committed(
+    /// Appends the version's history entry and marks its batch committed, the latter only
+    /// while the batch is pending with a live lease. On PostgreSQL both are one statement (a
+    /// data-modifying `WITH`), one round trip fewer while the partition's row is locked;
+    /// SQLite, in process, runs the same two steps one after the other.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_committed(
         &self,
         conn: &mut AnyConnection,
         p: &PreparedUpdate,
+        change: &PointerMove<'_>,
         version: i64,
         stamp: Micros,
+        actor: &str,
+        message: &str,
     ) -> Result<(), TxStop> {
-        let marked = sqlx::query(self.sql(
-            "UPDATE batches SET state = 'committed', version = $1, committed_at_us = $2, \
-                    rows = $3, bytes = $4, arrow_schema = $5 \
-             WHERE batch_id = $6 AND state = 'pending' AND lease_expires_at_us > {now}",
-        ))
-        .bind(version)
-        .bind(stamp)
-        .bind(p.rows)
-        .bind(p.bytes)
-        .bind(&p.update.arrow_schema)
-        .bind(&p.batch.batch_id)
-        .execute(&mut *conn)
-        .await?;
+        let marked = if self.dialect == Dialect::Postgres {
+            sqlx::query(self.sql(
+                "WITH appended AS (\
+                   INSERT INTO history (partition_id, version, batch_id, operation, actor, \
+                                        message, committed_at_us, rows, bytes) \
+                   VALUES ($1, $2, $3, 'write', $4, $5, $6, $7, $8)) \
+                 UPDATE batches SET state = 'committed', version = $2, committed_at_us = $6, \
+                        rows = $7, bytes = $8, arrow_schema = $9 \
+                 WHERE batch_id = $3 AND state = 'pending' AND lease_expires_at_us > {now}",
+            ))
+            .bind(change.partition_id)
+            .bind(version)
+            .bind(&p.batch.batch_id)
+            .bind(actor)
+            .bind(message)
+            .bind(stamp)
+            .bind(p.rows)
+            .bind(p.bytes)
+            .bind(&p.update.arrow_schema)
+            .execute(&mut *conn)
+            .await?
+        } else {
+            self.append_history(conn, change, version, stamp, "write", actor, message)
+                .await?;
+            sqlx::query(self.sql(
+                "UPDATE batches SET state = 'committed', version = $1, committed_at_us = $2, \
+                        rows = $3, bytes = $4, arrow_schema = $5 \
+                 WHERE batch_id = $6 AND state = 'pending' AND lease_expires_at_us > {now}",
+            ))
+            .bind(version)
+            .bind(stamp)
+            .bind(p.rows)
+            .bind(p.bytes)
+            .bind(&p.update.arrow_schema)
+            .bind(&p.batch.batch_id)
+            .execute(&mut *conn)
+            .await?
+        };
         if marked.rows_affected() != 1 {
             return Err(TxStop::BatchNotPending(p.batch.batch_id.clone()));
         }

@@ -209,7 +209,10 @@ impl Client {
     ) -> Result<Vec<pb::PartitionUpdate>> {
         let specs: Vec<PartitionSpec> = partitions.iter().map(|p| p.partition.clone()).collect();
         let begun = match self.begin_all(table, &specs, options, pending).await {
-            Err(missing) if options.create_table_if_missing && missing.is_missing_table() => {
+            Err(missing)
+                if options.create_table_if_missing
+                    && self.table_is_missing(table, &missing).await =>
+            {
                 pending.abort().await;
                 self.create_for_write(table, specs.first()).await?;
                 self.begin_all(table, &specs, options, pending).await?
@@ -272,6 +275,18 @@ impl Client {
             .buffered(8)
             .try_collect()
             .await
+    }
+
+    /// True when `error` says the table (or its namespace) is missing. A metastore older than
+    /// the `batchstore-missing` metadata says only NOT_FOUND; then the table is looked up.
+    async fn table_is_missing(&self, table: &TableName, error: &ClientError) -> bool {
+        match error {
+            ClientError::NotFound { what: None, .. } => matches!(
+                self.get_table(table).await,
+                Err(ClientError::NotFound { .. })
+            ),
+            other => other.is_missing_table(),
+        }
     }
 
     /// Creates the missing table a write names, keyed by its first partition's names and the

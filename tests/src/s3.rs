@@ -74,6 +74,22 @@ impl S3Server {
             .collect())
     }
 
+    /// Stores `bytes` under `key` (moto takes unsigned requests).
+    ///
+    /// # Errors
+    /// When the upload fails.
+    pub fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        let file = tempfile::NamedTempFile::new()?;
+        std::fs::write(file.path(), bytes)?;
+        // `-T` uploads the file as the body (a form-encoded body makes moto wait forever).
+        self.curl(&[
+            "-T",
+            &file.path().display().to_string(),
+            &format!("{}/{}/{key}", self.endpoint, self.bucket),
+        ])?;
+        Ok(())
+    }
+
     fn curl(&self, args: &[&str]) -> Result<String> {
         let out = Command::new("curl")
             .arg("-sf")

@@ -33,6 +33,7 @@ on_both_backends!(
     the_read_schema_covers_every_batch,
     leases_are_renewed_only_while_pending_and_live,
     an_upload_longer_than_its_lease_still_commits,
+    footers_are_checked_on_s3,
 );
 
 async fn setup(backend: Backend) -> anyhow::Result<(TestDatabase, Metastore, Rpc)> {
@@ -1082,5 +1083,102 @@ async fn an_upload_longer_than_its_lease_still_commits(backend: Backend) -> anyh
         )
         .await?;
     assert_eq!((committed.version, committed.rows), (1, 12));
+    Ok(())
+}
+
+/// A record batch as the bytes of a Parquet file.
+fn parquet_bytes(batch: &arrow_array::RecordBatch) -> anyhow::Result<Vec<u8>> {
+    let mut writer = parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), None)?;
+    writer.write(batch)?;
+    Ok(writer.into_inner()?)
+}
+
+/// The catalog records only facts it checked when the warehouse is on S3 too: the footer of
+/// each file is read from the bucket, and a schema, a row count or a size that the file does
+/// not bear out is refused, as is a file that is not there; a true commit records the rows
+/// the footers hold.
+async fn footers_are_checked_on_s3(backend: Backend) -> anyhow::Result<()> {
+    use arrow_array::{Int64Array, RecordBatch, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use batchstore_tests::s3::S3Server;
+    use std::sync::Arc;
+    let db = TestDatabase::create(backend)?;
+    let s3 = S3Server::start("lake")?;
+    let server = Metastore::start_with_env(&db.url, "s3://lake/warehouse", &[], &s3.env())?;
+    let mut client = server.client().await?;
+    create_table(&mut client, "sales", "items").await?;
+    let key_of = |location: &str, name: &str| -> anyhow::Result<String> {
+        let prefix = location
+            .strip_prefix("s3://lake/")
+            .ok_or_else(|| anyhow::anyhow!("not in the bucket: {location}"))?;
+        Ok(format!("{prefix}/{name}"))
+    };
+    let ints = |n: i64| -> anyhow::Result<RecordBatch> {
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)])),
+            vec![Arc::new(Int64Array::from_iter_values(0..n))],
+        )?)
+    };
+    let entry = |name: &str, bytes: &[u8], rows: i64| pb::DataFile {
+        path: name.to_owned(),
+        size_bytes: bytes.len() as i64,
+        rows,
+    };
+
+    // Strings declared as int64.
+    let begun = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
+    let strings = parquet_bytes(&RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("x", DataType::Utf8, true)])),
+        vec![Arc::new(StringArray::from(vec!["hello"]))],
+    )?)?;
+    s3.put(&key_of(&begun.location, "part-00000.parquet")?, &strings)?;
+    let refused = client
+        .commit(commit_request(
+            begun.batch_id.clone(),
+            vec![entry("part-00000.parquet", &strings, 1)],
+            None,
+        ))
+        .await
+        .expect_err("strings are not int64");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("\"x\""), "{}", refused.message());
+
+    // Rows and sizes the footer does not bear out; a file that is not there.
+    let begun = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
+    let two = parquet_bytes(&ints(2)?)?;
+    s3.put(&key_of(&begun.location, "part-00000.parquet")?, &two)?;
+    for lie in [
+        entry("part-00000.parquet", &two, 3),
+        pb::DataFile {
+            size_bytes: two.len() as i64 + 1,
+            ..entry("part-00000.parquet", &two, 2)
+        },
+        entry("part-00009.parquet", &two, 2),
+    ] {
+        let refused = client
+            .commit(commit_request(
+                begun.batch_id.clone(),
+                vec![lie.clone()],
+                None,
+            ))
+            .await
+            .expect_err("a lie");
+        assert_eq!(
+            refused.code(),
+            Code::FailedPrecondition,
+            "{lie:?}: {refused:?}"
+        );
+    }
+    // The truth commits, with the rows the footer holds.
+    let committed = client
+        .commit(commit_request(
+            begun.batch_id.clone(),
+            vec![entry("part-00000.parquet", &two, 2)],
+            None,
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(committed.committed[0].rows, 2);
+    assert_eq!(committed.committed[0].version, 1);
     Ok(())
 }

@@ -53,7 +53,7 @@ impl Client {
                     .map(|c| commit_info(c, already))
                     .collect()))
             }
-            Err((status, attempts)) if ClientError::from(status.clone()).retryable() => {
+            Err((status, attempts)) if retryable(&status) => {
                 let batches: Vec<&str> = request
                     .updates
                     .iter()
@@ -94,7 +94,7 @@ where
         match call().await {
             Ok(answer) => return Ok(answer),
             Err(status)
-                if ClientError::from(status.clone()).retryable()
+                if retryable(&status)
                     && attempt < MAX_ATTEMPTS
                     && started.elapsed() + delay <= SETTLE_LIMIT =>
             {
@@ -106,6 +106,11 @@ where
         delay = (delay * 2).min(Duration::from_secs(5));
         attempt += 1;
     }
+}
+
+/// True when a failed call may be sent again (see [`ClientError::retryable`]).
+fn retryable(status: &tonic::Status) -> bool {
+    ClientError::from(status.clone()).retryable()
 }
 
 fn code_name(code: Code) -> &'static str {

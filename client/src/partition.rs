@@ -162,11 +162,6 @@ impl PartitionSpec {
         &self.values
     }
 
-    /// True when the partition names no value (an unpartitioned table).
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
     /// The partition keys a write creating the table would declare: the names with the types
     /// the values suggest. `None` when the values are positional (their keys are unknown).
     pub fn suggested_keys(&self) -> Option<Vec<PartitionKey>> {
@@ -180,21 +175,6 @@ impl PartitionSpec {
                 })
             })
             .collect()
-    }
-
-    /// `ds=20161031/region=eu` (positional values bare), for messages.
-    pub fn describe(&self) -> String {
-        if self.values.is_empty() {
-            return "(unpartitioned)".to_owned();
-        }
-        self.values
-            .iter()
-            .map(|(k, v)| match k {
-                Some(k) => format!("{k}={v}"),
-                None => v.clone(),
-            })
-            .collect::<Vec<_>>()
-            .join("/")
     }
 }
 
@@ -273,7 +253,6 @@ mod tests {
         let keys = named.suggested_keys().unwrap();
         assert_eq!(keys[0].key_type, KeyType::Int64);
         assert_eq!(keys[1].key_type, KeyType::String);
-        assert_eq!(named.describe(), "ds=3/region=eu");
         let positional = PartitionSpec::from_values(vec![(None, PartitionValue::Int(3))]).unwrap();
         assert!(positional.suggested_keys().is_none());
         assert_eq!(PartitionSpec::default().suggested_keys(), Some(Vec::new()));

@@ -5,22 +5,13 @@ use crate::error::Result;
 use crate::partition::PartitionSpec;
 use crate::types::*;
 use batchstore_proto::v1 as pb;
+pub(crate) use batchstore_proto::wire::partition_pairs as pairs;
 
 pub(crate) fn table_ref(table: &TableName) -> pb::TableRef {
     pb::TableRef {
         namespace: table.namespace.clone(),
         table: table.table.clone(),
     }
-}
-
-pub(crate) fn pairs(spec: Option<&pb::PartitionSpec>) -> Vec<(String, String)> {
-    spec.map(|s| {
-        s.values
-            .iter()
-            .map(|v| (v.key.clone(), v.value.clone()))
-            .collect()
-    })
-    .unwrap_or_default()
 }
 
 pub(crate) fn expected_to_pb(expected: Expected) -> String {

@@ -254,7 +254,7 @@ impl Client {
             let request = pb::BeginWriteRequest {
                 table: Some(table_ref(table)),
                 partition: Some(spec_to_pb(partition)),
-                lease_seconds: options.lease.map_or(0, |l| l.as_secs().max(1) as i64),
+                lease_seconds: lease_seconds(options.lease),
             };
             async move {
                 let begun = repeat_while_unknown(|| {
@@ -317,6 +317,11 @@ impl Client {
     }
 }
 
+/// A lease on the wire: whole seconds, at least one; 0 asks for the metastore's default.
+fn lease_seconds(lease: Option<Duration>) -> i64 {
+    lease.map_or(0, |l| l.as_secs().max(1) as i64)
+}
+
 /// Renews the leases of batches being uploaded, every third of the lease (at most every
 /// [`RENEW_EVERY`]), until dropped when the upload ends. A failed renewal is only logged: the
 /// commit then reports the expired lease exactly.
@@ -339,7 +344,7 @@ impl LeaseRenewal {
             Duration::from_micros(first.map_or(0, |e| e.saturating_sub(now)).max(0) as u64)
         });
         let every = (granted / 3).clamp(Duration::from_millis(200), RENEW_EVERY);
-        let lease_seconds = lease.map_or(0, |l| l.as_secs().max(1) as i64);
+        let lease_seconds = lease_seconds(lease);
         LeaseRenewal(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;

@@ -66,6 +66,17 @@ pub fn expects_new(value: &str) -> bool {
     value == EXPECT_NEW || value.is_empty()
 }
 
+/// A partition spec as `(key, value)` pairs (an unset spec: none).
+pub fn partition_pairs(spec: Option<&crate::v1::PartitionSpec>) -> Vec<(String, String)> {
+    spec.map(|s| {
+        s.values
+            .iter()
+            .map(|v| (v.key.clone(), v.value.clone()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 /// The framing of the Arrow schemas on the wire: an encapsulated Arrow IPC `Schema` message
 /// (continuation marker `0xFFFFFFFF`, little-endian length, flatbuffer, padding to 8 bytes),
 /// as `pyarrow.Schema.serialize()` writes it. Bare flatbuffer bytes are accepted too.

@@ -9,16 +9,37 @@ use batchstore_client::{
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 
 fn invalid(message: String) -> PyErr {
     crate::errors::InvalidArgument::new_err(message)
 }
 
-/// True when `obj` is an instance of `module.name` (a class of the standard library).
-fn instance_of(obj: &Bound<'_, PyAny>, module: &str, name: &str) -> PyResult<bool> {
-    let class = obj.py().import(module)?.getattr(name)?;
-    obj.is_instance(&class)
+/// A standard-library class values are checked against, imported once per process.
+struct Class {
+    module: &'static str,
+    name: &'static str,
+    cell: PyOnceLock<Py<PyType>>,
+}
+
+impl Class {
+    const fn new(module: &'static str, name: &'static str) -> Self {
+        Class {
+            module,
+            name,
+            cell: PyOnceLock::new(),
+        }
+    }
+}
+
+static DATETIME: Class = Class::new("datetime", "datetime");
+static DATE: Class = Class::new("datetime", "date");
+static MAPPING: Class = Class::new("collections.abc", "Mapping");
+
+/// True when `obj` is an instance of `class`.
+fn instance_of(obj: &Bound<'_, PyAny>, class: &Class) -> PyResult<bool> {
+    obj.is_instance(class.cell.import(obj.py(), class.module, class.name)?)
 }
 
 /// A `datetime.date` (not a datetime) as a chrono date.
@@ -47,9 +68,9 @@ fn value(obj: &Bound<'_, PyAny>) -> PyResult<PartitionValue> {
         })?)
     } else if obj.is_instance_of::<PyFloat>() {
         PartitionValue::Float(obj.extract()?)
-    } else if instance_of(obj, "datetime", "datetime")? {
+    } else if instance_of(obj, &DATETIME)? {
         PartitionValue::DateTime(obj.str()?.to_string())
-    } else if instance_of(obj, "datetime", "date")? {
+    } else if instance_of(obj, &DATE)? {
         PartitionValue::Date(naive_date(obj)?)
     } else if obj.hasattr("item")? && !obj.hasattr("__len__")? {
         return value(&obj.call_method0("item")?);
@@ -62,7 +83,7 @@ fn value(obj: &Bound<'_, PyAny>) -> PyResult<PartitionValue> {
 }
 
 fn is_mapping(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
-    instance_of(obj, "collections.abc", "Mapping")
+    instance_of(obj, &MAPPING)
 }
 
 fn is_sequence(obj: &Bound<'_, PyAny>) -> bool {
@@ -123,7 +144,7 @@ pub fn time(obj: &Bound<'_, PyAny>) -> PyResult<DateTime<Utc>> {
     if obj.is_instance_of::<PyString>() {
         return parse_time(&obj.extract::<String>()?).map_err(to_py);
     }
-    if instance_of(obj, "datetime", "datetime")? {
+    if instance_of(obj, &DATETIME)? {
         let utc = obj
             .py()
             .import("datetime")?
@@ -147,7 +168,7 @@ pub fn time(obj: &Bound<'_, PyAny>) -> PyResult<DateTime<Utc>> {
             .map(|t| t.and_utc())
             .ok_or_else(|| invalid("as_of is not a valid time".to_owned()));
     }
-    if instance_of(obj, "datetime", "date")? {
+    if instance_of(obj, &DATE)? {
         return naive_date(obj)?
             .and_hms_opt(0, 0, 0)
             .map(|t| t.and_utc())

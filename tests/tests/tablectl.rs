@@ -246,6 +246,18 @@ fn read_parquet(path: &Path) -> Result<RecordBatch> {
     Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
 }
 
+/// A CSV file's header and its rows, sorted (partitions come back in any order).
+fn sorted_csv(path: &Path) -> Result<(String, Vec<String>)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let mut rows: Vec<String> = text.lines().map(str::to_owned).collect();
+    if rows.is_empty() {
+        anyhow::bail!("{} is empty", path.display());
+    }
+    let header = rows.remove(0);
+    rows.sort();
+    Ok((header, rows))
+}
+
 /// Same columns, types and values (schema metadata aside).
 fn assert_same_data(expected: &RecordBatch, actual: &RecordBatch, what: &str) {
     let names = |b: &RecordBatch| {
@@ -786,12 +798,7 @@ fn reads_match_columns_by_name_across_partitions(storage: Storage) -> Result<()>
     let whole = env.path("whole.csv");
     env.cli
         .ok(&["read", "sales.items", "-o", whole.to_str().context("path")?])?;
-    let mut rows: Vec<String> = std::fs::read_to_string(&whole)?
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let header = rows.remove(0);
-    rows.sort();
+    let (header, rows) = sorted_csv(&whole)?;
     assert_eq!(header, "a,b,c,ds");
     assert_eq!(
         rows,
@@ -814,12 +821,7 @@ fn reads_match_columns_by_name_across_partitions(storage: Storage) -> Result<()>
         "-o",
         projected.to_str().context("path")?,
     ])?;
-    let mut rows: Vec<String> = std::fs::read_to_string(&projected)?
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let header = rows.remove(0);
-    rows.sort();
+    let (header, rows) = sorted_csv(&projected)?;
     assert!(header.starts_with("b,a"), "{header}");
     let values: Vec<&str> = rows
         .iter()

@@ -10,6 +10,7 @@ use crate::model::{
 use crate::names::{NameKind, validate_name};
 use batchstore_proto::v1 as pb;
 use batchstore_proto::wire;
+pub use batchstore_proto::wire::partition_pairs;
 
 /// `(namespace, table)` of a table reference, names validated.
 pub fn table_ref(table: Option<&pb::TableRef>) -> CatalogResult<(String, String)> {
@@ -21,16 +22,6 @@ pub fn table_ref(table: Option<&pb::TableRef>) -> CatalogResult<(String, String)
     validate_name(NameKind::Namespace, &table.namespace)?;
     validate_name(NameKind::Table, &table.table)?;
     Ok((table.namespace.clone(), table.table.clone()))
-}
-
-pub fn partition_pairs(spec: Option<&pb::PartitionSpec>) -> Vec<(String, String)> {
-    spec.map(|s| {
-        s.values
-            .iter()
-            .map(|v| (v.key.clone(), v.value.clone()))
-            .collect()
-    })
-    .unwrap_or_default()
 }
 
 pub fn partition_spec(pairs: &[(String, String)]) -> pb::PartitionSpec {

@@ -8,11 +8,13 @@
 use crate::error::{ClientError, Result};
 use crate::storage::Stores;
 use batchstore_proto::v1::metastore_client::MetastoreClient;
+use batchstore_proto::wire::{ACTOR_KEY, AUTHORIZATION_KEY, BEARER_PREFIX};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::{Interceptor, interceptor::InterceptedService};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Where to find the metastore when no endpoint is given and `BATCHSTORE_ENDPOINT` is unset.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
@@ -25,17 +27,142 @@ const CALL_LIMIT: Duration = Duration::from_secs(600);
 /// How often an open connection is checked for life while a call waits.
 const KEEPALIVE: Duration = Duration::from_secs(20);
 
-/// The metastore's gRPC client, every call stamped with the actor.
-pub(crate) type Rpc = MetastoreClient<InterceptedService<Channel, Actor>>;
+/// The metastore's gRPC client, every call stamped with the caller's credentials.
+pub(crate) type Rpc = MetastoreClient<InterceptedService<Channel, Credentials>>;
 
-/// Names who acts on every call (`batchstore-actor` metadata), so every audited change, tags
-/// included, records the same actor: `BATCHSTORE_ACTOR`, else `USER`, else `anonymous`.
-/// Characters metadata cannot carry (non-ASCII, control) become `?`.
+/// Where and as whom to connect. Anything left `None` is taken from the environment:
+/// `BATCHSTORE_ENDPOINT`, `BATCHSTORE_TOKEN` (else the first line of `BATCHSTORE_TOKEN_FILE`),
+/// `BATCHSTORE_CA_FILE`, `BATCHSTORE_CLIENT_CERT` and `BATCHSTORE_CLIENT_KEY`.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// `http://HOST:PORT`, `https://HOST:PORT` (TLS) or `HOST:PORT`.
+    pub endpoint: Option<String>,
+    /// The bearer token proving who calls.
+    pub token: Option<String>,
+    /// A file holding the token (its first line), when `token` is not given.
+    pub token_file: Option<PathBuf>,
+    /// PEM certificates of the CA that signed the metastore's certificate (besides the
+    /// system's roots), for `https://` endpoints.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and key (PEM), for a metastore that requires them (mutual TLS).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+impl ConnectOptions {
+    /// Options for `endpoint` (or the environment's), everything else from the environment.
+    pub fn endpoint(endpoint: Option<&str>) -> Self {
+        ConnectOptions {
+            endpoint: endpoint.filter(|e| !e.is_empty()).map(str::to_owned),
+            ..ConnectOptions::default()
+        }
+    }
+
+    /// Fills what is unset from the environment.
+    fn with_environment(mut self) -> Self {
+        if self.endpoint.as_deref().is_none_or(str::is_empty) {
+            self.endpoint = std::env::var("BATCHSTORE_ENDPOINT")
+                .ok()
+                .filter(|e| !e.is_empty());
+        }
+        if self.token.as_deref().is_none_or(str::is_empty) && self.token_file.is_none() {
+            self.token = std::env::var("BATCHSTORE_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty());
+            if self.token.is_none() {
+                self.token_file = env_path("BATCHSTORE_TOKEN_FILE");
+            }
+        }
+        self.ca_file = self.ca_file.or_else(|| env_path("BATCHSTORE_CA_FILE"));
+        self.client_cert = self
+            .client_cert
+            .or_else(|| env_path("BATCHSTORE_CLIENT_CERT"));
+        self.client_key = self
+            .client_key
+            .or_else(|| env_path("BATCHSTORE_CLIENT_KEY"));
+        self
+    }
+
+    /// The token, read from its file when given that way.
+    fn token(&self) -> Result<Option<String>> {
+        if let Some(token) = self
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            return Ok(Some(token.to_owned()));
+        }
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ClientError::InvalidArgument(format!(
+                "cannot read the token file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let token = text.lines().next().unwrap_or("").trim().to_owned();
+        if token.is_empty() {
+            return Err(ClientError::InvalidArgument(format!(
+                "the token file {} is empty",
+                path.display()
+            )));
+        }
+        Ok(Some(token))
+    }
+
+    /// TLS settings for an `https://` endpoint.
+    fn tls(&self) -> Result<ClientTlsConfig> {
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read(path).map_err(|e| {
+                ClientError::InvalidArgument(format!(
+                    "cannot read the {what} {}: {e}",
+                    path.display()
+                ))
+            })
+        };
+        let mut tls = ClientTlsConfig::new().with_native_roots();
+        if let Some(ca) = &self.ca_file {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca, "CA file")?));
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => {
+                tls = tls.identity(Identity::from_pem(
+                    read(cert, "client certificate")?,
+                    read(key, "client key")?,
+                ));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ClientError::InvalidArgument(
+                    "a client certificate needs its key and the other way round: set both \
+                     BATCHSTORE_CLIENT_CERT and BATCHSTORE_CLIENT_KEY"
+                        .into(),
+                ));
+            }
+        }
+        Ok(tls)
+    }
+}
+
+/// What every call carries: who acts (`batchstore-actor`: `BATCHSTORE_ACTOR`, else `USER`,
+/// else `anonymous`; the metastore records it only when it does not authenticate) and the
+/// bearer token, when there is one. Characters metadata cannot carry become `?`.
 #[derive(Debug, Clone)]
-pub(crate) struct Actor(MetadataValue<Ascii>);
+pub(crate) struct Credentials {
+    actor: MetadataValue<Ascii>,
+    authorization: Option<MetadataValue<Ascii>>,
+}
 
-impl Actor {
-    fn from_environment() -> Self {
+impl Credentials {
+    fn new(token: Option<&str>) -> Result<Self> {
         let name = std::env::var("BATCHSTORE_ACTOR")
             .or_else(|_| std::env::var("USER"))
             .ok()
@@ -52,21 +179,35 @@ impl Actor {
                 }
             })
             .collect();
-        Actor(
-            MetadataValue::try_from(shown.as_str())
+        let authorization = token
+            .map(|t| {
+                MetadataValue::try_from(format!("{BEARER_PREFIX}{t}")).map_err(|_| {
+                    ClientError::InvalidArgument(
+                        "the token holds characters a token cannot have (it must be printable \
+                         ASCII); check BATCHSTORE_TOKEN"
+                            .into(),
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(Credentials {
+            actor: MetadataValue::try_from(shown.as_str())
                 .unwrap_or_else(|_| MetadataValue::from_static("anonymous")),
-        )
+            authorization,
+        })
     }
 }
 
-impl Interceptor for Actor {
+impl Interceptor for Credentials {
     fn call(
         &mut self,
         mut request: tonic::Request<()>,
     ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert(batchstore_proto::wire::ACTOR_KEY, self.0.clone());
+        let metadata = request.metadata_mut();
+        metadata.insert(ACTOR_KEY, self.actor.clone());
+        if let Some(authorization) = &self.authorization {
+            metadata.insert(AUTHORIZATION_KEY, authorization.clone());
+        }
         Ok(request)
     }
 }
@@ -80,24 +221,33 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `endpoint`, or `BATCHSTORE_ENDPOINT`, or the local default.
+    /// Connects to `endpoint`, or `BATCHSTORE_ENDPOINT`, or the local default, with the
+    /// environment's credentials.
     ///
     /// # Errors
     /// `InvalidArgument` for a malformed endpoint; `Unavailable` when nothing answers there.
     pub async fn connect(endpoint: Option<&str>) -> Result<Self> {
-        let endpoint = match endpoint {
-            Some(e) if !e.is_empty() => e.to_owned(),
-            _ => std::env::var("BATCHSTORE_ENDPOINT")
-                .ok()
-                .filter(|e| !e.is_empty())
-                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
-        };
+        Self::connect_with(ConnectOptions::endpoint(endpoint)).await
+    }
+
+    /// Connects as `options` say (the environment fills what they leave unset).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a malformed endpoint or unreadable TLS or token files;
+    /// `Unavailable` when nothing answers there (or the TLS handshake fails).
+    pub async fn connect_with(options: ConnectOptions) -> Result<Self> {
+        let options = options.with_environment();
+        let endpoint = options
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
         let endpoint = if endpoint.contains("://") {
             endpoint
         } else {
             format!("http://{endpoint}")
         };
-        let channel = Endpoint::from_shared(endpoint.clone())
+        let tls = endpoint.starts_with("https://");
+        let mut builder = Endpoint::from_shared(endpoint.clone())
             .map_err(|e| {
                 ClientError::InvalidArgument(format!("bad metastore endpoint {endpoint:?}: {e}"))
             })?
@@ -105,16 +255,28 @@ impl Client {
             .timeout(call_limit())
             .http2_keep_alive_interval(KEEPALIVE)
             .keep_alive_timeout(KEEPALIVE)
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(|e| {
-                ClientError::Unavailable(format!(
-                    "cannot reach the metastore at {endpoint} ({e}); start it (make run) or set \
-                     BATCHSTORE_ENDPOINT to its address"
-                ))
+            .tcp_nodelay(true);
+        if tls {
+            builder = builder.tls_config(options.tls()?).map_err(|e| {
+                ClientError::InvalidArgument(format!("bad TLS settings for {endpoint}: {e}"))
             })?;
-        let rpc = MetastoreClient::with_interceptor(channel, Actor::from_environment())
+        }
+        let credentials = Credentials::new(options.token()?.as_deref())?;
+        let channel = builder.connect().await.map_err(|e| {
+            let hint = if tls {
+                "check that it serves TLS with a certificate for this host name, signed by a CA \
+                 in BATCHSTORE_CA_FILE or the system's roots (and, when it asks for one, a client \
+                 certificate in BATCHSTORE_CLIENT_CERT/BATCHSTORE_CLIENT_KEY)"
+            } else {
+                "start it (make run) or set BATCHSTORE_ENDPOINT to its address; if it serves \
+                 TLS, use an https:// endpoint"
+            };
+            ClientError::Unavailable(format!(
+                "cannot reach the metastore at {endpoint} ({}); {hint}",
+                error_chain(&e)
+            ))
+        })?;
+        let rpc = MetastoreClient::with_interceptor(channel, credentials)
             .max_decoding_message_size(512 * 1024 * 1024)
             .max_encoding_message_size(64 * 1024 * 1024);
         Ok(Client {
@@ -128,6 +290,18 @@ impl Client {
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
+}
+
+/// An error with its causes, for messages (a TLS failure hides in the sources).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Follows `next_page_token` to the last page. `fetch` gets a page token and returns that page's

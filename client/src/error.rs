@@ -82,8 +82,12 @@ impl ClientError {
             },
             (Code::InvalidArgument | Code::OutOfRange, _) => ClientError::InvalidArgument(message),
             (Code::FailedPrecondition, _) => ClientError::FailedPrecondition(message),
-            (Code::PermissionDenied, _) => ClientError::PermissionDenied(message),
-            (Code::Unauthenticated, _) => ClientError::Unauthenticated(message),
+            (Code::PermissionDenied, _) => {
+                ClientError::PermissionDenied(format!("PERMISSION_DENIED: {message}"))
+            }
+            (Code::Unauthenticated, _) => {
+                ClientError::Unauthenticated(format!("UNAUTHENTICATED: {message}"))
+            }
             (
                 Code::Unavailable
                 | Code::DeadlineExceeded

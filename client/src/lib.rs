@@ -8,6 +8,7 @@
 //!   partitions with their keys as columns) → Arrow;
 //! - history, rollback, tags, tables and namespaces.
 
+mod access;
 pub mod client;
 mod commit;
 pub mod error;
@@ -22,7 +23,8 @@ mod versions;
 mod wire;
 pub mod write;
 
-pub use client::{Client, DEFAULT_ENDPOINT};
+pub use access::{AuditEntry, AuditQuery, GrantInfo, Grantee, Identity, Permission};
+pub use client::{Client, ConnectOptions, DEFAULT_ENDPOINT};
 pub use error::{ClientError, Missing, Result};
 pub use partition::{PartitionSpec, PartitionValue, describe_partition};
 pub use read::{PartitionColumns, ReadRequest, ReadResult};

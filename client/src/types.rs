@@ -264,6 +264,8 @@ pub struct TagInfo {
     pub partition: Vec<(String, String)>,
     pub version: i64,
     pub created_at: DateTime<Utc>,
+    /// The principal that made it.
+    pub created_by: String,
 }
 
 /// Microseconds since the epoch → UTC time (the epoch for out-of-range values).

@@ -85,6 +85,7 @@ pub(crate) fn tag_info(t: pb::Tag) -> TagInfo {
         batch_id: t.batch_id,
         version: t.version,
         created_at: from_micros(t.created_at_micros),
+        created_by: t.created_by,
     }
 }
 

@@ -33,6 +33,12 @@ pub enum CatalogError {
         current_batch_id: Option<String>,
         message: String,
     },
+    /// The call carries no credentials, or ones this metastore does not accept.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but may not do this; the message says what it has and needs.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The database or the object store cannot be reached right now. Safe to retry.
     #[error("{0}")]
     Unavailable(String),

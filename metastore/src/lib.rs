@@ -5,6 +5,7 @@
 //! status mapping) → `catalog` (SQL, transactions, the commit protocol) → `model`, `names`,
 //! `layout`, `schema`, `warehouse` (domain rules, free of transport and SQL).
 
+pub mod access;
 pub mod catalog;
 pub mod error;
 pub mod footer;

@@ -1,10 +1,15 @@
 //! `metastore`: run the batchstore catalog service, or migrate its database.
 
+use batchstore_metastore::access::Grantee;
+use batchstore_metastore::access::jwt::{DEFAULT_ALGORITHMS, JwtConfig, parse_algorithms};
+use batchstore_metastore::access::tokens::{new_token, token_hash};
 use batchstore_metastore::catalog::{CatalogSettings, migrate_database, redact_url};
-use batchstore_metastore::server::{ServeOptions, serve, shutdown_signal};
+use batchstore_metastore::server::{ServeOptions, TlsOptions, serve, shutdown_signal};
+use batchstore_metastore::service::guard::AccessConfig;
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The batchstore metastore: maps each (table, partition) to an immutable batch of Parquet
@@ -19,9 +24,27 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the gRPC API (applies pending migrations first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Tokens for the token file (`serve --token-file`).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a new random token and the token-file entry that admits it. Give the token to
+    /// the principal; put the entry (which holds only the token's hash) in the token file.
+    New {
+        /// The principal's name, as history and the audit trail will show it.
+        name: String,
+        /// Groups the principal belongs to (grants can be given to groups).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+    },
+    /// Read a token from standard input and print its hash for the token file.
+    Hash,
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +107,9 @@ struct ServeArgs {
     )]
     request_timeout_seconds: u64,
 
+    #[command(flatten)]
+    access: AccessArgs,
+
     /// Pending (begun, not yet committed) batches one table may have at once.
     #[arg(
         long,
@@ -104,8 +130,14 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match Cli::parse().command {
+        Command::Token(command) => token_command(command),
         Command::Serve(args) => {
             let options = ServeOptions {
+                access: args.access.access()?,
+                tls: args.access.tls(),
+                insecure_no_auth: args.access.insecure_no_auth,
+                audit_retention: (args.access.audit_retention_days > 0)
+                    .then(|| Duration::from_secs(args.access.audit_retention_days * 86_400)),
                 listen: args.listen,
                 database_url: args.database.database_url,
                 warehouse: args.warehouse,
@@ -124,6 +156,150 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate(args) => {
             migrate_database(&args.database_url).await?;
             eprintln!("migrated {}", redact_url(&args.database_url));
+            Ok(())
+        }
+    }
+}
+
+/// Who may call: tokens, JWTs, admins, TLS.
+#[derive(Debug, Args)]
+struct AccessArgs {
+    /// A TOML file of principals and the SHA-256 of their tokens (`metastore token new`
+    /// prints entries). Reloaded when it changes, without a restart.
+    #[arg(long, env = "BATCHSTORE_SERVER_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+
+    /// A JWKS file of the identity provider's public keys, to accept its JWTs. Reloaded when
+    /// it changes (key rotation by `kid`).
+    #[arg(long, env = "BATCHSTORE_JWKS_FILE")]
+    jwks_file: Option<PathBuf>,
+
+    /// A URL serving the identity provider's JWKS (fetched at start, every 5 minutes and when a
+    /// token names an unknown key).
+    #[arg(long, env = "BATCHSTORE_JWKS_URL")]
+    jwks_url: Option<String>,
+
+    /// The `iss` every JWT must carry.
+    #[arg(long, env = "BATCHSTORE_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+
+    /// The `aud` every JWT must carry.
+    #[arg(long, env = "BATCHSTORE_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+
+    /// JWT algorithms accepted (public-key ones only).
+    #[arg(long, env = "BATCHSTORE_JWT_ALGORITHMS", default_value = DEFAULT_ALGORITHMS)]
+    jwt_algorithms: String,
+
+    /// The claim naming a JWT's principal.
+    #[arg(long, env = "BATCHSTORE_JWT_PRINCIPAL_CLAIM", default_value = "sub")]
+    jwt_principal_claim: String,
+
+    /// The claim listing a JWT principal's groups.
+    #[arg(long, env = "BATCHSTORE_JWT_GROUPS_CLAIM", default_value = "groups")]
+    jwt_groups_claim: String,
+
+    /// Clock skew allowed on a JWT's `exp` and `nbf`, in seconds.
+    #[arg(long, env = "BATCHSTORE_JWT_LEEWAY_SECONDS", default_value_t = 30)]
+    jwt_leeway_seconds: u64,
+
+    /// A principal (or `group:NAME`) that is admin of every namespace whatever the grants say;
+    /// repeatable. Name at least one to give the first grants.
+    #[arg(long = "admin", env = "BATCHSTORE_ADMINS", value_delimiter = ',')]
+    admins: Vec<String>,
+
+    /// Longest a grant changed through another replica takes to be seen by this one, in
+    /// seconds (changes made through this one are seen at once).
+    #[arg(long, env = "BATCHSTORE_GRANTS_CACHE_SECONDS", default_value_t = 2)]
+    grants_cache_seconds: u64,
+
+    /// Serve without authentication on an address beyond loopback (only on a network that is
+    /// itself trusted).
+    #[arg(long)]
+    insecure_no_auth: bool,
+
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "BATCHSTORE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "BATCHSTORE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "BATCHSTORE_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// Days audit events are kept (0: for ever).
+    #[arg(long, env = "BATCHSTORE_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    audit_retention_days: u64,
+}
+
+impl AccessArgs {
+    fn access(&self) -> anyhow::Result<AccessConfig> {
+        let jwt = if self.jwks_file.is_some() || self.jwks_url.is_some() {
+            let (Some(issuer), Some(audience)) = (&self.jwt_issuer, &self.jwt_audience) else {
+                anyhow::bail!(
+                    "JWTs are checked against an issuer and an audience: give --jwt-issuer and --jwt-audience"
+                );
+            };
+            Some(JwtConfig {
+                issuer: issuer.clone(),
+                audience: audience.clone(),
+                jwks_file: self.jwks_file.clone(),
+                jwks_url: self.jwks_url.clone(),
+                algorithms: parse_algorithms(&self.jwt_algorithms).map_err(anyhow::Error::msg)?,
+                principal_claim: self.jwt_principal_claim.clone(),
+                groups_claim: self.jwt_groups_claim.clone(),
+                leeway: Duration::from_secs(self.jwt_leeway_seconds),
+            })
+        } else {
+            None
+        };
+        Ok(AccessConfig {
+            token_file: self.token_file.clone(),
+            jwt,
+            admins: self
+                .admins
+                .iter()
+                .filter(|a| !a.trim().is_empty())
+                .map(|a| Grantee::from_flag(a))
+                .collect(),
+            grants_ttl: Duration::from_secs(self.grants_cache_seconds),
+        })
+    }
+
+    fn tls(&self) -> Option<TlsOptions> {
+        Some(TlsOptions {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+}
+
+fn token_command(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::New { name, groups } => {
+            let token = new_token()?;
+            let groups = groups
+                .iter()
+                .map(|g| format!("{g:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!("token: {token}");
+            println!();
+            println!("# the token-file entry (it holds only the token's hash):");
+            println!("[[principal]]");
+            println!("name = {name:?}");
+            println!("groups = [{groups}]");
+            println!("token_sha256 = \"{}\"", token_hash(&token));
+            Ok(())
+        }
+        TokenCommand::Hash => {
+            let mut token = String::new();
+            std::io::stdin().read_line(&mut token)?;
+            println!("{}", token_hash(token.trim()));
             Ok(())
         }
     }

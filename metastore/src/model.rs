@@ -296,7 +296,13 @@ pub struct BatchRecord {
     pub rows: i64,
     pub bytes: i64,
     pub files: Vec<DataFile>,
+    /// The principal that began it (`None`: begun without authentication).
+    pub began_by: Option<String>,
 }
+
+/// A check the service makes of each batch a call acts on, once the catalog has loaded it
+/// (who may act on it); an error stops the call before anything changes.
+pub type BatchCheck<'a> = &'a (dyn Fn(&BatchRecord) -> crate::error::CatalogResult<()> + Sync);
 
 /// What BeginWrite hands the client.
 #[derive(Debug, Clone)]
@@ -403,6 +409,7 @@ pub struct TagRecord {
     pub partition: Vec<(String, String)>,
     pub version: i64,
     pub created_at: Micros,
+    pub created_by: String,
 }
 
 /// What a tag points at when it is created.

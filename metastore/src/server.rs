@@ -5,16 +5,23 @@
 //! after the catalog is migrated and the socket is bound, so whoever started the process can
 //! connect as soon as it reads that line. On SIGTERM or Ctrl-C the server stops accepting,
 //! lets in-flight requests (a commit included) finish, then exits.
+//!
+//! Without authentication the server refuses to listen beyond loopback unless told
+//! `insecure_no_auth`: anyone who can reach the port could otherwise change any table.
 
 use crate::catalog::{Catalog, CatalogSettings};
 use crate::service::MetastoreService;
+use crate::service::guard::{AccessConfig, Guard};
 use crate::warehouse::Warehouse;
 use anyhow::Context;
 use batchstore_proto::v1::metastore_server::MetastoreServer;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 /// Everything `metastore serve` needs.
 #[derive(Debug, Clone)]
@@ -28,6 +35,58 @@ pub struct ServeOptions {
     /// Longest a request may run.
     pub request_timeout: Duration,
     pub settings: CatalogSettings,
+    /// Authentication and grants.
+    pub access: AccessConfig,
+    /// Serve without authentication on a non-loopback address.
+    pub insecure_no_auth: bool,
+    /// TLS, and optionally client certificates.
+    pub tls: Option<TlsOptions>,
+    /// How long audit events are kept (`None`: for ever).
+    pub audit_retention: Option<Duration>,
+}
+
+/// The server's certificate and key (PEM), and a CA whose client certificates it requires.
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsOptions {
+    fn config(&self) -> anyhow::Result<ServerTlsConfig> {
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read(path)
+                .with_context(|| format!("reading the TLS {what} {}", path.display()))
+        };
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
+            read(&self.cert, "certificate")?,
+            read(&self.key, "key")?,
+        ));
+        if let Some(ca) = &self.client_ca {
+            config = config.client_ca_root(Certificate::from_pem(read(ca, "client CA")?));
+        }
+        Ok(config)
+    }
+}
+
+/// Refuses to serve without authentication beyond loopback, unless told to.
+fn check_exposure(options: &ServeOptions) -> anyhow::Result<()> {
+    if options.access.authenticates() || options.listen.ip().is_loopback() {
+        return Ok(());
+    }
+    if options.insecure_no_auth {
+        tracing::warn!(listen = %options.listen,
+            "serving WITHOUT authentication beyond loopback: anyone who reaches this port can \
+             change or drop any table");
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to listen on {} without authentication: anyone reaching it could change any \
+         table. Give --token-file or --jwks-file (see `metastore serve --help`), listen on \
+         127.0.0.1, or pass --insecure-no-auth if the network itself is trusted",
+        options.listen
+    )
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
@@ -38,6 +97,8 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    check_exposure(&options)?;
+    let tls = options.tls.as_ref().map(TlsOptions::config).transpose()?;
     let warehouse = Warehouse::open(&options.warehouse)
         .with_context(|| format!("opening the warehouse {}", options.warehouse))?;
     let catalog = Catalog::connect(&options.database_url, warehouse, options.settings.clone())
@@ -58,14 +119,24 @@ pub async fn serve(
         .build_v1()
         .context("building the reflection service")?;
 
-    let sweeper = tokio::spawn(sweep_leases(catalog.clone(), options.lease_sweep_interval));
-    let service = MetastoreServer::new(MetastoreService::new(catalog.clone()))
+    let (guard, audit_writer) =
+        Guard::new(catalog.clone(), options.access.clone()).map_err(anyhow::Error::msg)?;
+    let sweeper = tokio::spawn(sweep(
+        catalog.clone(),
+        options.lease_sweep_interval,
+        options.audit_retention,
+    ));
+    let service = MetastoreServer::new(MetastoreService::new(catalog.clone(), Arc::new(guard)))
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(256 * 1024 * 1024);
 
     announce(address)?;
     tracing::info!(%address, warehouse = catalog.warehouse().root_url(), "metastore serving");
-    let served = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).context("configuring TLS")?;
+    }
+    let served = builder
         .timeout(options.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -81,6 +152,8 @@ pub async fn serve(
         )
         .await;
     sweeper.abort();
+    // Every service handle is gone now: the audit writer drains its queue and stops.
+    let _ = audit_writer.await;
     catalog.close().await;
     tracing::info!("metastore stopped");
     served.context("serving gRPC")
@@ -92,10 +165,22 @@ fn announce(address: SocketAddr) -> anyhow::Result<()> {
     stdout.flush().context("flushing stdout")
 }
 
-async fn sweep_leases(catalog: Catalog, every: Duration) {
+/// Marks expired leases abandoned, and deletes audit events past their retention.
+async fn sweep(catalog: Catalog, every: Duration, audit_retention: Option<Duration>) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
+        if let Some(keep) = audit_retention {
+            let expired = async {
+                let before = catalog.now().await? - keep.as_micros() as i64;
+                catalog.expire_audit(before).await
+            };
+            match expired.await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "deleted audit events past their retention"),
+                Err(error) => tracing::warn!(%error, "expiring audit events failed"),
+            }
+        }
         match catalog.sweep_expired_leases().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(

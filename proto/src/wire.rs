@@ -53,8 +53,18 @@ impl Missing {
     }
 }
 
-/// Request metadata naming who acts (until authentication replaces it).
+/// Request metadata naming who acts. With authentication on, the metastore records the
+/// authenticated principal instead and keeps this claim only beside it in the audit trail.
 pub const ACTOR_KEY: &str = "batchstore-actor";
+
+/// Request metadata carrying the credentials: `Bearer TOKEN`.
+pub const AUTHORIZATION_KEY: &str = "authorization";
+
+/// The scheme of [`AUTHORIZATION_KEY`]'s value, with its separating space.
+pub const BEARER_PREFIX: &str = "Bearer ";
+
+/// The namespace name in a grant that means every namespace.
+pub const ALL_NAMESPACES: &str = "*";
 
 /// An `expected_current_batch_id` meaning "the partition must never have been written". The
 /// empty string means the same, since `BeginWrite` reports `""` as the current batch of such

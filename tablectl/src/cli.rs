@@ -15,6 +15,29 @@ pub struct Cli {
     #[arg(long, global = true, env = "BATCHSTORE_ENDPOINT")]
     pub endpoint: Option<String>,
 
+    /// Bearer token proving who you are (default: $BATCHSTORE_TOKEN, else the first line of
+    /// $BATCHSTORE_TOKEN_FILE). Prefer the variables: a --token shows in the process list.
+    #[arg(long, global = true, hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// A file holding the token (its first line).
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
+
+    /// CA certificates (PEM) that signed the metastore's TLS certificate, for https://
+    /// endpoints (default: $BATCHSTORE_CA_FILE; the system's roots are trusted too).
+    #[arg(long, global = true)]
+    pub ca_file: Option<PathBuf>,
+
+    /// A client certificate (PEM) for a metastore that requires one (default:
+    /// $BATCHSTORE_CLIENT_CERT); needs --client-key.
+    #[arg(long, global = true, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM) (default: $BATCHSTORE_CLIENT_KEY).
+    #[arg(long, global = true, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+
     /// Print one JSON document instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -56,6 +79,46 @@ pub enum Command {
         /// The batch id.
         batch_id: String,
     },
+    /// Give a principal or group read, write or admin on a namespace (`*`: every namespace):
+    /// `tablectl grant write sales alice`, `tablectl grant read sales group:analysts`.
+    /// Replaces the grantee's earlier grant there. Needs admin on the namespace.
+    Grant {
+        /// read (resolve, list, history), write (also begin, commit, rollback, tags) or admin
+        /// (also create and drop tables, grants).
+        permission: String,
+        /// A namespace, or `*` for every namespace.
+        namespace: String,
+        /// A principal, or `group:NAME`.
+        grantee: String,
+    },
+    /// Take a grant away: `tablectl revoke sales alice`.
+    Revoke {
+        namespace: String,
+        /// A principal, or `group:NAME`.
+        grantee: String,
+    },
+    /// List grants, of one namespace or of every namespace you administer.
+    Grants { namespace: Option<String> },
+    /// The audit trail: every call, with principal, method, target and outcome, oldest first.
+    Audit(AuditArgs),
+    /// Show who the metastore takes you for, and your groups.
+    Whoami,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only events at or after this time (RFC 3339, a date, or microseconds since the epoch).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only calls by this principal.
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Only calls on this namespace, or NAMESPACE.TABLE for one table.
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Show at most this many events.
+    #[arg(long)]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,9 +6,9 @@ use crate::output::{self, partition_object, size, time};
 use crate::progress::Bar;
 use anyhow::{Result, bail};
 use batchstore_client::{
-    Client, CommitInfo, Expected, KeyType, PartitionData, PartitionKey, PartitionSpec,
-    PartitionValue, Progress, ReadRequest, RollbackTo, Selector, TableName, TagTarget,
-    WriteOptions, WriteRequest, describe_partition, parse_time,
+    AuditQuery, Client, CommitInfo, ConnectOptions, Expected, Grantee, KeyType, PartitionData,
+    PartitionKey, PartitionSpec, PartitionValue, Permission, Progress, ReadRequest, RollbackTo,
+    Selector, TableName, TagTarget, WriteOptions, WriteRequest, describe_partition, parse_time,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -18,7 +18,15 @@ use std::sync::Arc;
 /// # Errors
 /// Whatever the command met; the caller prints it as one line.
 pub async fn run(cli: Cli) -> Result<()> {
-    let client = Client::connect(cli.endpoint.as_deref()).await?;
+    let client = Client::connect_with(ConnectOptions {
+        endpoint: cli.endpoint.clone(),
+        token: cli.token.clone(),
+        token_file: cli.token_file.clone(),
+        ca_file: cli.ca_file.clone(),
+        client_cert: cli.client_cert.clone(),
+        client_key: cli.client_key.clone(),
+    })
+    .await?;
     let json = cli.json;
     match cli.command {
         Command::Namespace(command) => namespace(&client, command, json).await,
@@ -33,6 +41,58 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Tag(command) => tag(&client, command, json).await,
         Command::Batch { batch_id } => batch(&client, &batch_id, json).await,
         Command::Lineage { batch_id } => lineage(&client, &batch_id, json).await,
+        Command::Grant {
+            permission,
+            namespace,
+            grantee,
+        } => {
+            let grant = client
+                .grant(
+                    &namespace,
+                    &Grantee::parse(&grantee),
+                    Permission::parse(&permission)?,
+                )
+                .await?;
+            let human = format!(
+                "granted {} on {} to {}",
+                grant.permission.as_str(),
+                grant.namespace,
+                grant.grantee
+            );
+            output::done(json, serde_json::to_value(&grant)?, human)
+        }
+        Command::Revoke { namespace, grantee } => {
+            let grantee = Grantee::parse(&grantee);
+            let revoked = client.revoke(&namespace, &grantee).await?;
+            let human = if revoked {
+                format!("revoked {grantee}'s grant on {namespace}")
+            } else {
+                format!("{grantee} had no grant on {namespace}")
+            };
+            output::done(json, json!({ "revoked": revoked }), human)
+        }
+        Command::Grants { namespace } => grants(&client, namespace.as_deref(), json).await,
+        Command::Audit(args) => audit(&client, args, json).await,
+        Command::Whoami => {
+            let me = client.who_am_i().await?;
+            let human = if me.authenticated {
+                format!(
+                    "{} (groups: {})",
+                    me.principal,
+                    if me.groups.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        me.groups.join(", ")
+                    }
+                )
+            } else {
+                format!(
+                    "{} (the metastore does not authenticate; this is the actor you claim)",
+                    me.principal
+                )
+            };
+            output::done(json, serde_json::to_value(&me)?, human)
+        }
     }
 }
 
@@ -436,6 +496,75 @@ async fn batch(client: &Client, batch_id: &str, json: bool) -> Result<()> {
         size(batch.bytes),
         batch.files,
         time(&batch.created_at)
+    );
+    Ok(())
+}
+
+async fn grants(client: &Client, namespace: Option<&str>, json: bool) -> Result<()> {
+    let grants = client.grants(namespace).await?;
+    if json {
+        return output::json(&grants);
+    }
+    let rows = grants
+        .iter()
+        .map(|g| {
+            vec![
+                g.namespace.clone(),
+                g.grantee.to_string(),
+                g.permission.as_str().to_owned(),
+                g.granted_by.clone(),
+                time(&g.granted_at),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "namespace",
+            "grantee",
+            "permission",
+            "granted by",
+            "granted at",
+        ],
+        rows,
+    );
+    Ok(())
+}
+
+async fn audit(client: &Client, args: AuditArgs, json: bool) -> Result<()> {
+    let (namespace, table) = match args.table.as_deref() {
+        None => (None, None),
+        Some(name) => match name.split_once('.') {
+            Some((ns, table)) => (Some(ns.to_owned()), Some(table.to_owned())),
+            None => (Some(name.to_owned()), None),
+        },
+    };
+    let query = AuditQuery {
+        since: args.since.as_deref().map(parse_time).transpose()?,
+        principal: args.principal,
+        namespace,
+        table,
+        limit: args.limit,
+    };
+    let events = client.audit(&query).await?;
+    if json {
+        return output::json(&events);
+    }
+    let rows = events
+        .iter()
+        .map(|e| {
+            vec![
+                time(&e.at),
+                e.principal.clone(),
+                e.method.clone(),
+                e.target.clone(),
+                e.outcome.clone(),
+                e.detail.clone(),
+            ]
+        })
+        .collect();
+    output::table(
+        &["at", "principal", "method", "target", "outcome", "detail"],
+        rows,
     );
     Ok(())
 }

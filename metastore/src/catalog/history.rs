@@ -169,9 +169,6 @@ impl Catalog {
             &mut tx, &change, version, stamp, "rollback", actor, &message,
         )
         .await?;
-        let target_name = format!("{}/{name}@{target_batch}", table.qualified());
-        self.audit(&mut tx, actor, "rollback", &target_name, &message)
-            .await?;
         tx.commit().await?;
         Ok(committed(version, stamp))
     }

@@ -10,6 +10,7 @@
 //! - timestamps come from the database clock, one per commit, never run backwards within a
 //!   partition, and as-of reads are repeatable (`pointer`).
 
+mod access;
 mod commit;
 mod database;
 mod history;
@@ -268,28 +269,6 @@ impl Catalog {
                 began.remove(id);
             }
         }
-    }
-
-    /// Records an audit event inside the caller's transaction.
-    async fn audit(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        actor: &str,
-        action: &str,
-        target: &str,
-        detail: &str,
-    ) -> CatalogResult<()> {
-        sqlx::query(self.sql(
-            "INSERT INTO audit_events (at_us, actor, action, target, detail) \
-             VALUES ({now}, $1, $2, $3, $4)",
-        ))
-        .bind(actor)
-        .bind(action)
-        .bind(target)
-        .bind(detail)
-        .execute(conn)
-        .await?;
-        Ok(())
     }
 }
 

@@ -168,7 +168,10 @@ impl Catalog {
     }
 
     /// The catalog clock, in microseconds.
-    async fn now(&self) -> CatalogResult<i64> {
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn now(&self) -> CatalogResult<i64> {
         Ok(sqlx::query(self.sql("SELECT {now} AS now_us"))
             .fetch_one(&self.pool)
             .await?

@@ -61,12 +61,14 @@ impl Catalog {
         }
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(self.sql(
-            "INSERT INTO tags (table_id, name, batch_id, created_at_us) VALUES ($1, $2, $3, {now}) \
+            "INSERT INTO tags (table_id, name, batch_id, created_at_us, created_by) \
+             VALUES ($1, $2, $3, {now}, $4) \
              RETURNING created_at_us",
         ))
         .bind(table.id)
         .bind(name)
         .bind(&batch_id)
+        .bind(actor)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| match CatalogError::from(e) {
@@ -77,14 +79,6 @@ impl Catalog {
             other => other,
         })?;
         let created_at: i64 = inserted.try_get("created_at_us")?;
-        self.audit(
-            &mut tx,
-            actor,
-            "tag",
-            &format!("{}:{name}", table.qualified()),
-            &batch_id,
-        )
-        .await?;
         tx.commit().await?;
         Ok(TagRecord {
             name: name.to_owned(),
@@ -92,6 +86,7 @@ impl Catalog {
             partition: batch.partition.pairs(&table.keys),
             version: batch.version.unwrap_or_default(),
             created_at,
+            created_by: actor.to_owned(),
         })
     }
 
@@ -102,7 +97,8 @@ impl Catalog {
     pub async fn list_tags(&self, namespace: &str, table: &str) -> CatalogResult<Vec<TagRecord>> {
         let table = self.table(namespace, table).await?;
         let rows = sqlx::query(
-            "SELECT g.name, g.batch_id, g.created_at_us, b.version, p.partition_values \
+            "SELECT g.name, g.batch_id, g.created_at_us, g.created_by, b.version, \
+                    p.partition_values \
              FROM tags g JOIN batches b ON b.batch_id = g.batch_id \
                   JOIN partitions p ON p.id = b.partition_id \
              WHERE g.table_id = $1 ORDER BY g.name",
@@ -122,6 +118,7 @@ impl Catalog {
                         .try_get::<Option<i64>, _>("version")?
                         .unwrap_or_default(),
                     created_at: row.try_get("created_at_us")?,
+                    created_by: row.try_get("created_by")?,
                 })
             })
             .collect()
@@ -131,13 +128,7 @@ impl Catalog {
     ///
     /// # Errors
     /// `NotFound` for a missing table or tag.
-    pub async fn delete_tag(
-        &self,
-        namespace: &str,
-        table: &str,
-        name: &str,
-        actor: &str,
-    ) -> CatalogResult<()> {
+    pub async fn delete_tag(&self, namespace: &str, table: &str, name: &str) -> CatalogResult<()> {
         let table = self.table(namespace, table).await?;
         let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query("DELETE FROM tags WHERE table_id = $1 AND name = $2")
@@ -155,14 +146,6 @@ impl Catalog {
                 ),
             ));
         }
-        self.audit(
-            &mut tx,
-            actor,
-            "untag",
-            &format!("{}:{name}", table.qualified()),
-            "",
-        )
-        .await?;
         tx.commit().await?;
         Ok(())
     }

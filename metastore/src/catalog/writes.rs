@@ -5,7 +5,9 @@
 use super::{Catalog, Dialect, PartitionRow, partition_hash};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::layout;
-use crate::model::{BatchRecord, BatchState, DataFile, PartitionValues, PendingBatch, TableRecord};
+use crate::model::{
+    BatchCheck, BatchRecord, BatchState, DataFile, PartitionValues, PendingBatch, TableRecord,
+};
 use crate::names::quote_for_message;
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashMap;
@@ -22,6 +24,7 @@ impl Catalog {
         table: &str,
         partition: &[(String, String)],
         lease: Option<Duration>,
+        began_by: Option<&str>,
     ) -> CatalogResult<PendingBatch> {
         let table = self.table(namespace, table).await?;
         let values = PartitionValues::from_pairs(&table.keys, partition)?;
@@ -34,7 +37,8 @@ impl Catalog {
             &values,
             &batch_id,
         ));
-        let reserve = |conn| self.reserve_batch(conn, &table, &values, &batch_id, &location, lease);
+        let reserve =
+            |conn| self.reserve_batch(conn, &table, &values, &batch_id, &location, lease, began_by);
         // On PostgreSQL the partition and batch rows are one transaction that does not wait
         // for its log to reach disk: a pending batch needs no durability of its own (the commit
         // that publishes it flushes the log past it, and a batch lost in a crash only makes
@@ -67,6 +71,7 @@ impl Catalog {
             rows: 0,
             bytes: 0,
             files: Vec::new(),
+            began_by: began_by.map(str::to_owned),
         });
         Ok(PendingBatch {
             batch_id,
@@ -94,6 +99,7 @@ impl Catalog {
 
     /// The partition row (created if new) and a new pending batch row in it, within the
     /// table's bound on pending batches.
+    #[allow(clippy::too_many_arguments)] // the batch row's columns, each its own value
     async fn reserve_batch(
         &self,
         conn: &mut sqlx::AnyConnection,
@@ -102,13 +108,14 @@ impl Catalog {
         batch_id: &str,
         location: &str,
         lease: Duration,
+        began_by: Option<&str>,
     ) -> CatalogResult<(PartitionRow, sqlx::any::AnyRow)> {
         let partition = self.ensure_partition(&mut *conn, table, values).await?;
         // One statement: the pending-batch bound costs no extra round trip.
         let row = sqlx::query(self.sql(
             "INSERT INTO batches (batch_id, table_id, partition_id, state, location, \
-                                  created_at_us, lease_expires_at_us) \
-             SELECT $1, $2, $3, 'pending', $4, {now}, {now} + $5 \
+                                  created_at_us, lease_expires_at_us, began_by) \
+             SELECT $1, $2, $3, 'pending', $4, {now}, {now} + $5, $7 \
              WHERE (SELECT COUNT(*) FROM batches \
                      WHERE table_id = $2 AND state = 'pending') < $6 \
              RETURNING created_at_us, lease_expires_at_us",
@@ -119,6 +126,7 @@ impl Catalog {
         .bind(location)
         .bind(lease.as_micros() as i64)
         .bind(self.settings.max_pending_per_table)
+        .bind(began_by)
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| {
@@ -165,15 +173,23 @@ impl Catalog {
     ///
     /// # Errors
     /// `NotFound` for an unknown batch; `FailedPrecondition` for a committed one.
-    pub async fn abort_write(&self, batch_id: &str) -> CatalogResult<()> {
+    pub async fn abort_write(&self, batch_id: &str, check: BatchCheck<'_>) -> CatalogResult<()> {
         check_batch_id(batch_id)?;
+        let batch = match self.recall_began(batch_id) {
+            Some(batch) => batch,
+            None => self.batch(batch_id, false).await?,
+        };
+        check(&batch)?;
         self.forget_began([batch_id]);
-        sqlx::query(
+        let aborted = sqlx::query(
             "UPDATE batches SET state = 'aborted' WHERE batch_id = $1 AND state = 'pending'",
         )
         .bind(batch_id)
         .execute(&self.pool)
         .await?;
+        if aborted.rows_affected() > 0 {
+            return Ok(());
+        }
         let batch = self.batch(batch_id, false).await?;
         match batch.state {
             BatchState::Committed => Err(CatalogError::FailedPrecondition(format!(
@@ -191,9 +207,18 @@ impl Catalog {
     /// # Errors
     /// `NotFound` for an unknown batch; `FailedPrecondition` for a batch that is committed,
     /// aborted or whose lease ran out; `InvalidArgument` for a lease above the maximum.
-    pub async fn renew_lease(&self, batch_id: &str, lease: Option<Duration>) -> CatalogResult<i64> {
+    pub async fn renew_lease(
+        &self,
+        batch_id: &str,
+        lease: Option<Duration>,
+        check: BatchCheck<'_>,
+    ) -> CatalogResult<i64> {
         check_batch_id(batch_id)?;
         let lease = self.lease(lease)?;
+        match self.recall_began(batch_id) {
+            Some(batch) => check(&batch)?,
+            None => check(&self.batch(batch_id, false).await?)?,
+        }
         let renewed = sqlx::query(self.sql(
             "UPDATE batches SET lease_expires_at_us = {now} + $2 \
              WHERE batch_id = $1 AND state = 'pending' AND lease_expires_at_us > {now} \
@@ -251,7 +276,7 @@ impl Catalog {
                     t.created_at_us, \
                     b.batch_id, b.partition_id, b.state, b.location, \
                     b.created_at_us AS batch_created_at_us, b.lease_expires_at_us, b.version, \
-                    b.committed_at_us, b.rows, b.bytes, p.partition_values \
+                    b.committed_at_us, b.rows, b.bytes, b.began_by, p.partition_values \
              FROM batches b JOIN partitions p ON p.id = b.partition_id \
                   JOIN tables t ON t.id = b.table_id JOIN namespaces n ON n.id = t.namespace_id \
              WHERE b.batch_id = $1 AND t.dropped_at_us IS NULL AND n.dropped_at_us IS NULL",
@@ -288,6 +313,7 @@ impl Catalog {
             rows: row.try_get("rows")?,
             bytes: row.try_get("bytes")?,
             files,
+            began_by: row.try_get("began_by")?,
         })
     }
 

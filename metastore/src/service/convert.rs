@@ -1,6 +1,7 @@
 //! Conversions between wire messages and catalog types. Input is validated here only as far as
 //! its shape goes; the catalog checks meaning.
 
+use crate::access::{AuditEvent, GrantRecord, Grantee, Permission};
 use crate::error::{CatalogError, CatalogResult};
 use crate::model::{
     BatchRecord, BatchState, CommittedVersion, DataFile, ExpectedCurrent, HistoryRecord,
@@ -257,5 +258,91 @@ pub fn tag_to_pb(t: TagRecord) -> pb::Tag {
         batch_id: t.batch_id,
         version: t.version,
         created_at_micros: t.created_at,
+        created_by: t.created_by,
+    }
+}
+
+pub fn permission_from_pb(value: i32) -> CatalogResult<Permission> {
+    match pb::Permission::try_from(value) {
+        Ok(pb::Permission::Read) => Ok(Permission::Read),
+        Ok(pb::Permission::Write) => Ok(Permission::Write),
+        Ok(pb::Permission::Admin) => Ok(Permission::Admin),
+        _ => Err(CatalogError::InvalidArgument(
+            "a grant needs a permission: read, write or admin".into(),
+        )),
+    }
+}
+
+fn permission_to_pb(p: Permission) -> pb::Permission {
+    match p {
+        Permission::Read => pb::Permission::Read,
+        Permission::Write => pb::Permission::Write,
+        Permission::Admin => pb::Permission::Admin,
+    }
+}
+
+/// A grantee: exactly one of principal and group, each a bounded printable name.
+pub fn grantee_from_pb(grantee: Option<&pb::Grantee>) -> CatalogResult<Grantee> {
+    let check = |name: &str| {
+        let ok = !name.trim().is_empty()
+            && name.len() <= 256
+            && !name.chars().any(char::is_control)
+            && name.trim() == name;
+        if ok {
+            Ok(name.to_owned())
+        } else {
+            Err(CatalogError::InvalidArgument(format!(
+                "{} is not a principal or group name (1 to 256 printable characters, no \
+                 surrounding spaces)",
+                crate::names::quote_for_message(name)
+            )))
+        }
+    };
+    match grantee {
+        Some(g) if !g.principal.is_empty() && g.group.is_empty() => {
+            Ok(Grantee::Principal(check(&g.principal)?))
+        }
+        Some(g) if g.principal.is_empty() && !g.group.is_empty() => {
+            Ok(Grantee::Group(check(&g.group)?))
+        }
+        _ => Err(CatalogError::InvalidArgument(
+            "a grant is for exactly one principal or one group".into(),
+        )),
+    }
+}
+
+/// A grant's namespace: a namespace name, or `*` for every namespace.
+pub fn grant_namespace(namespace: &str) -> CatalogResult<String> {
+    if namespace != batchstore_proto::wire::ALL_NAMESPACES {
+        validate_name(NameKind::Namespace, namespace)?;
+    }
+    Ok(namespace.to_owned())
+}
+
+pub fn grant_to_pb(g: &GrantRecord) -> pb::GrantEntry {
+    let (principal, group) = match &g.grantee {
+        Grantee::Principal(n) => (n.clone(), String::new()),
+        Grantee::Group(n) => (String::new(), n.clone()),
+    };
+    pb::GrantEntry {
+        namespace: g.namespace.clone(),
+        grantee: Some(pb::Grantee { principal, group }),
+        permission: permission_to_pb(g.permission).into(),
+        granted_by: g.granted_by.clone(),
+        granted_at_micros: g.granted_at,
+    }
+}
+
+pub fn audit_to_pb(e: AuditEvent) -> pb::AuditEvent {
+    pb::AuditEvent {
+        id: e.id,
+        at_micros: e.at,
+        principal: e.principal,
+        method: e.method,
+        namespace: e.namespace,
+        target: e.target,
+        outcome: e.outcome,
+        detail: e.detail,
+        claimed_actor: e.claimed_actor,
     }
 }

@@ -1,17 +1,22 @@
 //! The gRPC face of the catalog: `batchstore.v1.Metastore`.
 //!
-//! Each method converts the request (`convert`), calls the catalog, and maps errors once
-//! (`status`). No catalog logic lives here.
+//! Each method passes the guard (`guard`: who calls, may it, the audit event), converts the
+//! request (`convert`), calls the catalog, and maps errors once (`status`). No catalog logic
+//! lives here.
 
 pub mod convert;
+pub mod guard;
 pub mod status;
 
+use crate::access::{AuditFilter, Permission};
 use crate::catalog::Catalog;
-use crate::error::CatalogResult;
+use crate::error::{CatalogError, CatalogResult};
 use batchstore_proto::v1 as pb;
 use batchstore_proto::v1::metastore_server::Metastore;
-use batchstore_proto::wire::ACTOR_KEY;
+use batchstore_proto::wire::{ACTOR_KEY, ALL_NAMESPACES};
 use convert::*;
+use guard::{Caller, Guard};
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
 
@@ -19,32 +24,56 @@ use tonic::{Request, Response, Status};
 #[derive(Debug, Clone)]
 pub struct MetastoreService {
     catalog: Catalog,
+    guard: Arc<Guard>,
 }
 
 impl MetastoreService {
-    pub fn new(catalog: Catalog) -> Self {
-        MetastoreService { catalog }
+    pub fn new(catalog: Catalog, guard: Arc<Guard>) -> Self {
+        MetastoreService { catalog, guard }
+    }
+
+    /// Runs one call: authenticate, run `body` (which authorizes what it touches), audit.
+    async fn guarded<Req, Resp>(
+        &self,
+        method: &'static str,
+        request: Request<Req>,
+        claimed_actor: impl FnOnce(&Req) -> &str,
+        body: impl AsyncFnOnce(&Caller, Req) -> CatalogResult<Resp>,
+    ) -> Reply<Resp> {
+        let claimed = claimed(&request, claimed_actor(request.get_ref()));
+        let caller = match self.guard.caller(request.metadata(), claimed.clone()).await {
+            Ok(caller) => caller,
+            Err(error) => {
+                self.guard.audit_refused(method, claimed, &error).await;
+                return Err(status::to_status(error));
+            }
+        };
+        let result = body(&caller, request.into_inner()).await;
+        self.guard.audit(method, &caller, &result).await;
+        result.map(Response::new).map_err(status::to_status)
     }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn reply<T>(result: CatalogResult<T>) -> Reply<T> {
-    result.map(Response::new).map_err(status::to_status)
+/// A request without an actor field of its own.
+fn no_actor<T>(_: &T) -> &str {
+    ""
 }
 
 /// A requested lease: `None` (the default) for 0; negative is refused.
 fn lease_of(seconds: i64) -> CatalogResult<Option<Duration>> {
     if seconds < 0 {
-        return Err(crate::error::CatalogError::InvalidArgument(
+        return Err(CatalogError::InvalidArgument(
             "lease_seconds cannot be negative; use 0 for the default".into(),
         ));
     }
     Ok((seconds > 0).then(|| Duration::from_secs(seconds as u64)))
 }
 
-/// The actor: the request's own field, else the `batchstore-actor` metadata, else "anonymous".
-fn actor<T>(request: &Request<T>, field: &str) -> String {
+/// The actor a client claims: the request's own field, else the `batchstore-actor` metadata,
+/// else "anonymous". Recorded as the actor only without authentication.
+fn claimed<T>(request: &Request<T>, field: &str) -> String {
     if !field.is_empty() {
         return field.chars().take(256).collect();
     }
@@ -62,54 +91,61 @@ impl Metastore for MetastoreService {
         &self,
         request: Request<pb::CreateNamespaceRequest>,
     ) -> Reply<pb::CreateNamespaceResponse> {
-        let r = request.into_inner();
-        reply(
-            self.catalog
+        self.guarded("CreateNamespace", request, no_actor, async |caller, r| {
+            caller.require(Permission::Admin, &r.name)?;
+            let (ns, created) = self
+                .catalog
                 .create_namespace(&r.name, r.if_not_exists)
-                .await
-                .map(|(ns, created)| pb::CreateNamespaceResponse {
-                    namespace: Some(namespace_to_pb(&ns)),
-                    created,
-                }),
-        )
+                .await?;
+            Ok(pb::CreateNamespaceResponse {
+                namespace: Some(namespace_to_pb(&ns)),
+                created,
+            })
+        })
+        .await
     }
 
     async fn list_namespaces(
         &self,
         request: Request<pb::ListNamespacesRequest>,
     ) -> Reply<pb::ListNamespacesResponse> {
-        let r = request.into_inner();
-        reply(
-            self.catalog
+        self.guarded("ListNamespaces", request, no_actor, async |caller, r| {
+            let page = self
+                .catalog
                 .list_namespaces(r.page_size, &r.page_token)
-                .await
-                .map(|page| pb::ListNamespacesResponse {
-                    namespaces: page.items.iter().map(namespace_to_pb).collect(),
-                    next_page_token: page.next_page_token,
-                }),
-        )
+                .await?;
+            Ok(pb::ListNamespacesResponse {
+                namespaces: page
+                    .items
+                    .iter()
+                    .filter(|ns| caller.can(Permission::Read, &ns.name))
+                    .map(namespace_to_pb)
+                    .collect(),
+                next_page_token: page.next_page_token,
+            })
+        })
+        .await
     }
 
     async fn drop_namespace(
         &self,
         request: Request<pb::DropNamespaceRequest>,
     ) -> Reply<pb::DropNamespaceResponse> {
-        let r = request.into_inner();
-        reply(
-            self.catalog
-                .drop_namespace(&r.name)
-                .await
-                .map(|()| pb::DropNamespaceResponse {}),
-        )
+        self.guarded("DropNamespace", request, no_actor, async |caller, r| {
+            caller.require(Permission::Admin, &r.name)?;
+            self.catalog.drop_namespace(&r.name).await?;
+            Ok(pb::DropNamespaceResponse {})
+        })
+        .await
     }
 
     async fn create_table(
         &self,
         request: Request<pb::CreateTableRequest>,
     ) -> Reply<pb::CreateTableResponse> {
-        let r = request.into_inner();
-        let result = async {
+        self.guarded("CreateTable", request, no_actor, async |caller, r| {
             let (ns, table) = table_ref(r.table.as_ref())?;
+            caller.require_table(Permission::Admin, &ns, &table)?;
             let keys = r
                 .partition_keys
                 .iter()
@@ -124,67 +160,84 @@ impl Metastore for MetastoreService {
                 table: Some(table_to_pb(&table)),
                 created,
             })
-        };
-        reply(result.await)
+        })
+        .await
     }
 
     async fn get_table(
         &self,
         request: Request<pb::GetTableRequest>,
     ) -> Reply<pb::GetTableResponse> {
-        let r = request.into_inner();
-        let result = async {
+        self.guarded("GetTable", request, no_actor, async |caller, r| {
             let (ns, table) = table_ref(r.table.as_ref())?;
+            caller.require_table(Permission::Read, &ns, &table)?;
             let table = self.catalog.get_table(&ns, &table).await?;
             Ok(pb::GetTableResponse {
                 table: Some(table_to_pb(&table)),
             })
-        };
-        reply(result.await)
+        })
+        .await
     }
 
     async fn list_tables(
         &self,
         request: Request<pb::ListTablesRequest>,
     ) -> Reply<pb::ListTablesResponse> {
-        let r = request.into_inner();
-        let namespace = (!r.namespace.is_empty()).then_some(r.namespace.as_str());
-        reply(
-            self.catalog
+        self.guarded("ListTables", request, no_actor, async |caller, r| {
+            let namespace = (!r.namespace.is_empty()).then_some(r.namespace.as_str());
+            if let Some(ns) = namespace {
+                caller.require(Permission::Read, ns)?;
+            }
+            let page = self
+                .catalog
                 .list_tables(namespace, r.page_size, &r.page_token)
-                .await
-                .map(|page| pb::ListTablesResponse {
-                    tables: page.items.iter().map(table_to_pb).collect(),
-                    next_page_token: page.next_page_token,
-                }),
-        )
+                .await?;
+            Ok(pb::ListTablesResponse {
+                tables: page
+                    .items
+                    .iter()
+                    .filter(|t| caller.can(Permission::Read, &t.namespace))
+                    .map(table_to_pb)
+                    .collect(),
+                next_page_token: page.next_page_token,
+            })
+        })
+        .await
     }
 
     async fn drop_table(
         &self,
         request: Request<pb::DropTableRequest>,
     ) -> Reply<pb::DropTableResponse> {
-        let r = request.into_inner();
-        let result = async {
+        self.guarded("DropTable", request, no_actor, async |caller, r| {
             let (ns, table) = table_ref(r.table.as_ref())?;
+            caller.require_table(Permission::Admin, &ns, &table)?;
             self.catalog.drop_table(&ns, &table).await?;
             Ok(pb::DropTableResponse {})
-        };
-        reply(result.await)
+        })
+        .await
     }
 
     async fn begin_write(
         &self,
         request: Request<pb::BeginWriteRequest>,
     ) -> Reply<pb::BeginWriteResponse> {
-        let r = request.into_inner();
-        let result = async {
+        self.guarded("BeginWrite", request, no_actor, async |caller, r| {
             let (ns, table) = table_ref(r.table.as_ref())?;
+            caller.require_table(Permission::Write, &ns, &table)?;
             let lease = lease_of(r.lease_seconds)?;
+            let began_by = caller.principal().map(|p| p.name.as_str());
             let pending = self
                 .catalog
-                .begin_write(&ns, &table, &partition_pairs(r.partition.as_ref()), lease)
+                .begin_write(
+                    &ns,
+                    &table,
+                    &partition_pairs(r.partition.as_ref()),
+                    lease,
+                    began_by,
+                )
                 .await?;
+            caller.note(format!("batch {}", pending.batch_id));
             Ok(pb::BeginWriteResponse {
                 batch_id: pending.batch_id,
                 location: pending.location,
@@ -192,75 +245,88 @@ impl Metastore for MetastoreService {
                 current_batch_id: pending.current_batch_id.unwrap_or_default(),
                 current_version: pending.current_version,
             })
-        };
-        reply(result.await)
+        })
+        .await
     }
 
     async fn commit(&self, request: Request<pb::CommitRequest>) -> Reply<pb::CommitResponse> {
-        let actor = actor(&request, &request.get_ref().actor);
-        let r = request.into_inner();
-        let updates = r.updates.into_iter().map(update_from_pb).collect();
-        reply(
-            self.catalog
-                .commit(updates, &r.message, &actor)
-                .await
-                .map(|outcome| pb::CommitResponse {
+        self.guarded(
+            "Commit",
+            request,
+            |r| r.actor.as_str(),
+            async |caller, r| {
+                let updates = r.updates.into_iter().map(update_from_pb).collect();
+                let check = caller.batch_check(Permission::Write, true);
+                let outcome = self
+                    .catalog
+                    .commit(updates, &r.message, &caller.actor(), &check)
+                    .await?;
+                caller.note(
+                    outcome
+                        .committed
+                        .iter()
+                        .map(|c| format!("{} v{}", c.batch_id, c.version))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
+                Ok(pb::CommitResponse {
                     committed: outcome.committed.iter().map(committed_to_pb).collect(),
                     already_committed: outcome.already_committed,
-                }),
+                })
+            },
         )
+        .await
     }
 
     async fn abort_write(
         &self,
         request: Request<pb::AbortWriteRequest>,
     ) -> Reply<pb::AbortWriteResponse> {
-        let r = request.into_inner();
-        reply(
-            self.catalog
-                .abort_write(&r.batch_id)
-                .await
-                .map(|()| pb::AbortWriteResponse {}),
-        )
+        self.guarded("AbortWrite", request, no_actor, async |caller, r| {
+            let check = caller.batch_check(Permission::Write, true);
+            self.catalog.abort_write(&r.batch_id, &check).await?;
+            Ok(pb::AbortWriteResponse {})
+        })
+        .await
     }
 
     async fn renew_lease(
         &self,
         request: Request<pb::RenewLeaseRequest>,
     ) -> Reply<pb::RenewLeaseResponse> {
-        let r = request.into_inner();
-        let result = async {
+        self.guarded("RenewLease", request, no_actor, async |caller, r| {
             let lease = lease_of(r.lease_seconds)?;
-            let lease_expires_at_micros = self.catalog.renew_lease(&r.batch_id, lease).await?;
+            let check = caller.batch_check(Permission::Write, true);
+            let lease_expires_at_micros =
+                self.catalog.renew_lease(&r.batch_id, lease, &check).await?;
             Ok(pb::RenewLeaseResponse {
                 lease_expires_at_micros,
             })
-        };
-        reply(result.await)
+        })
+        .await
     }
 
     async fn get_batch(
         &self,
         request: Request<pb::GetBatchRequest>,
     ) -> Reply<pb::GetBatchResponse> {
-        let r = request.into_inner();
-        reply(
-            self.catalog
-                .get_batch(&r.batch_id)
-                .await
-                .map(|b| pb::GetBatchResponse {
-                    batch: Some(batch_to_pb(&b)),
-                }),
-        )
+        self.guarded("GetBatch", request, no_actor, async |caller, r| {
+            let batch = self.catalog.get_batch(&r.batch_id).await?;
+            caller.batch_check(Permission::Read, false)(&batch)?;
+            Ok(pb::GetBatchResponse {
+                batch: Some(batch_to_pb(&batch)),
+            })
+        })
+        .await
     }
 
     async fn resolve_partitions(
         &self,
         request: Request<pb::ResolvePartitionsRequest>,
     ) -> Reply<pb::ResolvePartitionsResponse> {
-        let r = request.into_inner();
-        let result = async {
+        self.guarded("ResolvePartitions", request, no_actor, async |caller, r| {
             let (ns, table) = table_ref(r.table.as_ref())?;
+            caller.require_table(Permission::Read, &ns, &table)?;
             let selector = selector_from_pb(r.selector.as_ref())?;
             let specs: Vec<_> = r
                 .partitions
@@ -276,17 +342,17 @@ impl Metastore for MetastoreService {
                 table: Some(table_to_pb(&table)),
                 next_page_token: page.next_page_token,
             })
-        };
-        reply(result.await)
+        })
+        .await
     }
 
     async fn list_partitions(
         &self,
         request: Request<pb::ListPartitionsRequest>,
     ) -> Reply<pb::ListPartitionsResponse> {
-        let r = request.into_inner();
-        let result = async {
+        self.guarded("ListPartitions", request, no_actor, async |caller, r| {
             let (ns, table) = table_ref(r.table.as_ref())?;
+            caller.require_table(Permission::Read, &ns, &table)?;
             let (_, page) = self
                 .catalog
                 .list_partitions(&ns, &table, r.page_size, &r.page_token)
@@ -295,17 +361,17 @@ impl Metastore for MetastoreService {
                 partitions: page.items.into_iter().map(summary_to_pb).collect(),
                 next_page_token: page.next_page_token,
             })
-        };
-        reply(result.await)
+        })
+        .await
     }
 
     async fn get_history(
         &self,
         request: Request<pb::GetHistoryRequest>,
     ) -> Reply<pb::GetHistoryResponse> {
-        let r = request.into_inner();
-        let result = async {
+        self.guarded("GetHistory", request, no_actor, async |caller, r| {
             let (ns, table) = table_ref(r.table.as_ref())?;
+            caller.require_table(Permission::Read, &ns, &table)?;
             let pairs = partition_pairs(r.partition.as_ref());
             let page = self
                 .catalog
@@ -315,90 +381,208 @@ impl Metastore for MetastoreService {
                 entries: page.items.into_iter().map(history_to_pb).collect(),
                 next_page_token: page.next_page_token,
             })
-        };
-        reply(result.await)
+        })
+        .await
     }
 
     async fn rollback(&self, request: Request<pb::RollbackRequest>) -> Reply<pb::RollbackResponse> {
-        let actor = actor(&request, &request.get_ref().actor);
-        let r = request.into_inner();
-        let result = async {
-            let (ns, table) = table_ref(r.table.as_ref())?;
-            let target = rollback_target_from_pb(r.target.as_ref())?;
-            let expected = expected_from_pb(r.expected_current_batch_id.as_ref());
-            let pairs = partition_pairs(r.partition.as_ref());
-            let committed = self
-                .catalog
-                .rollback(&ns, &table, &pairs, &target, expected, &r.message, &actor)
-                .await?;
-            Ok(pb::RollbackResponse {
-                committed: Some(committed_to_pb(&committed)),
-            })
-        };
-        reply(result.await)
+        self.guarded(
+            "Rollback",
+            request,
+            |r| r.actor.as_str(),
+            async |caller, r| {
+                let (ns, table) = table_ref(r.table.as_ref())?;
+                caller.require_table(Permission::Write, &ns, &table)?;
+                let target = rollback_target_from_pb(r.target.as_ref())?;
+                let expected = expected_from_pb(r.expected_current_batch_id.as_ref());
+                let pairs = partition_pairs(r.partition.as_ref());
+                let committed = self
+                    .catalog
+                    .rollback(
+                        &ns,
+                        &table,
+                        &pairs,
+                        &target,
+                        expected,
+                        &r.message,
+                        &caller.actor(),
+                    )
+                    .await?;
+                caller.note(format!("{} v{}", committed.batch_id, committed.version));
+                Ok(pb::RollbackResponse {
+                    committed: Some(committed_to_pb(&committed)),
+                })
+            },
+        )
+        .await
     }
 
     async fn create_tag(
         &self,
         request: Request<pb::CreateTagRequest>,
     ) -> Reply<pb::CreateTagResponse> {
-        let actor = actor(&request, "");
-        let r = request.into_inner();
-        let result = async {
+        self.guarded("CreateTag", request, no_actor, async |caller, r| {
             let (ns, table) = table_ref(r.table.as_ref())?;
+            caller.require_table(Permission::Write, &ns, &table)?;
             let target = tag_target_from_pb(r.target.as_ref())?;
             let tag = self
                 .catalog
-                .create_tag(&ns, &table, &r.name, &target, &actor)
+                .create_tag(&ns, &table, &r.name, &target, &caller.actor())
                 .await?;
+            caller.note(format!("tag {} on {}", tag.name, tag.batch_id));
             Ok(pb::CreateTagResponse {
                 tag: Some(tag_to_pb(tag)),
             })
-        };
-        reply(result.await)
+        })
+        .await
     }
 
     async fn list_tags(
         &self,
         request: Request<pb::ListTagsRequest>,
     ) -> Reply<pb::ListTagsResponse> {
-        let r = request.into_inner();
-        let result = async {
+        self.guarded("ListTags", request, no_actor, async |caller, r| {
             let (ns, table) = table_ref(r.table.as_ref())?;
+            caller.require_table(Permission::Read, &ns, &table)?;
             let tags = self.catalog.list_tags(&ns, &table).await?;
             Ok(pb::ListTagsResponse {
                 tags: tags.into_iter().map(tag_to_pb).collect(),
             })
-        };
-        reply(result.await)
+        })
+        .await
     }
 
     async fn delete_tag(
         &self,
         request: Request<pb::DeleteTagRequest>,
     ) -> Reply<pb::DeleteTagResponse> {
-        let actor = actor(&request, "");
-        let r = request.into_inner();
-        let result = async {
+        self.guarded("DeleteTag", request, no_actor, async |caller, r| {
             let (ns, table) = table_ref(r.table.as_ref())?;
-            self.catalog
-                .delete_tag(&ns, &table, &r.name, &actor)
-                .await?;
+            caller.require_table(Permission::Write, &ns, &table)?;
+            self.catalog.delete_tag(&ns, &table, &r.name).await?;
+            caller.note(format!("tag {}", crate::names::quote_for_message(&r.name)));
             Ok(pb::DeleteTagResponse {})
-        };
-        reply(result.await)
+        })
+        .await
     }
 
     async fn get_lineage(
         &self,
         request: Request<pb::GetLineageRequest>,
     ) -> Reply<pb::GetLineageResponse> {
-        let r = request.into_inner();
-        reply(
-            self.catalog
-                .lineage(&r.batch_id)
-                .await
-                .map(|(inputs, outputs)| pb::GetLineageResponse { inputs, outputs }),
-        )
+        self.guarded("GetLineage", request, no_actor, async |caller, r| {
+            let batch = self.catalog.get_batch(&r.batch_id).await?;
+            caller.batch_check(Permission::Read, false)(&batch)?;
+            let (inputs, outputs) = self.catalog.lineage(&r.batch_id).await?;
+            Ok(pb::GetLineageResponse { inputs, outputs })
+        })
+        .await
+    }
+
+    async fn grant(&self, request: Request<pb::GrantRequest>) -> Reply<pb::GrantResponse> {
+        self.guarded("Grant", request, no_actor, async |caller, r| {
+            let namespace = grant_namespace(&r.namespace)?;
+            caller.require(Permission::Admin, &namespace)?;
+            let grantee = grantee_from_pb(r.grantee.as_ref())?;
+            let permission = permission_from_pb(r.permission)?;
+            let grant = self
+                .catalog
+                .grant(&namespace, &grantee, permission, &caller.actor())
+                .await?;
+            self.guard.grants_changed();
+            caller.note(format!("{} to {grantee}", permission.as_str()));
+            Ok(pb::GrantResponse {
+                grant: Some(grant_to_pb(&grant)),
+            })
+        })
+        .await
+    }
+
+    async fn revoke(&self, request: Request<pb::RevokeRequest>) -> Reply<pb::RevokeResponse> {
+        self.guarded("Revoke", request, no_actor, async |caller, r| {
+            let namespace = grant_namespace(&r.namespace)?;
+            caller.require(Permission::Admin, &namespace)?;
+            let grantee = grantee_from_pb(r.grantee.as_ref())?;
+            let revoked = self.catalog.revoke(&namespace, &grantee).await?;
+            self.guard.grants_changed();
+            caller.note(format!("from {grantee}"));
+            Ok(pb::RevokeResponse { revoked })
+        })
+        .await
+    }
+
+    async fn list_grants(
+        &self,
+        request: Request<pb::ListGrantsRequest>,
+    ) -> Reply<pb::ListGrantsResponse> {
+        self.guarded("ListGrants", request, no_actor, async |caller, r| {
+            if !r.namespace.is_empty() {
+                let namespace = grant_namespace(&r.namespace)?;
+                caller.require(Permission::Admin, &namespace)?;
+            }
+            let grants = self.catalog.all_grants().await?;
+            Ok(pb::ListGrantsResponse {
+                grants: grants
+                    .iter()
+                    .filter(|g| r.namespace.is_empty() || g.namespace == r.namespace)
+                    .filter(|g| caller.can(Permission::Admin, &g.namespace))
+                    .map(grant_to_pb)
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Reply<pb::ListAuditEventsResponse> {
+        self.guarded("ListAuditEvents", request, no_actor, async |caller, r| {
+            if r.namespace.is_empty() {
+                if !r.table.is_empty() {
+                    return Err(CatalogError::InvalidArgument(
+                        "an audit filter by table needs its namespace too".into(),
+                    ));
+                }
+                caller.require(Permission::Admin, ALL_NAMESPACES)?;
+            } else {
+                caller.require(Permission::Admin, &r.namespace)?;
+            }
+            self.guard.flush_audit().await;
+            let non_empty = |s: String| (!s.is_empty()).then_some(s);
+            let filter = AuditFilter {
+                since: r.since_micros,
+                principal: non_empty(r.principal),
+                namespace: non_empty(r.namespace),
+                table: non_empty(r.table),
+            };
+            let page = self
+                .catalog
+                .list_audit(&filter, r.page_size, &r.page_token)
+                .await?;
+            Ok(pb::ListAuditEventsResponse {
+                events: page.items.into_iter().map(audit_to_pb).collect(),
+                next_page_token: page.next_page_token,
+            })
+        })
+        .await
+    }
+
+    async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> Reply<pb::WhoAmIResponse> {
+        self.guarded("WhoAmI", request, no_actor, async |caller, _| {
+            Ok(match caller.principal() {
+                Some(p) => pb::WhoAmIResponse {
+                    principal: p.name.clone(),
+                    groups: p.groups.clone(),
+                    authenticated: true,
+                },
+                None => pb::WhoAmIResponse {
+                    principal: caller.actor(),
+                    groups: Vec::new(),
+                    authenticated: false,
+                },
+            })
+        })
+        .await
     }
 }

@@ -9,18 +9,29 @@ use batchstore_proto::wire::{CURRENT_BATCH_KEY, ERROR_KIND_KEY, EXPECT_NEW, MISS
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
-/// Converts a catalog error into a gRPC status.
-pub fn to_status(error: CatalogError) -> Status {
-    let (code, kind) = match &error {
+/// The gRPC code of a catalog error.
+pub fn code_of(error: &CatalogError) -> Code {
+    code_and_kind(error).0
+}
+
+fn code_and_kind(error: &CatalogError) -> (Code, &'static str) {
+    match error {
         CatalogError::InvalidArgument(_) => (Code::InvalidArgument, "invalid_argument"),
         CatalogError::NotFound { .. } => (Code::NotFound, "not_found"),
         CatalogError::AlreadyExists(_) => (Code::AlreadyExists, "already_exists"),
         CatalogError::FailedPrecondition(_) => (Code::FailedPrecondition, "failed_precondition"),
         CatalogError::SchemaMismatch(_) => (Code::FailedPrecondition, "schema_mismatch"),
         CatalogError::Conflict { .. } => (Code::Aborted, "conflict"),
+        CatalogError::Unauthenticated(_) => (Code::Unauthenticated, "unauthenticated"),
+        CatalogError::PermissionDenied(_) => (Code::PermissionDenied, "permission_denied"),
         CatalogError::Unavailable(_) => (Code::Unavailable, "unavailable"),
         CatalogError::Internal(_) => (Code::Internal, "internal"),
-    };
+    }
+}
+
+/// Converts a catalog error into a gRPC status.
+pub fn to_status(error: CatalogError) -> Status {
+    let (code, kind) = code_and_kind(&error);
     if matches!(
         error,
         CatalogError::Internal(_) | CatalogError::Unavailable(_)

@@ -20,8 +20,8 @@ use super::pointer::PointerMove;
 use super::{Catalog, Dialect};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{
-    BatchRecord, BatchState, CommitOutcome, CommittedVersion, DataFile, ExpectedCurrent, Micros,
-    PartitionUpdate,
+    BatchCheck, BatchRecord, BatchState, CommitOutcome, CommittedVersion, DataFile,
+    ExpectedCurrent, Micros, PartitionUpdate,
 };
 use crate::schema;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
@@ -61,6 +61,7 @@ impl Catalog {
         updates: Vec<PartitionUpdate>,
         message: &str,
         actor: &str,
+        check: BatchCheck<'_>,
     ) -> CatalogResult<CommitOutcome> {
         validate_updates(&updates, message)?;
         let mut batches = Vec::with_capacity(updates.len());
@@ -69,6 +70,7 @@ impl Catalog {
                 Some(batch) => batch,
                 None => self.batch(&update.batch_id, false).await?,
             };
+            check(&batch)?;
             batches.push(batch);
         }
         if let Some(outcome) = self.answer_retry(&updates, &batches, message).await? {
@@ -151,9 +153,6 @@ impl Catalog {
                     .await?;
             }
         }
-        let batches: Vec<BatchRecord> = prepared.iter().map(|p| p.batch.clone()).collect();
-        self.audit(conn, actor, "commit", &audit_target(&batches), message)
-            .await?;
         // One partition: its pointer update takes the stamp itself (one statement fewer).
         let table_ids: Vec<i64> = prepared.iter().map(|p| p.batch.table.id).collect();
         let stamp = if prepared.len() == 1 {
@@ -475,15 +474,6 @@ fn committed_version(
         rows,
         bytes,
     }
-}
-
-/// The audit target of a commit: `namespace.table@batch` for each batch.
-fn audit_target(batches: &[BatchRecord]) -> String {
-    batches
-        .iter()
-        .map(|b| format!("{}.{}@{}", b.table.namespace, b.table.name, b.batch_id))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Inserts a batch's file list with each file's statistics, many rows per statement.

@@ -1,0 +1,483 @@
+//! The guard every call passes: who is calling (authentication), whether it may (grants), and
+//! the audit event it leaves, whatever its outcome.
+//!
+//! Without authentication configured every caller is let through under the actor it claims
+//! (the server then listens on loopback only, see `server`). With it, a call without valid
+//! credentials is UNAUTHENTICATED, a call without the needed grant PERMISSION_DENIED, and
+//! the principal its token proves is the actor of every change it makes. Grants are kept in
+//! memory and read again from the catalog at most [`AccessConfig::grants_ttl`] after a change
+//! made through another replica (at once after one made through this one). Audit events are
+//! written in batches by a background task ([`AuditLog`]), off every call's path.
+
+use crate::access::jwt::{JwtConfig, JwtVerifier};
+use crate::access::tokens::TokenFile;
+use crate::access::{AuditEvent, Grantee, Grants, Permission, Principal};
+use crate::catalog::Catalog;
+use crate::error::{CatalogError, CatalogResult};
+use crate::model::{BatchRecord, Micros};
+use crate::names::quote_for_message;
+use batchstore_proto::wire::{AUTHORIZATION_KEY, BEARER_PREFIX};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// How callers are authenticated and authorized.
+#[derive(Debug, Clone, Default)]
+pub struct AccessConfig {
+    /// The token file (principals and token hashes).
+    pub token_file: Option<PathBuf>,
+    /// JWTs from an identity provider.
+    pub jwt: Option<JwtConfig>,
+    /// Principals (or `group:NAME`) that are admins of every namespace, whatever the grants say.
+    pub admins: Vec<Grantee>,
+    /// Longest a grant changed through another replica takes to be seen here.
+    pub grants_ttl: Duration,
+}
+
+impl AccessConfig {
+    /// True when callers must prove who they are.
+    pub fn authenticates(&self) -> bool {
+        self.token_file.is_some() || self.jwt.is_some()
+    }
+}
+
+/// The principal recorded for calls whose credentials were refused.
+pub const UNAUTHENTICATED_PRINCIPAL: &str = "(unauthenticated)";
+/// The principal recorded for calls to a service without authentication.
+pub const ANONYMOUS_PRINCIPAL: &str = "anonymous";
+
+/// Longest detail text an audit event keeps.
+const DETAIL_CHARS: usize = 512;
+
+/// Authentication, grants and the audit log of one service.
+#[derive(Debug)]
+pub struct Guard {
+    tokens: Option<TokenFile>,
+    jwt: Option<JwtVerifier>,
+    grants: GrantCache,
+    audit: AuditLog,
+}
+
+impl Guard {
+    /// Opens the token file and JWKS and starts the audit writer (within a tokio runtime).
+    ///
+    /// # Errors
+    /// When a configured file cannot be read or parsed.
+    pub fn new(
+        catalog: Catalog,
+        config: AccessConfig,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), String> {
+        let tokens = config
+            .token_file
+            .as_deref()
+            .map(TokenFile::open)
+            .transpose()?;
+        let jwt = config.jwt.clone().map(JwtVerifier::new).transpose()?;
+        let (audit, writer) = AuditLog::start(catalog.clone());
+        let guard = Guard {
+            grants: GrantCache {
+                enabled: config.authenticates(),
+                catalog,
+                admins: config.admins,
+                ttl: config.grants_ttl,
+                state: RwLock::new(None),
+                reload: tokio::sync::Mutex::new(()),
+            },
+            tokens,
+            jwt,
+            audit,
+        };
+        Ok((guard, writer))
+    }
+
+    fn authenticates(&self) -> bool {
+        self.tokens.is_some() || self.jwt.is_some()
+    }
+
+    /// Who is calling: the principal the request's token proves (or, without authentication,
+    /// nobody in particular, acting under the claimed actor).
+    ///
+    /// # Errors
+    /// `Unauthenticated` with what to do; `Unavailable` when grants cannot be loaded.
+    pub async fn caller(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        claimed_actor: String,
+    ) -> CatalogResult<Caller> {
+        let principal = if self.authenticates() {
+            Some(self.authenticate(metadata)?)
+        } else {
+            None
+        };
+        let grants = match principal {
+            Some(_) => self.grants.current().await?,
+            None => Arc::default(),
+        };
+        Ok(Caller {
+            principal,
+            claimed_actor,
+            grants,
+            facts: Mutex::default(),
+        })
+    }
+
+    fn authenticate(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> CatalogResult<Arc<Principal>> {
+        let Some(value) = metadata.get(AUTHORIZATION_KEY) else {
+            return Err(CatalogError::Unauthenticated(
+                "no token; set BATCHSTORE_TOKEN (or BATCHSTORE_TOKEN_FILE, tablectl --token, \
+                 token= in Python and R) to a token this metastore accepts"
+                    .into(),
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix(BEARER_PREFIX))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 16 * 1024)
+            .ok_or_else(|| {
+                CatalogError::Unauthenticated(
+                    "the authorization metadata is not `Bearer TOKEN`".into(),
+                )
+            })?;
+        if let Some(principal) = self.tokens.as_ref().and_then(|t| t.lookup(token)) {
+            return Ok(principal);
+        }
+        let looks_like_jwt = token.split('.').count() == 3;
+        match &self.jwt {
+            Some(jwt) if looks_like_jwt => jwt
+                .verify(token)
+                .map(Arc::new)
+                .map_err(CatalogError::Unauthenticated),
+            _ => Err(CatalogError::Unauthenticated(
+                "the token is not one this metastore accepts; check BATCHSTORE_TOKEN".into(),
+            )),
+        }
+    }
+
+    /// Records the audit event of a finished call.
+    pub async fn audit<T>(&self, method: &'static str, caller: &Caller, result: &CatalogResult<T>) {
+        let facts = caller.facts.lock().map(|f| f.clone()).unwrap_or_default();
+        let principal = match &caller.principal {
+            Some(p) => p.name.clone(),
+            None => ANONYMOUS_PRINCIPAL.to_owned(),
+        };
+        let detail = match result {
+            Ok(_) => facts.detail,
+            Err(error) => error.to_string(),
+        };
+        self.audit
+            .record(AuditEvent {
+                at: now_micros(),
+                principal,
+                claimed_actor: caller.claimed_actor.clone(),
+                method: method.to_owned(),
+                namespace: facts.namespace,
+                target: facts.target,
+                outcome: outcome(result.as_ref().err()).to_owned(),
+                detail: detail.chars().take(DETAIL_CHARS).collect(),
+                ..AuditEvent::default()
+            })
+            .await;
+    }
+
+    /// Records a call refused before it had a caller (bad credentials).
+    pub async fn audit_refused(
+        &self,
+        method: &'static str,
+        claimed_actor: String,
+        error: &CatalogError,
+    ) {
+        self.audit
+            .record(AuditEvent {
+                at: now_micros(),
+                principal: UNAUTHENTICATED_PRINCIPAL.to_owned(),
+                claimed_actor,
+                method: method.to_owned(),
+                outcome: outcome(Some(error)).to_owned(),
+                detail: error.to_string().chars().take(DETAIL_CHARS).collect(),
+                ..AuditEvent::default()
+            })
+            .await;
+    }
+
+    /// Waits until every event recorded so far is in the catalog.
+    pub async fn flush_audit(&self) {
+        self.audit.flush().await;
+    }
+
+    /// Makes the next call read grants from the catalog again (after a change made here).
+    pub fn grants_changed(&self) {
+        self.grants.invalidate();
+    }
+}
+
+/// The gRPC code name of an outcome.
+fn outcome(error: Option<&CatalogError>) -> &'static str {
+    match error {
+        None => "OK",
+        Some(e) => match crate::service::status::code_of(e) {
+            tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+            tonic::Code::NotFound => "NOT_FOUND",
+            tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+            tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+            tonic::Code::Aborted => "ABORTED",
+            tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+            tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+            tonic::Code::Unavailable => "UNAVAILABLE",
+            _ => "INTERNAL",
+        },
+    }
+}
+
+fn now_micros() -> Micros {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or_default()
+}
+
+/// What a call acted on, for its audit event.
+#[derive(Debug, Clone, Default)]
+struct Facts {
+    namespace: String,
+    target: String,
+    detail: String,
+}
+
+/// One call's caller: who, and what it may do.
+#[derive(Debug)]
+pub struct Caller {
+    principal: Option<Arc<Principal>>,
+    claimed_actor: String,
+    grants: Arc<Grants>,
+    facts: Mutex<Facts>,
+}
+
+impl Caller {
+    /// The actor recorded in history: the authenticated principal, else the claimed actor.
+    pub fn actor(&self) -> String {
+        match &self.principal {
+            Some(p) => p.name.clone(),
+            None => self.claimed_actor.clone(),
+        }
+    }
+
+    /// The authenticated principal, if any.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_deref()
+    }
+
+    /// Names what the call acts on, for the audit trail (the first naming wins).
+    pub fn target(&self, namespace: &str, target: impl FnOnce() -> String) {
+        if let Ok(mut facts) = self.facts.lock()
+            && facts.namespace.is_empty()
+            && facts.target.is_empty()
+        {
+            {
+                facts.namespace = namespace.chars().take(256).collect();
+                facts.target = target().chars().take(DETAIL_CHARS).collect();
+            }
+        }
+    }
+
+    /// Adds a detail for the audit trail.
+    pub fn note(&self, detail: impl Into<String>) {
+        if let Ok(mut facts) = self.facts.lock() {
+            facts.detail = detail.into();
+        }
+    }
+
+    /// Allows the call when the caller holds `needed` on `namespace` (always, without
+    /// authentication); names the namespace as the call's target.
+    ///
+    /// # Errors
+    /// `PermissionDenied` saying what the caller has and needs.
+    pub fn require(&self, needed: Permission, namespace: &str) -> CatalogResult<()> {
+        self.target(namespace, || namespace.to_owned());
+        match &self.principal {
+            None => Ok(()),
+            Some(p) => self.grants.decide(p, namespace, needed),
+        }
+    }
+
+    /// Like [`Caller::require`] for a table, naming `namespace.table` as the target.
+    ///
+    /// # Errors
+    /// `PermissionDenied`.
+    pub fn require_table(
+        &self,
+        needed: Permission,
+        namespace: &str,
+        table: &str,
+    ) -> CatalogResult<()> {
+        self.target(namespace, || format!("{namespace}.{table}"));
+        self.require(needed, namespace)
+    }
+
+    /// True when the caller holds `needed` on `namespace`.
+    pub fn can(&self, needed: Permission, namespace: &str) -> bool {
+        match &self.principal {
+            None => true,
+            Some(p) => self.grants.level(p, namespace) >= Some(needed),
+        }
+    }
+
+    /// The check of a batch the call acts on: `needed` on its namespace and, when `owner`,
+    /// that the caller began it.
+    pub fn batch_check(
+        &self,
+        needed: Permission,
+        owner: bool,
+    ) -> impl Fn(&BatchRecord) -> CatalogResult<()> + Sync + '_ {
+        move |batch: &BatchRecord| {
+            let ns = &batch.table.namespace;
+            self.target(ns, || {
+                format!("{}.{}@{}", ns, batch.table.name, batch.batch_id)
+            });
+            self.require(needed, ns)?;
+            let Some(principal) = &self.principal else {
+                return Ok(());
+            };
+            if owner && batch.began_by.as_deref() != Some(principal.name.as_str()) {
+                return Err(CatalogError::PermissionDenied(format!(
+                    "batch {} was begun by {}; only the principal that began a batch may commit, \
+                     abort or renew it",
+                    batch.batch_id,
+                    batch
+                        .began_by
+                        .as_deref()
+                        .map_or_else(|| "an unauthenticated caller".to_owned(), quote_for_message)
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Grants in memory, read again when stale.
+#[derive(Debug)]
+struct GrantCache {
+    enabled: bool,
+    catalog: Catalog,
+    admins: Vec<Grantee>,
+    ttl: Duration,
+    state: RwLock<Option<(Instant, Arc<Grants>)>>,
+    reload: tokio::sync::Mutex<()>,
+}
+
+impl GrantCache {
+    fn fresh(&self) -> Option<Arc<Grants>> {
+        let state = self.state.read().ok()?;
+        let (loaded, grants) = state.as_ref()?;
+        (loaded.elapsed() < self.ttl).then(|| grants.clone())
+    }
+
+    async fn current(&self) -> CatalogResult<Arc<Grants>> {
+        if !self.enabled {
+            return Ok(Arc::default());
+        }
+        if let Some(grants) = self.fresh() {
+            return Ok(grants);
+        }
+        let _one_reader = self.reload.lock().await;
+        if let Some(grants) = self.fresh() {
+            return Ok(grants);
+        }
+        let loaded_at = Instant::now();
+        let grants = Arc::new(Grants::new(
+            self.catalog.all_grants().await?,
+            self.admins.clone(),
+        ));
+        if let Ok(mut state) = self.state.write() {
+            *state = Some((loaded_at, grants.clone()));
+        }
+        Ok(grants)
+    }
+
+    fn invalidate(&self) {
+        if let Ok(mut state) = self.state.write() {
+            *state = None;
+        }
+    }
+}
+
+/// The audit log's queue; a background task writes what it holds in batches.
+#[derive(Debug, Clone)]
+struct AuditLog {
+    queue: mpsc::Sender<AuditMessage>,
+}
+
+#[derive(Debug)]
+enum AuditMessage {
+    Event(AuditEvent),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Events queued before a call waits for the writer (the queue's bound).
+const AUDIT_QUEUE: usize = 10_000;
+/// Events written per transaction at most.
+const AUDIT_BATCH: usize = 1_000;
+
+impl AuditLog {
+    fn start(catalog: Catalog) -> (Self, tokio::task::JoinHandle<()>) {
+        let (queue, incoming) = mpsc::channel(AUDIT_QUEUE);
+        (
+            AuditLog { queue },
+            tokio::spawn(write_audit(catalog, incoming)),
+        )
+    }
+
+    async fn record(&self, event: AuditEvent) {
+        if self.queue.send(AuditMessage::Event(event)).await.is_err() {
+            tracing::error!("the audit writer has stopped; an audit event is lost");
+        }
+    }
+
+    async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.queue.send(AuditMessage::Flush(done)).await.is_ok() {
+            let _ = flushed.await;
+        }
+    }
+}
+
+/// Writes queued audit events until every sender is gone (the service stopped), then the rest.
+async fn write_audit(catalog: Catalog, mut incoming: mpsc::Receiver<AuditMessage>) {
+    let mut events = Vec::new();
+    let mut flushes = Vec::new();
+    while let Some(first) = incoming.recv().await {
+        let mut next = Some(first);
+        while let Some(message) = next.take().or_else(|| incoming.try_recv().ok()) {
+            match message {
+                AuditMessage::Event(e) => events.push(e),
+                AuditMessage::Flush(done) => flushes.push(done),
+            }
+            if events.len() >= AUDIT_BATCH {
+                break;
+            }
+        }
+        let mut attempt = 0;
+        while !events.is_empty() {
+            match catalog.record_audit(&events).await {
+                Ok(()) => events.clear(),
+                Err(error) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::warn!(%error, attempt, "writing audit events failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, lost = events.len(), "audit events could not be written");
+                    events.clear();
+                }
+            }
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}

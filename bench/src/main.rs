@@ -7,7 +7,7 @@
 use anyhow::{Context, Result};
 use batchstore_proto::v1 as pb;
 use batchstore_tests::{
-    Backend, Metastore, TestDatabase, create_table, int_schema, spec, table_ref, upload,
+    Backend, Metastore, TestDatabase, create_table, int_schema, percentile, spec, table_ref, upload,
 };
 use clap::Parser;
 use std::process::Command;
@@ -291,14 +291,4 @@ fn tempfile_script(body: &str) -> Result<std::path::PathBuf> {
     let path = std::env::temp_dir().join(format!("batchstore-pgbench-{}.sql", std::process::id()));
     std::fs::write(&path, body)?;
     Ok(path)
-}
-
-fn percentile(samples: &[f64], p: f64) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank]
 }

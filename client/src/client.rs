@@ -273,7 +273,7 @@ impl Client {
             };
             ClientError::Unavailable(format!(
                 "cannot reach the metastore at {endpoint} ({}); {hint}",
-                error_chain(&e)
+                crate::error::error_chain(&e)
             ))
         })?;
         let rpc = MetastoreClient::with_interceptor(channel, credentials)
@@ -290,18 +290,6 @@ impl Client {
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
-}
-
-/// An error with its causes, for messages (a TLS failure hides in the sources).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Follows `next_page_token` to the last page. `fetch` gets a page token and returns that page's

@@ -57,6 +57,18 @@ pub enum ClientError {
     Internal(String),
 }
 
+/// An error with its causes, for messages (a TLS failure hides in the sources).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Result alias for client operations.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
@@ -88,6 +100,16 @@ impl ClientError {
             (Code::Unauthenticated, _) => {
                 ClientError::Unauthenticated(format!("UNAUTHENTICATED: {message}"))
             }
+            // An INTERNAL made by the transport (not sent by the metastore) carries its cause:
+            // an HTTP/2 failure, such as plain text sent to a TLS port.
+            (Code::Internal, _) if std::error::Error::source(&status).is_some() => {
+                let cause = std::error::Error::source(&status).map(error_chain);
+                ClientError::Unavailable(format!(
+                    "the metastore's connection failed: {message} ({}); if it serves TLS, use an \
+                     https:// endpoint",
+                    cause.unwrap_or_default()
+                ))
+            }
             (
                 Code::Unavailable
                 | Code::DeadlineExceeded
@@ -95,15 +117,25 @@ impl ClientError {
                 | Code::Cancelled
                 | Code::ResourceExhausted,
                 _,
-            ) => ClientError::Unavailable(format!(
-                "the metastore is unavailable: {}; check that it is running and that \
-                 BATCHSTORE_ENDPOINT points at it",
-                if message.is_empty() {
-                    "no answer"
-                } else {
-                    &message
-                }
-            )),
+            ) => {
+                // A transport failure hides its cause (a refused TLS handshake, a reset) in
+                // the status's sources.
+                let cause = std::error::Error::source(&status).map(error_chain);
+                let message = match (message.is_empty(), cause) {
+                    (true, None) => "no answer".to_owned(),
+                    (true, Some(cause)) => cause,
+                    (false, Some(cause)) if !message.contains(&cause) => {
+                        format!("{message} ({cause})")
+                    }
+                    (false, _) => message,
+                };
+                ClientError::Unavailable(format!(
+                    "the metastore is unavailable: {message}; check that it is running and that \
+                     BATCHSTORE_ENDPOINT points at it (for TLS: an https:// endpoint, \
+                     BATCHSTORE_CA_FILE, and BATCHSTORE_CLIENT_CERT/KEY when it requires client \
+                     certificates)"
+                ))
+            }
             _ => ClientError::Internal(format!("{:?}: {message}", status.code())),
         }
     }

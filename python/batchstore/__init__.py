@@ -14,6 +14,8 @@ Module-level functions use a default client connected to ``BATCHSTORE_ENDPOINT``
 
 from __future__ import annotations
 
+import os
+
 from ._client import Client, CommitInfo
 from ._native import (
     AlreadyExists,
@@ -26,6 +28,7 @@ from ._native import (
     OutcomeUnknown,
     PermissionDenied,
     SchemaMismatch,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -42,6 +45,7 @@ __all__ = [
     "OutcomeUnknown",
     "PermissionDenied",
     "SchemaMismatch",
+    "Unauthenticated",
     "Unavailable",
     "connect",
     "create_namespace",
@@ -56,14 +60,30 @@ __all__ = [
 _default: Client | None = None
 
 
-def connect(endpoint: str | None = None) -> Client:
+def connect(
+    endpoint: str | None = None,
+    *,
+    token: str | None = None,
+    token_file: str | os.PathLike | None = None,
+    ca_file: str | os.PathLike | None = None,
+    client_cert: str | os.PathLike | None = None,
+    client_key: str | os.PathLike | None = None,
+) -> Client:
     """Connect the module-level functions to the metastore at ``endpoint``.
 
     Without an endpoint, ``BATCHSTORE_ENDPOINT`` is used, else ``http://127.0.0.1:50051``.
-    Returns the client, which can also be used directly.
+    The credentials are those of :class:`Client`. Returns the client, which can also be used
+    directly.
     """
     global _default
-    _default = Client(endpoint)
+    _default = Client(
+        endpoint,
+        token=token,
+        token_file=token_file,
+        ca_file=ca_file,
+        client_cert=client_cert,
+        client_key=client_key,
+    )
     return _default
 
 

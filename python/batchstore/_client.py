@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from dataclasses import dataclass, field
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -41,13 +42,31 @@ def _from_micros(micros: int) -> _dt.datetime:
 class Client:
     """A connection to a batchstore metastore.
 
-    ``endpoint`` defaults to ``BATCHSTORE_ENDPOINT``, else ``http://127.0.0.1:50051``. Storage
-    credentials come from the standard ``AWS_*`` variables. Every call releases the GIL while
-    it waits, encodes or decodes; Ctrl-C cancels a call and leaves the partition unchanged.
+    ``endpoint`` defaults to ``BATCHSTORE_ENDPOINT``, else ``http://127.0.0.1:50051``; an
+    ``https://`` endpoint uses TLS. For a metastore that authenticates, ``token`` (default
+    ``BATCHSTORE_TOKEN``, else the first line of ``token_file`` or ``BATCHSTORE_TOKEN_FILE``)
+    proves who you are; prefer the variables to writing a token into code. ``ca_file``
+    (default ``BATCHSTORE_CA_FILE``) adds the CA that signed the metastore's certificate to the
+    system's roots; ``client_cert`` and ``client_key`` (default ``BATCHSTORE_CLIENT_CERT`` and
+    ``BATCHSTORE_CLIENT_KEY``) answer a metastore that requires client certificates. A refused
+    token raises :class:`Unauthenticated`, a missing grant :class:`PermissionDenied`.
+
+    Storage credentials come from the standard ``AWS_*`` variables. Every call releases the
+    GIL while it waits, encodes or decodes; Ctrl-C cancels a call and leaves the partition
+    unchanged.
     """
 
-    def __init__(self, endpoint: str | None = None) -> None:
-        self._native = NativeClient(endpoint)
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        token: str | None = None,
+        token_file: str | os.PathLike | None = None,
+        ca_file: str | os.PathLike | None = None,
+        client_cert: str | os.PathLike | None = None,
+        client_key: str | os.PathLike | None = None,
+    ) -> None:
+        self._native = NativeClient(endpoint, token, token_file, ca_file, client_cert, client_key)
 
     @property
     def endpoint(self) -> str:

@@ -59,6 +59,12 @@ create_exception!(
 );
 create_exception!(
     _native,
+    Unauthenticated,
+    Error,
+    "The metastore did not accept the caller's credentials (no token, or one it refuses)."
+);
+create_exception!(
+    _native,
     Unavailable,
     Error,
     "The metastore or the storage cannot be reached; retrying may help."
@@ -96,9 +102,8 @@ pub fn to_py(error: ClientError) -> PyErr {
         ClientError::SchemaMismatch(_) => SchemaMismatch::new_err(message),
         ClientError::InvalidArgument(_) => InvalidArgument::new_err(message),
         ClientError::FailedPrecondition(_) => FailedPrecondition::new_err(message),
-        ClientError::PermissionDenied(_) | ClientError::Unauthenticated(_) => {
-            PermissionDenied::new_err(message)
-        }
+        ClientError::PermissionDenied(_) => PermissionDenied::new_err(message),
+        ClientError::Unauthenticated(_) => Unauthenticated::new_err(message),
         ClientError::Unavailable(_) => Unavailable::new_err(message),
         ClientError::Storage(_) | ClientError::Data(_) => DataError::new_err(message),
         ClientError::Cancelled(_) => pyo3::exceptions::PyKeyboardInterrupt::new_err(message),

@@ -30,6 +30,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         py.get_type::<errors::PermissionDenied>(),
     )?;
     m.add("Unavailable", py.get_type::<errors::Unavailable>())?;
+    m.add("Unauthenticated", py.get_type::<errors::Unauthenticated>())?;
     m.add("DataError", py.get_type::<errors::DataError>())?;
     m.add("OutcomeUnknown", py.get_type::<errors::OutcomeUnknown>())?;
     Ok(())

@@ -6,11 +6,12 @@ use crate::values;
 use arrow_array::ffi_stream::RecordBatchStreamReader;
 use arrow_pyarrow::{FromPyArrow, IntoPyArrow, Table};
 use batchstore_client::{
-    Client, Expected, KeyType, PartitionColumns, PartitionData, PartitionKey, ReadRequest,
-    RollbackTo, TableName, TagTarget, WriteOptions, WriteRequest,
+    Client, ConnectOptions, Expected, KeyType, PartitionColumns, PartitionData, PartitionKey,
+    ReadRequest, RollbackTo, TableName, TagTarget, WriteOptions, WriteRequest,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
+use std::path::PathBuf;
 
 /// A connection to a batchstore metastore (see `batchstore.Client`).
 #[pyclass(module = "batchstore._native", frozen)]
@@ -24,13 +25,27 @@ fn expected(text: Option<String>) -> Option<Expected> {
 
 #[pymethods]
 impl NativeClient {
+    /// Credentials left `None` come from the environment, as the client decides.
     #[new]
-    #[pyo3(signature = (endpoint=None))]
-    fn new(py: Python<'_>, endpoint: Option<String>) -> PyResult<Self> {
-        let client = run(
-            py,
-            async move { Client::connect(endpoint.as_deref()).await },
-        )?;
+    #[pyo3(signature = (endpoint=None, token=None, token_file=None, ca_file=None, client_cert=None, client_key=None))]
+    fn new(
+        py: Python<'_>,
+        endpoint: Option<String>,
+        token: Option<String>,
+        token_file: Option<PathBuf>,
+        ca_file: Option<PathBuf>,
+        client_cert: Option<PathBuf>,
+        client_key: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        let options = ConnectOptions {
+            endpoint,
+            token,
+            token_file,
+            ca_file,
+            client_cert,
+            client_key,
+        };
+        let client = run(py, async move { Client::connect_with(options).await })?;
         Ok(NativeClient { client })
     }
 

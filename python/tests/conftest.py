@@ -70,7 +70,7 @@ class Moto:
 class Metastore:
     """A `metastore serve` process on a free port."""
 
-    def __init__(self, tmp: Path, warehouse: str, env: dict[str, str]) -> None:
+    def __init__(self, tmp: Path, warehouse: str, env: dict[str, str], args: tuple[str, ...] = ()) -> None:
         self.env = {**os.environ, **env, "BATCHSTORE_LOG": "warn"}
         self.process = subprocess.Popen(
             [
@@ -82,6 +82,7 @@ class Metastore:
                 f"sqlite://{tmp / 'catalog.db'}?mode=rwc",
                 "--warehouse",
                 warehouse,
+                *args,
             ],
             stdout=subprocess.PIPE,
             env=self.env,

@@ -3,11 +3,22 @@
 
 bs_state <- new.env(parent = emptyenv())
 
-sf_connect <- function(endpoint = NULL, default = TRUE) {
+# Credentials left NULL come from the environment: BATCHSTORE_TOKEN (else the first line of
+# BATCHSTORE_TOKEN_FILE), BATCHSTORE_CA_FILE, BATCHSTORE_CLIENT_CERT and BATCHSTORE_CLIENT_KEY.
+sf_connect <- function(endpoint = NULL, default = TRUE, token = NULL, token_file = NULL,
+                       ca_file = NULL, client_cert = NULL, client_key = NULL) {
   if (!is.null(endpoint) && !(is.character(endpoint) && length(endpoint) == 1L && !is.na(endpoint))) {
     bs_invalid("endpoint must be a single string such as \"http://127.0.0.1:50051\"")
   }
-  pointer <- bs_check(bs_native$connect(endpoint))
+  strings <- list(token = token, token_file = token_file, ca_file = ca_file,
+                  client_cert = client_cert, client_key = client_key)
+  for (name in names(strings)) {
+    value <- strings[[name]]
+    if (!is.null(value) && !(is.character(value) && length(value) == 1L && !is.na(value))) {
+      bs_invalid(paste0(name, " must be a single string or NULL"))
+    }
+  }
+  pointer <- bs_check(bs_native$connect(endpoint, token, token_file, ca_file, client_cert, client_key))
   con <- structure(
     list(pointer = pointer, endpoint = bs_check(bs_native$endpoint(pointer))),
     class = "batchstore_connection"

@@ -37,6 +37,7 @@ macro_rules! on_both_backends {
     };
 }
 
+pub mod credentials;
 pub mod proxy;
 pub mod s3;
 pub mod tablectl;
@@ -641,4 +642,16 @@ pub async fn trace_versions(
         }
     }
     Ok(out)
+}
+
+/// The `p`th percentile (0-100) of `samples`, nearest rank; NaN when there are none. For the
+/// benchmarks' latency figures.
+pub fn percentile(samples: &[f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank]
 }

@@ -91,6 +91,11 @@ impl Dialect {
                     "pending batches by table",
                     include_str!("../../../migrations/sqlite/0004_pending_by_table.sql"),
                 ),
+                (
+                    5,
+                    "access: grants, batch owners, per-call audit",
+                    include_str!("../../../migrations/sqlite/0005_access.sql"),
+                ),
             ],
             Dialect::Postgres => &[
                 (
@@ -122,6 +127,11 @@ impl Dialect {
                     6,
                     "pending batches by table",
                     include_str!("../../../migrations/postgres/0006_pending_by_table.sql"),
+                ),
+                (
+                    7,
+                    "access: grants, batch owners, per-call audit",
+                    include_str!("../../../migrations/postgres/0007_access.sql"),
                 ),
             ],
         }

@@ -72,8 +72,9 @@ start_moto <- function(env = parent.frame()) {
 }
 
 # A metastore on a free port with a fresh SQLite catalog; storage "local" or "s3". Connects
-# the session's default connection to it and returns list(endpoint, env, warehouse).
-start_metastore <- function(storage = "local", env = parent.frame()) {
+# the session's default connection to it (unless `connect = FALSE`) and returns
+# list(endpoint, env, warehouse). `args` are further `metastore serve` flags.
+start_metastore <- function(storage = "local", env = parent.frame(), args = character(), connect = TRUE) {
   dir <- tempfile("batchstore")
   dir.create(dir)
   withr::defer(unlink(dir, recursive = TRUE), envir = env)
@@ -90,7 +91,7 @@ start_metastore <- function(storage = "local", env = parent.frame()) {
   pid <- spawn(
     bs_binary("metastore", "BATCHSTORE_METASTORE_BIN"),
     c("serve", "--listen", "127.0.0.1:0", "--database-url",
-      sprintf("sqlite://%s?mode=rwc", file.path(dir, "catalog.db")), "--warehouse", warehouse),
+      sprintf("sqlite://%s?mode=rwc", file.path(dir, "catalog.db")), "--warehouse", warehouse, args),
     log, env = c("BATCHSTORE_LOG=warn", sprintf("%s=%s", names(settings), settings))
   )
   withr::defer(stop_process(pid), envir = env)
@@ -98,7 +99,7 @@ start_metastore <- function(storage = "local", env = parent.frame()) {
              "the metastore did not start")
   line <- grep("^listening on ", readLines(log, warn = FALSE), value = TRUE)[1L]
   endpoint <- paste0("http://", sub("^listening on ", "", line))
-  sf_connect(endpoint)
+  if (connect) sf_connect(endpoint)
   list(endpoint = endpoint, settings = settings, warehouse = warehouse, dir = dir)
 }
 

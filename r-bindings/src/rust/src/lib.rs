@@ -18,8 +18,8 @@ mod rvalues;
 
 use arrow_array::RecordBatchIterator;
 use batchstore_client::{
-    Client, KeyType, PartitionColumns, PartitionData, PartitionKey, ReadRequest, RollbackTo,
-    Selector, TableName, TagTarget, WriteOptions, WriteRequest,
+    Client, ConnectOptions, KeyType, PartitionColumns, PartitionData, PartitionKey, ReadRequest,
+    RollbackTo, Selector, TableName, TagTarget, WriteOptions, WriteRequest,
 };
 use errors::{BindingError, Outcome, to_r};
 use extendr_api::prelude::*;
@@ -39,11 +39,28 @@ fn on_table(
 }
 
 /// Connects to a metastore (`endpoint` NULL: BATCHSTORE_ENDPOINT, else the local default).
+/// Credentials left NULL come from the environment (`BATCHSTORE_TOKEN`, `BATCHSTORE_CA_FILE`,
+/// ...), as the client decides.
 #[extendr]
-fn bs_connect(endpoint: Robj) -> Robj {
+fn bs_connect(
+    endpoint: Robj,
+    token: Robj,
+    token_file: Robj,
+    ca_file: Robj,
+    client_cert: Robj,
+    client_key: Robj,
+) -> Robj {
     to_r((|| {
-        let endpoint = args::optional_text(&endpoint);
-        let client = run(async move { Client::connect(endpoint.as_deref()).await })?;
+        let path = |value: &Robj| args::optional_text(value).map(std::path::PathBuf::from);
+        let options = ConnectOptions {
+            endpoint: args::optional_text(&endpoint),
+            token: args::optional_text(&token),
+            token_file: path(&token_file),
+            ca_file: path(&ca_file),
+            client_cert: path(&client_cert),
+            client_key: path(&client_key),
+        };
+        let client = run(async move { Client::connect_with(options).await })?;
         Ok(ExternalPtr::new(client).into())
     })())
 }

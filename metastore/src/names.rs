@@ -145,9 +145,26 @@ pub fn quote_for_message(input: &str) -> String {
     quoted
 }
 
+/// Makes outside text safe to store as a record of what happened: control characters (NUL
+/// included, which PostgreSQL refuses in text) become `?`, and the text is cut at `max`
+/// characters.
+pub fn printable(input: &str, max: usize) -> String {
+    input
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_text_has_no_control_characters() {
+        assert_eq!(printable("a\0b\nc\u{7f}dé", 100), "a?b?c?dé");
+        assert_eq!(printable("abcdef", 3), "abc");
+    }
 
     #[test]
     fn accepts_ordinary_names() {

@@ -11,6 +11,7 @@
 
 use crate::catalog::{Catalog, CatalogSettings};
 use crate::service::MetastoreService;
+use crate::service::gate::GateLayer;
 use crate::service::guard::{AccessConfig, Guard};
 use crate::warehouse::Warehouse;
 use anyhow::Context;
@@ -126,7 +127,9 @@ pub async fn serve(
         options.lease_sweep_interval,
         options.audit_retention,
     ));
-    let service = MetastoreServer::new(MetastoreService::new(catalog.clone(), Arc::new(guard)))
+    let guard = Arc::new(guard);
+    let gate = GateLayer::new(guard.clone());
+    let service = MetastoreServer::new(MetastoreService::new(catalog.clone(), guard))
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(256 * 1024 * 1024);
 
@@ -140,6 +143,8 @@ pub async fn serve(
         .timeout(options.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        // Credentials are checked before the concurrency limit and before a body is read.
+        .layer(gate)
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             options.max_concurrent_requests,
         ))

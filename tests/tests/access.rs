@@ -799,14 +799,14 @@ async fn who(rpc: &mut Rpc, authorization: &str) -> Result<String, tonic::Status
 
 /// Polls until `check` holds (files are looked at again about once a second).
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if check().await {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("{what} did not happen within 15 s")
+    bail!("{what} did not happen within 30 s")
 }
 
 fn replace(path: &Path, text: &str) -> Result<()> {
@@ -825,6 +825,16 @@ async fn token_file_and_jwks_are_reloaded(backend: Backend) -> Result<()> {
     let mut rpc = secured.server.client().await?;
     let (alice, carol) = (bearer("alice-token"), bearer("carol-token"));
     ensure!(who(&mut rpc, &alice).await? == "alice");
+    // A JWT cannot prove a principal the token file defines (it would take over its grants
+    // and pending batches).
+    let impostor = bearer(&secured.key.sign(&claims("alice", &[], AUDIENCE, 600))?);
+    let refused = who(&mut rpc, &impostor)
+        .await
+        .expect_err("a JWT claimed alice");
+    ensure!(
+        refused.code() == Code::Unauthenticated && refused.message().contains("token file"),
+        "{refused:?}"
+    );
     let refused = who(&mut rpc, &carol).await.expect_err("carol is unknown");
     ensure!(refused.code() == Code::Unauthenticated, "{refused:?}");
 
@@ -868,7 +878,86 @@ async fn token_file_and_jwks_are_reloaded(backend: Backend) -> Result<()> {
     Ok(())
 }
 
+/// Grants cannot be planted on a metastore without authentication, and die with their
+/// namespace: a namespace created again under the same name starts without them.
+async fn grants_need_authentication_and_die_with_their_namespace(backend: Backend) -> Result<()> {
+    let db = TestDatabase::create(backend)?;
+    let open = Metastore::start(&db.url, &[])?;
+    let mut rpc = open.client().await?;
+    let plant = pb::GrantRequest {
+        namespace: "*".into(),
+        grantee: Some(pb::Grantee {
+            principal: "mallory".into(),
+            group: String::new(),
+        }),
+        permission: pb::Permission::Admin as i32,
+    };
+    let refused = rpc
+        .grant(req(plant.clone(), None, "mallory"))
+        .await
+        .expect_err("a grant was planted without authentication");
+    ensure!(refused.code() == Code::FailedPrecondition, "{refused:?}");
+    drop(rpc);
+    drop(open);
+
+    let secured = Secured::start(
+        &db,
+        &[
+            token_entry("root", &[], ROOT_TOKEN),
+            token_entry("mallory", &[], "mallory-token"),
+        ]
+        .concat(),
+        &[],
+    )?;
+    let mut rpc = secured.server.client().await?;
+    let root = bearer(ROOT_TOKEN);
+    let mallory = bearer("mallory-token");
+    let listed = rpc
+        .list_grants(req(pb::ListGrantsRequest::default(), Some(&root), "root"))
+        .await?
+        .into_inner();
+    ensure!(listed.grants.is_empty(), "planted: {listed:?}");
+    let create = |name: &str| pb::CreateNamespaceRequest {
+        name: name.into(),
+        if_not_exists: false,
+    };
+    rpc.create_namespace(req(create("sales"), Some(&root), "root"))
+        .await?;
+    rpc.grant(req(
+        pb::GrantRequest {
+            namespace: "sales".into(),
+            ..plant
+        },
+        Some(&root),
+        "root",
+    ))
+    .await?;
+    let tables = || pb::ListTablesRequest {
+        namespace: "sales".into(),
+        ..Default::default()
+    };
+    rpc.list_tables(req(tables(), Some(&mallory), "mallory"))
+        .await?;
+    rpc.drop_namespace(req(
+        pb::DropNamespaceRequest {
+            name: "sales".into(),
+        },
+        Some(&root),
+        "root",
+    ))
+    .await?;
+    rpc.create_namespace(req(create("sales"), Some(&root), "root"))
+        .await?;
+    let denied = rpc
+        .list_tables(req(tables(), Some(&mallory), "mallory"))
+        .await
+        .expect_err("the old namespace's grant carried over");
+    ensure!(denied.code() == Code::PermissionDenied, "{denied:?}");
+    Ok(())
+}
+
 on_both_backends!(
+    grants_need_authentication_and_die_with_their_namespace,
     every_rpc_checks_every_credential,
     only_the_owner_commits_or_aborts,
     token_file_and_jwks_are_reloaded,
@@ -1059,5 +1148,108 @@ fn tablectl_over_tls_and_mtls_with_tokens() -> Result<()> {
         "ds=1",
     ])?;
     ensure!(out.contains('3'), "{out}");
+    Ok(())
+}
+
+/// Serves `document` over HTTP on loopback (one JWKS endpoint); returns its URL.
+async fn serve_jwks(document: std::sync::Arc<std::sync::Mutex<String>>) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/jwks.json", listener.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = document.lock().map(|d| d.clone()).unwrap_or_default();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    Ok(url)
+}
+
+/// JWKS from a URL: fetched at start, and fetched again when a token names a key it lacks
+/// (key rotation at the identity provider), without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_url_is_fetched_and_refetched_for_new_keys() -> Result<()> {
+    let db = TestDatabase::create(Backend::Sqlite)?;
+    let first = SigningKey::generate("k1")?;
+    let next = SigningKey::generate("k2")?;
+    let document = std::sync::Arc::new(std::sync::Mutex::new(jwks(&[&first])));
+    let url = serve_jwks(document.clone()).await?;
+    let server = Metastore::start(
+        &db.url,
+        &[
+            "--jwks-url",
+            &url,
+            "--jwt-issuer",
+            ISSUER,
+            "--jwt-audience",
+            AUDIENCE,
+        ],
+    )?;
+    let mut rpc = server.client().await?;
+    let old_token = bearer(&first.sign(&claims("dave", &[], AUDIENCE, 600))?);
+    let new_token = bearer(&next.sign(&claims("erin", &["eng"], AUDIENCE, 600))?);
+    eventually("the JWKS fetched at start", async || {
+        who(&mut rpc, &old_token).await.is_ok_and(|p| p == "dave")
+    })
+    .await?;
+    let refused = who(&mut rpc, &new_token).await.expect_err("k2 is unknown");
+    ensure!(
+        refused.code() == Code::Unauthenticated && refused.message().contains("k2"),
+        "{refused:?}"
+    );
+    *document.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = jwks(&[&next]);
+    eventually("k2 fetched", async || {
+        who(&mut rpc, &new_token).await.is_ok_and(|p| p == "erin")
+    })
+    .await?;
+    Ok(())
+}
+
+/// Credentials are checked before a request's body is read: a call without them is refused
+/// as UNAUTHENTICATED even when its body is one the service would never decode (over the
+/// 64 MiB message limit), and a valid caller's same call gets the size error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_checked_before_the_body_is_read() -> Result<()> {
+    let db = TestDatabase::create(Backend::Sqlite)?;
+    let secured = Secured::start(&db, &token_entry("root", &[], ROOT_TOKEN), &[])?;
+    let mut rpc = secured
+        .server
+        .client()
+        .await?
+        .max_encoding_message_size(usize::MAX);
+    let huge = || pb::CreateTableRequest {
+        table: table_ref("sales", "items"),
+        partition_keys: vec![],
+        arrow_schema: vec![0u8; 65 * 1024 * 1024],
+        if_not_exists: false,
+    };
+    let refused = rpc
+        .create_table(req(huge(), None, "flood"))
+        .await
+        .expect_err("accepted without a token");
+    ensure!(refused.code() == Code::Unauthenticated, "{refused:?}");
+    let too_big = rpc
+        .create_table(req(huge(), Some(&bearer(ROOT_TOKEN)), "root"))
+        .await
+        .expect_err("a 65 MiB message was decoded");
+    ensure!(
+        too_big.code() != Code::Unauthenticated,
+        "the valid caller was refused: {too_big:?}"
+    );
     Ok(())
 }

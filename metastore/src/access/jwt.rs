@@ -140,10 +140,11 @@ impl JwtVerifier {
             .get(&self.config.principal_claim)
             .and_then(|v| v.as_str())
             .map(str::trim)
-            .filter(|n| !n.is_empty() && n.len() <= 256)
+            .filter(|n| !n.is_empty() && n.len() <= 256 && !n.chars().any(char::is_control))
             .ok_or_else(|| {
                 format!(
-                    "the token has no {} claim naming its principal",
+                    "the token has no {} claim naming its principal (1 to 256 printable \
+                     characters)",
                     self.config.principal_claim
                 )
             })?;
@@ -152,6 +153,8 @@ impl JwtVerifier {
             Some(serde_json::Value::Array(list)) => list
                 .iter()
                 .filter_map(|g| g.as_str().map(str::to_owned))
+                .filter(|g| !g.is_empty() && g.len() <= 256 && !g.chars().any(char::is_control))
+                .take(256)
                 .collect(),
             _ => Vec::new(),
         };

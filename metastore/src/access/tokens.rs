@@ -39,6 +39,7 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct TokenTable {
     by_hash: HashMap<[u8; 32], Arc<Principal>>,
+    names: std::collections::HashSet<String>,
 }
 
 impl TokenTable {
@@ -49,6 +50,7 @@ impl TokenTable {
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut by_hash = HashMap::new();
+        let mut names = std::collections::HashSet::new();
         for (i, entry) in file.principal.into_iter().enumerate() {
             let name = entry.name.trim();
             if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
@@ -63,6 +65,7 @@ impl TokenTable {
                      token; `metastore token hash` prints it)"
                 )
             })?;
+            names.insert(name.to_owned());
             let principal = Arc::new(Principal {
                 name: name.to_owned(),
                 groups: entry.groups,
@@ -71,7 +74,7 @@ impl TokenTable {
                 return Err(format!("principal {name}: this token hash is listed twice"));
             }
         }
-        Ok(TokenTable { by_hash })
+        Ok(TokenTable { by_hash, names })
     }
 
     /// The principal a token proves.
@@ -95,6 +98,12 @@ impl TokenFile {
 
     pub fn lookup(&self, token: &str) -> Option<Arc<Principal>> {
         self.0.current(None).lookup(token)
+    }
+
+    /// True when the file defines a principal of this name (whose identity a JWT may then
+    /// not claim).
+    pub fn defines(&self, name: &str) -> bool {
+        self.0.current(None).names.contains(name)
     }
 }
 

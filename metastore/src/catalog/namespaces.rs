@@ -138,6 +138,11 @@ impl Catalog {
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        // A namespace created later under the same name starts without the old one's grants.
+        sqlx::query("DELETE FROM grants WHERE namespace = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -15,9 +15,10 @@ use crate::access::{AuditEvent, Grantee, Grants, Permission, Principal};
 use crate::catalog::Catalog;
 use crate::error::{CatalogError, CatalogResult};
 use crate::model::{BatchRecord, Micros};
-use crate::names::quote_for_message;
+use crate::names::{printable, quote_for_message};
 use batchstore_proto::wire::{AUTHORIZATION_KEY, BEARER_PREFIX};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -47,8 +48,10 @@ pub const UNAUTHENTICATED_PRINCIPAL: &str = "(unauthenticated)";
 /// The principal recorded for calls to a service without authentication.
 pub const ANONYMOUS_PRINCIPAL: &str = "anonymous";
 
-/// Longest detail text an audit event keeps.
+/// Longest detail and target texts an audit event keeps.
 const DETAIL_CHARS: usize = 512;
+/// Longest principal, actor, method and namespace an audit event keeps.
+const NAME_CHARS: usize = 256;
 
 /// Authentication, grants and the audit log of one service.
 #[derive(Debug)]
@@ -82,7 +85,9 @@ impl Guard {
                 admins: config.admins,
                 ttl: config.grants_ttl,
                 state: RwLock::new(None),
+                empty: Arc::default(),
                 reload: tokio::sync::Mutex::new(()),
+                generation: Default::default(),
             },
             tokens,
             jwt,
@@ -91,28 +96,33 @@ impl Guard {
         Ok((guard, writer))
     }
 
-    fn authenticates(&self) -> bool {
+    /// True when callers must prove who they are.
+    pub fn authenticates(&self) -> bool {
         self.tokens.is_some() || self.jwt.is_some()
     }
 
-    /// Who is calling: the principal the request's token proves (or, without authentication,
-    /// nobody in particular, acting under the claimed actor).
+    /// Who is calling: the principal the gate proved (`proven`), else the one the request's
+    /// token proves (or, without authentication, nobody in particular, acting under the
+    /// claimed actor).
     ///
     /// # Errors
     /// `Unauthenticated` with what to do; `Unavailable` when grants cannot be loaded.
     pub async fn caller(
         &self,
+        proven: Option<Arc<Principal>>,
         metadata: &tonic::metadata::MetadataMap,
         claimed_actor: String,
     ) -> CatalogResult<Caller> {
-        let principal = if self.authenticates() {
-            Some(self.authenticate(metadata)?)
-        } else {
-            None
+        let principal = match proven {
+            Some(principal) => Some(principal),
+            None if self.authenticates() => {
+                Some(self.authenticate(metadata.get(AUTHORIZATION_KEY).map(|v| v.to_str()))?)
+            }
+            None => None,
         };
         let grants = match principal {
             Some(_) => self.grants.current().await?,
-            None => Arc::default(),
+            None => self.grants.empty.clone(),
         };
         Ok(Caller {
             principal,
@@ -122,11 +132,16 @@ impl Guard {
         })
     }
 
-    fn authenticate(
+    /// The principal an `authorization` value (`Bearer TOKEN`) proves. Cheap and synchronous:
+    /// the gate runs it before a request's body is read.
+    ///
+    /// # Errors
+    /// `Unauthenticated`, saying what is wrong and what to do.
+    pub fn authenticate<E>(
         &self,
-        metadata: &tonic::metadata::MetadataMap,
+        authorization: Option<Result<&str, E>>,
     ) -> CatalogResult<Arc<Principal>> {
-        let Some(value) = metadata.get(AUTHORIZATION_KEY) else {
+        let Some(value) = authorization else {
             return Err(CatalogError::Unauthenticated(
                 "no token; set BATCHSTORE_TOKEN (or BATCHSTORE_TOKEN_FILE, tablectl --token, \
                  token= in Python and R) to a token this metastore accepts"
@@ -134,7 +149,6 @@ impl Guard {
             ));
         };
         let token = value
-            .to_str()
             .ok()
             .and_then(|v| v.strip_prefix(BEARER_PREFIX))
             .map(str::trim)
@@ -149,10 +163,23 @@ impl Guard {
         }
         let looks_like_jwt = token.split('.').count() == 3;
         match &self.jwt {
-            Some(jwt) if looks_like_jwt => jwt
-                .verify(token)
-                .map(Arc::new)
-                .map_err(CatalogError::Unauthenticated),
+            Some(jwt) if looks_like_jwt => {
+                let principal = jwt.verify(token).map_err(CatalogError::Unauthenticated)?;
+                // The two sources must not prove the same principal: a JWT naming a principal
+                // of the token file would take over its grants and its pending batches.
+                if self
+                    .tokens
+                    .as_ref()
+                    .is_some_and(|t| t.defines(&principal.name))
+                {
+                    return Err(CatalogError::Unauthenticated(format!(
+                        "the token names principal {}, which the token file defines; a JWT \
+                         cannot prove a token-file principal",
+                        quote_for_message(&principal.name)
+                    )));
+                }
+                Ok(Arc::new(principal))
+            }
             _ => Err(CatalogError::Unauthenticated(
                 "the token is not one this metastore accepts; check BATCHSTORE_TOKEN".into(),
             )),
@@ -179,30 +206,25 @@ impl Guard {
                 namespace: facts.namespace,
                 target: facts.target,
                 outcome: outcome(result.as_ref().err()).to_owned(),
-                detail: detail.chars().take(DETAIL_CHARS).collect(),
+                detail,
                 ..AuditEvent::default()
             })
             .await;
     }
 
-    /// Records a call refused before it had a caller (bad credentials).
-    pub async fn audit_refused(
-        &self,
-        method: &'static str,
-        claimed_actor: String,
-        error: &CatalogError,
-    ) {
-        self.audit
-            .record(AuditEvent {
-                at: now_micros(),
-                principal: UNAUTHENTICATED_PRINCIPAL.to_owned(),
-                claimed_actor,
-                method: method.to_owned(),
-                outcome: outcome(Some(error)).to_owned(),
-                detail: error.to_string().chars().take(DETAIL_CHARS).collect(),
-                ..AuditEvent::default()
-            })
-            .await;
+    /// Records a call refused before it had a caller (bad credentials). Synchronous, and
+    /// dropped (counted in the log) when the audit queue is full, so that a flood of refused
+    /// calls can neither stall the service nor grow its memory.
+    pub fn audit_refused(&self, method: &str, claimed_actor: &str, error: &CatalogError) {
+        self.audit.record_now(AuditEvent {
+            at: now_micros(),
+            principal: UNAUTHENTICATED_PRINCIPAL.to_owned(),
+            claimed_actor: claimed_actor.to_owned(),
+            method: method.to_owned(),
+            outcome: outcome(Some(error)).to_owned(),
+            detail: error.to_string(),
+            ..AuditEvent::default()
+        });
     }
 
     /// Waits until every event recorded so far is in the catalog.
@@ -279,9 +301,24 @@ impl Caller {
             && facts.target.is_empty()
         {
             {
-                facts.namespace = namespace.chars().take(256).collect();
-                facts.target = target().chars().take(DETAIL_CHARS).collect();
+                facts.namespace = printable(namespace, NAME_CHARS);
+                facts.target = printable(&target(), DETAIL_CHARS);
             }
+        }
+    }
+
+    /// Refuses a call that only means something when callers are authenticated (granting on
+    /// a metastore without authentication would plant grants that take effect once it is on).
+    ///
+    /// # Errors
+    /// `FailedPrecondition` without authentication.
+    pub fn require_authentication(&self, what: &str) -> CatalogResult<()> {
+        match self.principal {
+            Some(_) => Ok(()),
+            None => Err(CatalogError::FailedPrecondition(format!(
+                "this metastore does not authenticate callers, so {what} cannot be managed; \
+                 start it with --token-file or --jwks-file"
+            ))),
         }
     }
 
@@ -367,7 +404,12 @@ struct GrantCache {
     admins: Vec<Grantee>,
     ttl: Duration,
     state: RwLock<Option<(Instant, Arc<Grants>)>>,
+    /// What a call without authentication holds (nothing; shared, not allocated per call).
+    empty: Arc<Grants>,
     reload: tokio::sync::Mutex<()>,
+    /// Bumped by every invalidation, so a reload that read the catalog before a change made
+    /// here does not store what it read.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl GrantCache {
@@ -379,7 +421,7 @@ impl GrantCache {
 
     async fn current(&self) -> CatalogResult<Arc<Grants>> {
         if !self.enabled {
-            return Ok(Arc::default());
+            return Ok(self.empty.clone());
         }
         if let Some(grants) = self.fresh() {
             return Ok(grants);
@@ -389,11 +431,14 @@ impl GrantCache {
             return Ok(grants);
         }
         let loaded_at = Instant::now();
+        let generation = self.generation.load(Ordering::SeqCst);
         let grants = Arc::new(Grants::new(
             self.catalog.all_grants().await?,
             self.admins.clone(),
         ));
-        if let Ok(mut state) = self.state.write() {
+        if let Ok(mut state) = self.state.write()
+            && self.generation.load(Ordering::SeqCst) == generation
+        {
             *state = Some((loaded_at, grants.clone()));
         }
         Ok(grants)
@@ -401,6 +446,7 @@ impl GrantCache {
 
     fn invalidate(&self) {
         if let Ok(mut state) = self.state.write() {
+            self.generation.fetch_add(1, Ordering::SeqCst);
             *state = None;
         }
     }
@@ -410,6 +456,8 @@ impl GrantCache {
 #[derive(Debug, Clone)]
 struct AuditLog {
     queue: mpsc::Sender<AuditMessage>,
+    /// Events of refused calls dropped because the queue was full.
+    dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Debug)]
@@ -427,14 +475,38 @@ impl AuditLog {
     fn start(catalog: Catalog) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, incoming) = mpsc::channel(AUDIT_QUEUE);
         (
-            AuditLog { queue },
+            AuditLog {
+                queue,
+                dropped: Arc::default(),
+            },
             tokio::spawn(write_audit(catalog, incoming)),
         )
     }
 
     async fn record(&self, event: AuditEvent) {
-        if self.queue.send(AuditMessage::Event(event)).await.is_err() {
+        if self
+            .queue
+            .send(AuditMessage::Event(clean(event)))
+            .await
+            .is_err()
+        {
             tracing::error!("the audit writer has stopped; an audit event is lost");
+        }
+    }
+
+    fn record_now(&self, event: AuditEvent) {
+        if self
+            .queue
+            .try_send(AuditMessage::Event(clean(event)))
+            .is_err()
+        {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed);
+            if dropped.is_multiple_of(10_000) {
+                tracing::warn!(
+                    dropped = dropped + 1,
+                    "the audit queue is full: events of refused calls are being dropped"
+                );
+            }
         }
     }
 
@@ -443,6 +515,19 @@ impl AuditLog {
         if self.queue.send(AuditMessage::Flush(done)).await.is_ok() {
             let _ = flushed.await;
         }
+    }
+}
+
+/// Every field of an event may hold a client's text: stored printable and bounded.
+fn clean(event: AuditEvent) -> AuditEvent {
+    AuditEvent {
+        principal: printable(&event.principal, NAME_CHARS),
+        claimed_actor: printable(&event.claimed_actor, NAME_CHARS),
+        method: printable(&event.method, NAME_CHARS),
+        namespace: printable(&event.namespace, NAME_CHARS),
+        target: printable(&event.target, DETAIL_CHARS),
+        detail: printable(&event.detail, DETAIL_CHARS),
+        ..event
     }
 }
 
@@ -471,8 +556,20 @@ async fn write_audit(catalog: Catalog, mut incoming: mpsc::Receiver<AuditMessage
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 }
                 Err(error) => {
-                    tracing::error!(%error, lost = events.len(), "audit events could not be written");
-                    events.clear();
+                    // One bad event must not take the others with it: write them one by one.
+                    let mut lost = 0;
+                    for event in events.drain(..) {
+                        if catalog
+                            .record_audit(std::slice::from_ref(&event))
+                            .await
+                            .is_err()
+                        {
+                            lost += 1;
+                        }
+                    }
+                    if lost > 0 {
+                        tracing::error!(%error, lost, "audit events could not be written");
+                    }
                 }
             }
         }

@@ -5,6 +5,7 @@
 //! lives here.
 
 pub mod convert;
+pub mod gate;
 pub mod guard;
 pub mod status;
 
@@ -41,10 +42,18 @@ impl MetastoreService {
         body: impl AsyncFnOnce(&Caller, Req) -> CatalogResult<Resp>,
     ) -> Reply<Resp> {
         let claimed = claimed(&request, claimed_actor(request.get_ref()));
-        let caller = match self.guard.caller(request.metadata(), claimed.clone()).await {
+        let proven = request
+            .extensions()
+            .get::<gate::Authenticated>()
+            .map(|a| a.0.clone());
+        let caller = match self
+            .guard
+            .caller(proven, request.metadata(), claimed.clone())
+            .await
+        {
             Ok(caller) => caller,
             Err(error) => {
-                self.guard.audit_refused(method, claimed, &error).await;
+                self.guard.audit_refused(method, &claimed, &error);
                 return Err(status::to_status(error));
             }
         };
@@ -481,6 +490,7 @@ impl Metastore for MetastoreService {
 
     async fn grant(&self, request: Request<pb::GrantRequest>) -> Reply<pb::GrantResponse> {
         self.guarded("Grant", request, no_actor, async |caller, r| {
+            caller.require_authentication("grants")?;
             let namespace = grant_namespace(&r.namespace)?;
             caller.require(Permission::Admin, &namespace)?;
             let grantee = grantee_from_pb(r.grantee.as_ref())?;
@@ -500,6 +510,7 @@ impl Metastore for MetastoreService {
 
     async fn revoke(&self, request: Request<pb::RevokeRequest>) -> Reply<pb::RevokeResponse> {
         self.guarded("Revoke", request, no_actor, async |caller, r| {
+            caller.require_authentication("grants")?;
             let namespace = grant_namespace(&r.namespace)?;
             caller.require(Permission::Admin, &namespace)?;
             let grantee = grantee_from_pb(r.grantee.as_ref())?;

@@ -9,7 +9,7 @@ mod args;
 mod errors;
 mod frame_in;
 mod frame_out;
-mod interrupt;
+mod host;
 mod progress;
 mod records;
 mod rstrings;

@@ -8,14 +8,14 @@
 //! truthfully whether anything was committed.
 
 use crate::errors::BindingError;
-use crate::interrupt;
+use crate::host;
 use crate::progress::Counter;
 use batchstore_client::CancellationToken;
 use std::future::Future;
 use std::time::Duration;
 
 fn runtime() -> Result<&'static tokio::runtime::Runtime, BindingError> {
-    batchstore_client::runtime::shared().map_err(BindingError::Internal)
+    host::without_sigpipe(batchstore_client::runtime::shared).map_err(BindingError::Internal)
 }
 
 /// Runs `work` to completion, or until the user interrupts.
@@ -65,7 +65,7 @@ where
             None => {
                 if cancel.is_some_and(CancellationToken::is_cancelled) {
                     // Interrupted already: the work is settling; wait for its account.
-                } else if interrupt::pending() {
+                } else if host::pending() {
                     if let Some(cancel) = cancel {
                         cancel.cancel();
                         continue;

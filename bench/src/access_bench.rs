@@ -204,7 +204,10 @@ async fn main() -> Result<()> {
     ];
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     for round in 0..args.rounds {
-        for setup in &mut setups {
+        // Each round starts with another configuration, so none always runs first.
+        let count = setups.len();
+        for i in 0..count {
+            let setup = &mut setups[(round + i) % count];
             setup.commit_round(args.commits).await?;
             setup.resolve_round(args.resolves, &mut state).await?;
         }

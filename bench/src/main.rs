@@ -140,15 +140,7 @@ async fn commits(server: &Metastore, clients: usize, total: usize) -> Result<(f6
 async fn populate(server: &Metastore, table: &str, n: usize) -> Result<()> {
     let mut client = server.client().await?;
     client
-        .create_table(pb::CreateTableRequest {
-            table: table_ref("bench", table),
-            partition_keys: vec![pb::PartitionKey {
-                name: "ds".into(),
-                r#type: pb::PartitionKeyType::String as i32,
-            }],
-            arrow_schema: vec![],
-            if_not_exists: false,
-        })
+        .create_table(batchstore_tests::ds_table("bench", table))
         .await?;
     let started = Instant::now();
     let chunks: Vec<Vec<usize>> = (0..n)

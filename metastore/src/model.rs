@@ -304,6 +304,10 @@ pub struct BatchRecord {
 /// (who may act on it); an error stops the call before anything changes.
 pub type BatchCheck<'a> = &'a (dyn Fn(&BatchRecord) -> crate::error::CatalogResult<()> + Sync);
 
+/// What the caller must hold on a namespace whose batch a call only refers to (a lineage
+/// input): the service's grant decision, given to the catalog.
+pub type NamespaceCheck<'a> = &'a (dyn Fn(&str) -> crate::error::CatalogResult<()> + Sync);
+
 /// What BeginWrite hands the client.
 #[derive(Debug, Clone)]
 pub struct PendingBatch {

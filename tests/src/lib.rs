@@ -516,6 +516,19 @@ pub async fn write_once(
         .ok_or_else(|| tonic::Status::internal("commit returned nothing"))
 }
 
+/// The request creating `namespace.table`, partitioned by the string key `ds`.
+pub fn ds_table(namespace: &str, table: &str) -> pb::CreateTableRequest {
+    pb::CreateTableRequest {
+        table: table_ref(namespace, table),
+        partition_keys: vec![pb::PartitionKey {
+            name: "ds".into(),
+            r#type: pb::PartitionKeyType::String as i32,
+        }],
+        arrow_schema: vec![],
+        if_not_exists: false,
+    }
+}
+
 /// Creates namespace `ns` and table `ns.table` partitioned by string key `ds`.
 ///
 /// # Errors
@@ -531,17 +544,7 @@ pub async fn create_table(
             if_not_exists: true,
         })
         .await?;
-    client
-        .create_table(pb::CreateTableRequest {
-            table: table_ref(namespace, table),
-            partition_keys: vec![pb::PartitionKey {
-                name: "ds".into(),
-                r#type: pb::PartitionKeyType::String as i32,
-            }],
-            arrow_schema: vec![],
-            if_not_exists: false,
-        })
-        .await?;
+    client.create_table(ds_table(namespace, table)).await?;
     Ok(())
 }
 

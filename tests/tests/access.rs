@@ -267,15 +267,7 @@ impl Matrix<'_> {
                 .await?;
         }
         self.rpc
-            .create_table(self.root(pb::CreateTableRequest {
-                table: table_ref(&ns, TABLE),
-                partition_keys: vec![pb::PartitionKey {
-                    name: "ds".into(),
-                    r#type: pb::PartitionKeyType::String as i32,
-                }],
-                arrow_schema: vec![],
-                if_not_exists: false,
-            }))
+            .create_table(self.root(batchstore_tests::ds_table(&ns, TABLE)))
             .await?;
         for name in [&ns, &empty_ns] {
             let principal = |p: &str| pb::Grantee {
@@ -695,15 +687,7 @@ async fn only_the_owner_commits_or_aborts(backend: Backend) -> Result<()> {
     ))
     .await?;
     rpc.create_table(req(
-        pb::CreateTableRequest {
-            table: table_ref("sales", "items"),
-            partition_keys: vec![pb::PartitionKey {
-                name: "ds".into(),
-                r#type: pb::PartitionKeyType::String as i32,
-            }],
-            arrow_schema: vec![],
-            if_not_exists: false,
-        },
+        batchstore_tests::ds_table("sales", "items"),
         Some(&root),
         "root",
     ))
@@ -956,7 +940,84 @@ async fn grants_need_authentication_and_die_with_their_namespace(backend: Backen
     Ok(())
 }
 
+/// Lineage names only batches the caller may read: a writer of one namespace cannot link (or
+/// probe) a batch of a namespace it cannot read, and GetLineage hides such batches.
+async fn lineage_names_only_what_the_caller_may_read(backend: Backend) -> Result<()> {
+    let db = TestDatabase::create(backend)?;
+    let tokens = [
+        token_entry("root", &[], ROOT_TOKEN),
+        token_entry("alice", &[], "alice-token"),
+    ]
+    .concat();
+    let secured = Secured::start(&db, &tokens, &[])?;
+    let mut matrix = Matrix {
+        rpc: secured.server.client().await?,
+        secured: &secured,
+        root: bearer(ROOT_TOKEN),
+    };
+    let alice = bearer("alice-token");
+    for ns in ["open", "secret"] {
+        matrix
+            .rpc
+            .create_namespace(matrix.root(pb::CreateNamespaceRequest {
+                name: ns.into(),
+                if_not_exists: false,
+            }))
+            .await?;
+        matrix
+            .rpc
+            .create_table(matrix.root(batchstore_tests::ds_table(ns, TABLE)))
+            .await?;
+    }
+    let alice_grantee = pb::Grantee {
+        principal: "alice".into(),
+        group: String::new(),
+    };
+    matrix.grant("open", alice_grantee, Level::Write).await?;
+    let root = matrix.root.clone();
+    let hidden = matrix.write("secret", &root, 2).await?;
+
+    // Root links an open batch to the secret one; alice sees the open batch, not its input.
+    let begun = matrix.begin("open", &root).await?;
+    let file = batchstore_tests::upload(&begun.location, "part-00000.parquet", 1)?;
+    let mut commit = batchstore_tests::commit_request(begun.batch_id.clone(), vec![file], None);
+    commit.updates[0].input_batch_ids = vec![hidden.clone()];
+    matrix.rpc.commit(matrix.root(commit)).await?;
+    let lineage = |id: &str| pb::GetLineageRequest {
+        batch_id: id.to_owned(),
+    };
+    let as_root = matrix
+        .rpc
+        .get_lineage(matrix.root(lineage(&begun.batch_id)))
+        .await?
+        .into_inner();
+    ensure!(as_root.inputs == vec![hidden.clone()], "{as_root:?}");
+    let as_alice = matrix
+        .rpc
+        .get_lineage(req(lineage(&begun.batch_id), Some(&alice), "alice"))
+        .await?
+        .into_inner();
+    ensure!(as_alice.inputs.is_empty(), "alice sees {as_alice:?}");
+
+    // Alice cannot name the secret batch as an input of her own write.
+    let begun = matrix.begin("open", &alice).await?;
+    let file = batchstore_tests::upload(&begun.location, "part-00000.parquet", 1)?;
+    let mut commit = batchstore_tests::commit_request(begun.batch_id.clone(), vec![file], None);
+    commit.updates[0].input_batch_ids = vec![hidden];
+    let denied = matrix
+        .rpc
+        .commit(req(commit, Some(&alice), "alice"))
+        .await
+        .expect_err("alice linked a batch she cannot read");
+    ensure!(
+        denied.code() == Code::PermissionDenied && denied.message().contains("secret"),
+        "{denied:?}"
+    );
+    Ok(())
+}
+
 on_both_backends!(
+    lineage_names_only_what_the_caller_may_read,
     grants_need_authentication_and_die_with_their_namespace,
     every_rpc_checks_every_credential,
     only_the_owner_commits_or_aborts,

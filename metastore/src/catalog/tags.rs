@@ -7,6 +7,9 @@ use crate::model::{PartitionValues, TableRecord, TagRecord, TagTarget};
 use crate::names::validate_tag_name;
 use sqlx::Row;
 
+/// Batches linked to one by lineage: (batch id, its namespace).
+pub type Lineage = Vec<(String, String)>;
+
 impl Catalog {
     /// Creates a tag on a committed batch of the table.
     ///
@@ -171,23 +174,31 @@ impl Catalog {
     ///
     /// # Errors
     /// `NotFound` for an unknown batch.
-    pub async fn lineage(&self, batch_id: &str) -> CatalogResult<(Vec<String>, Vec<String>)> {
+    pub async fn lineage(&self, batch_id: &str) -> CatalogResult<(Lineage, Lineage)> {
         self.batch(batch_id, false).await?;
-        let inputs =
-            sqlx::query("SELECT input_batch_id AS id FROM lineage WHERE batch_id = $1 ORDER BY 1")
+        let linked = |sql: &'static str| async move {
+            let rows = sqlx::query(sql)
                 .bind(batch_id)
                 .fetch_all(&self.pool)
                 .await?;
-        let outputs =
-            sqlx::query("SELECT batch_id AS id FROM lineage WHERE input_batch_id = $1 ORDER BY 1")
-                .bind(batch_id)
-                .fetch_all(&self.pool)
-                .await?;
-        let ids = |rows: Vec<sqlx::any::AnyRow>| -> CatalogResult<Vec<String>> {
             rows.iter()
-                .map(|r| Ok(r.try_get::<String, _>("id")?))
-                .collect()
+                .map(|r| Ok((r.try_get::<String, _>("id")?, r.try_get::<String, _>("ns")?)))
+                .collect::<CatalogResult<Lineage>>()
         };
-        Ok((ids(inputs)?, ids(outputs)?))
+        let inputs = linked(
+            "SELECT l.input_batch_id AS id, n.name AS ns FROM lineage l \
+             JOIN batches b ON b.batch_id = l.input_batch_id \
+             JOIN tables t ON t.id = b.table_id JOIN namespaces n ON n.id = t.namespace_id \
+             WHERE l.batch_id = $1 ORDER BY 1",
+        )
+        .await?;
+        let outputs = linked(
+            "SELECT l.batch_id AS id, n.name AS ns FROM lineage l \
+             JOIN batches b ON b.batch_id = l.batch_id \
+             JOIN tables t ON t.id = b.table_id JOIN namespaces n ON n.id = t.namespace_id \
+             WHERE l.input_batch_id = $1 ORDER BY 1",
+        )
+        .await?;
+        Ok((inputs, outputs))
     }
 }

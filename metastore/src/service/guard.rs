@@ -336,6 +336,15 @@ impl Caller {
     /// `PermissionDenied` saying what the caller has and needs.
     pub fn require(&self, needed: Permission, namespace: &str) -> CatalogResult<()> {
         self.target(namespace, || namespace.to_owned());
+        self.check(needed, namespace)
+    }
+
+    /// Like [`Caller::require`] for a namespace the call only refers to (it does not become
+    /// the call's target).
+    ///
+    /// # Errors
+    /// `PermissionDenied`.
+    pub fn check(&self, needed: Permission, namespace: &str) -> CatalogResult<()> {
         match &self.principal {
             None => Ok(()),
             Some(p) => self.grants.decide(p, namespace, needed),

@@ -266,9 +266,16 @@ impl Metastore for MetastoreService {
             async |caller, r| {
                 let updates = r.updates.into_iter().map(update_from_pb).collect();
                 let check = caller.batch_check(Permission::Write, true);
+                let may_read_input = |ns: &str| caller.check(Permission::Read, ns);
                 let outcome = self
                     .catalog
-                    .commit(updates, &r.message, &caller.actor(), &check)
+                    .commit(
+                        updates,
+                        &r.message,
+                        &caller.actor(),
+                        &check,
+                        &may_read_input,
+                    )
                     .await?;
                 caller.note(
                     outcome
@@ -483,7 +490,18 @@ impl Metastore for MetastoreService {
             let batch = self.catalog.get_batch(&r.batch_id).await?;
             caller.batch_check(Permission::Read, false)(&batch)?;
             let (inputs, outputs) = self.catalog.lineage(&r.batch_id).await?;
-            Ok(pb::GetLineageResponse { inputs, outputs })
+            // Only the linked batches the caller may read are named.
+            let visible = |linked: Vec<(String, String)>| {
+                linked
+                    .into_iter()
+                    .filter(|(_, ns)| caller.can(Permission::Read, ns))
+                    .map(|(id, _)| id)
+                    .collect()
+            };
+            Ok(pb::GetLineageResponse {
+                inputs: visible(inputs),
+                outputs: visible(outputs),
+            })
         })
         .await
     }

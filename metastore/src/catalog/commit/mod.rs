@@ -21,7 +21,7 @@ use super::{Catalog, Dialect};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{
     BatchCheck, BatchRecord, BatchState, CommitOutcome, CommittedVersion, DataFile,
-    ExpectedCurrent, Micros, PartitionUpdate,
+    ExpectedCurrent, Micros, NamespaceCheck, PartitionUpdate,
 };
 use crate::schema;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
@@ -62,6 +62,7 @@ impl Catalog {
         message: &str,
         actor: &str,
         check: BatchCheck<'_>,
+        may_read_input: NamespaceCheck<'_>,
     ) -> CatalogResult<CommitOutcome> {
         validate_updates(&updates, message)?;
         let mut batches = Vec::with_capacity(updates.len());
@@ -82,7 +83,7 @@ impl Catalog {
             .flat_map(|p| &p.update.inputs)
             .collect::<HashSet<_>>()
         {
-            self.require_committed(input).await?;
+            self.require_committed(input, may_read_input).await?;
         }
         let files: Vec<(&str, &DataFile)> = prepared
             .iter()
@@ -424,12 +425,24 @@ impl Catalog {
         }
     }
 
-    /// Lineage may only name batches that exist and are committed.
-    async fn require_committed(&self, batch_id: &str) -> CatalogResult<()> {
-        let found = sqlx::query("SELECT state FROM batches WHERE batch_id = $1")
-            .bind(batch_id)
-            .fetch_optional(&self.pool)
-            .await?;
+    /// Lineage may only name batches that exist, are committed, and that the caller may read
+    /// (it would otherwise learn of, and link itself to, batches it cannot see).
+    async fn require_committed(
+        &self,
+        batch_id: &str,
+        may_read: NamespaceCheck<'_>,
+    ) -> CatalogResult<()> {
+        let found = sqlx::query(
+            "SELECT b.state, n.name AS namespace FROM batches b \
+             JOIN tables t ON t.id = b.table_id JOIN namespaces n ON n.id = t.namespace_id \
+             WHERE b.batch_id = $1",
+        )
+        .bind(batch_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = &found {
+            may_read(&row.try_get::<String, _>("namespace")?)?;
+        }
         match found {
             Some(row) if row.try_get::<String, _>("state")? == "committed" => Ok(()),
             Some(_) => Err(CatalogError::FailedPrecondition(format!(

@@ -188,28 +188,25 @@ impl Guard {
 
     /// Records the audit event of a finished call.
     pub async fn audit<T>(&self, method: &'static str, caller: &Caller, result: &CatalogResult<T>) {
-        let facts = caller.facts.lock().map(|f| f.clone()).unwrap_or_default();
-        let principal = match &caller.principal {
-            Some(p) => p.name.clone(),
-            None => ANONYMOUS_PRINCIPAL.to_owned(),
-        };
-        let detail = match result {
-            Ok(_) => facts.detail,
-            Err(error) => error.to_string(),
+        let (outcome, detail) = match result {
+            Ok(_) => (outcome(None), None),
+            Err(error) => (outcome(Some(error)), Some(error.to_string())),
         };
         self.audit
-            .record(AuditEvent {
-                at: now_micros(),
-                principal,
-                claimed_actor: caller.claimed_actor.clone(),
-                method: method.to_owned(),
-                namespace: facts.namespace,
-                target: facts.target,
-                outcome: outcome(result.as_ref().err()).to_owned(),
-                detail,
-                ..AuditEvent::default()
-            })
+            .record(caller.event(method, outcome, detail))
             .await;
+    }
+
+    /// A watch over a call in progress: unless [`Unanswered::settle`]d, its drop records the
+    /// call as `CANCELLED`, so that a call whose client went away (or whose deadline passed)
+    /// while it ran still has its one audit event.
+    pub fn unanswered<'a>(&'a self, method: &'static str, caller: &'a Caller) -> Unanswered<'a> {
+        Unanswered {
+            guard: self,
+            method,
+            caller,
+            settled: false,
+        }
     }
 
     /// Records a call refused before it had a caller (bad credentials). Synchronous, and
@@ -263,6 +260,40 @@ fn now_micros() -> Micros {
         .unwrap_or_default()
 }
 
+/// See [`Guard::unanswered`].
+#[derive(Debug)]
+pub struct Unanswered<'a> {
+    guard: &'a Guard,
+    method: &'static str,
+    caller: &'a Caller,
+    settled: bool,
+}
+
+impl Unanswered<'_> {
+    /// The call's own event has been recorded.
+    pub fn settle(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.guard.audit.record_now(
+                self.caller.event(
+                    self.method,
+                    "CANCELLED",
+                    Some(
+                        "the call ended before its answer (its client went away or its deadline \
+                     passed); a change it completed is in the partition's history"
+                            .into(),
+                    ),
+                ),
+            );
+        }
+    }
+}
+
 /// What a call acted on, for its audit event.
 #[derive(Debug, Clone, Default)]
 struct Facts {
@@ -281,6 +312,25 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The call's audit event with `outcome`; `detail` replaces the detail the call noted.
+    fn event(&self, method: &str, outcome: &str, detail: Option<String>) -> AuditEvent {
+        let facts = self.facts.lock().map(|f| f.clone()).unwrap_or_default();
+        AuditEvent {
+            at: now_micros(),
+            principal: match &self.principal {
+                Some(p) => p.name.clone(),
+                None => ANONYMOUS_PRINCIPAL.to_owned(),
+            },
+            claimed_actor: self.claimed_actor.clone(),
+            method: method.to_owned(),
+            namespace: facts.namespace,
+            target: facts.target,
+            outcome: outcome.to_owned(),
+            detail: detail.unwrap_or(facts.detail),
+            ..AuditEvent::default()
+        }
+    }
+
     /// The actor recorded in history: the authenticated principal, else the claimed actor.
     pub fn actor(&self) -> String {
         match &self.principal {

@@ -57,8 +57,10 @@ impl MetastoreService {
                 return Err(status::to_status(error));
             }
         };
+        let unanswered = self.guard.unanswered(method, &caller);
         let result = body(&caller, request.into_inner()).await;
         self.guard.audit(method, &caller, &result).await;
+        unanswered.settle();
         result.map(Response::new).map_err(status::to_status)
     }
 }

@@ -128,7 +128,7 @@ impl Guard {
             principal,
             claimed_actor,
             grants,
-            facts: Mutex::default(),
+            facts: Arc::default(),
         })
     }
 
@@ -186,26 +186,29 @@ impl Guard {
         }
     }
 
-    /// Records the audit event of a finished call.
-    pub async fn audit<T>(&self, method: &'static str, caller: &Caller, result: &CatalogResult<T>) {
-        let (outcome, detail) = match result {
-            Ok(_) => (outcome(None), None),
-            Err(error) => (outcome(Some(error)), Some(error.to_string())),
-        };
-        self.audit
-            .record(caller.event(method, outcome, detail))
-            .await;
-    }
-
-    /// A watch over a call in progress: unless [`Unanswered::settle`]d, its drop records the
-    /// call as `CANCELLED`, so that a call whose client went away (or whose deadline passed)
-    /// while it ran still has its one audit event.
-    pub fn unanswered<'a>(&'a self, method: &'static str, caller: &'a Caller) -> Unanswered<'a> {
-        Unanswered {
-            guard: self,
-            method,
-            caller,
-            settled: false,
+    /// Reserves the audit event of a call about to run (waiting while the queue is full), so
+    /// that the call records exactly one event whatever becomes of it: see [`AuditSlot`].
+    pub async fn audit_slot(
+        &self,
+        method: &'static str,
+        claimed_actor: &str,
+        proven: Option<&Principal>,
+    ) -> AuditSlot {
+        let permit = self.audit.queue.clone().reserve_owned().await.ok();
+        if permit.is_none() {
+            tracing::error!("the audit writer has stopped; an audit event is lost");
+        }
+        AuditSlot {
+            permit,
+            event: AuditEvent {
+                principal: proven
+                    .map_or(ANONYMOUS_PRINCIPAL, |p| p.name.as_str())
+                    .to_owned(),
+                claimed_actor: claimed_actor.to_owned(),
+                method: method.to_owned(),
+                ..AuditEvent::default()
+            },
+            facts: None,
         }
     }
 
@@ -260,37 +263,75 @@ fn now_micros() -> Micros {
         .unwrap_or_default()
 }
 
-/// See [`Guard::unanswered`].
+/// A call's reserved place in the audit queue. [`AuditSlot::finish`] records the call's
+/// outcome; a slot dropped unfinished (the client went away or the deadline passed while the
+/// call ran) records it as `CANCELLED`. Sending through the reservation cannot wait or fail, so
+/// every call that got a slot has exactly one event.
 #[derive(Debug)]
-pub struct Unanswered<'a> {
-    guard: &'a Guard,
-    method: &'static str,
-    caller: &'a Caller,
-    settled: bool,
+pub struct AuditSlot {
+    permit: Option<mpsc::OwnedPermit<AuditMessage>>,
+    event: AuditEvent,
+    facts: Option<Arc<Mutex<Facts>>>,
 }
 
-impl Unanswered<'_> {
-    /// The call's own event has been recorded.
-    pub fn settle(mut self) {
-        self.settled = true;
+impl AuditSlot {
+    /// The call has its caller: the event names its principal and what it acts on.
+    pub fn attach(&mut self, caller: &Caller) {
+        self.event.principal = caller
+            .principal
+            .as_ref()
+            .map_or(ANONYMOUS_PRINCIPAL, |p| p.name.as_str())
+            .to_owned();
+        self.facts = Some(caller.facts.clone());
+    }
+
+    /// Records the call's outcome.
+    pub fn finish<T>(mut self, result: &CatalogResult<T>) {
+        match result {
+            Ok(_) => self.send(outcome(None), None),
+            Err(error) => self.send(outcome(Some(error)), Some(error.to_string())),
+        }
+    }
+
+    /// Records a call refused before it had a caller.
+    pub fn refuse(mut self, error: &CatalogError) {
+        if matches!(error, CatalogError::Unauthenticated(_)) {
+            self.event.principal = UNAUTHENTICATED_PRINCIPAL.to_owned();
+        }
+        self.send(outcome(Some(error)), Some(error.to_string()));
+    }
+
+    fn send(&mut self, outcome: &str, detail: Option<String>) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let facts = self
+            .facts
+            .as_ref()
+            .and_then(|f| f.lock().ok().map(|f| f.clone()))
+            .unwrap_or_default();
+        let event = AuditEvent {
+            at: now_micros(),
+            namespace: facts.namespace,
+            target: facts.target,
+            outcome: outcome.to_owned(),
+            detail: detail.unwrap_or(facts.detail),
+            ..std::mem::take(&mut self.event)
+        };
+        permit.send(AuditMessage::Event(clean(event)));
     }
 }
 
-impl Drop for Unanswered<'_> {
+impl Drop for AuditSlot {
     fn drop(&mut self) {
-        if !self.settled {
-            self.guard.audit.record_now(
-                self.caller.event(
-                    self.method,
-                    "CANCELLED",
-                    Some(
-                        "the call ended before its answer (its client went away or its deadline \
-                     passed); a change it completed is in the partition's history"
-                            .into(),
-                    ),
-                ),
-            );
-        }
+        self.send(
+            "CANCELLED",
+            Some(
+                "the call ended before its answer (its client went away or its deadline \
+                 passed); a change it completed is in the partition's history"
+                    .into(),
+            ),
+        );
     }
 }
 
@@ -308,29 +349,10 @@ pub struct Caller {
     principal: Option<Arc<Principal>>,
     claimed_actor: String,
     grants: Arc<Grants>,
-    facts: Mutex<Facts>,
+    facts: Arc<Mutex<Facts>>,
 }
 
 impl Caller {
-    /// The call's audit event with `outcome`; `detail` replaces the detail the call noted.
-    fn event(&self, method: &str, outcome: &str, detail: Option<String>) -> AuditEvent {
-        let facts = self.facts.lock().map(|f| f.clone()).unwrap_or_default();
-        AuditEvent {
-            at: now_micros(),
-            principal: match &self.principal {
-                Some(p) => p.name.clone(),
-                None => ANONYMOUS_PRINCIPAL.to_owned(),
-            },
-            claimed_actor: self.claimed_actor.clone(),
-            method: method.to_owned(),
-            namespace: facts.namespace,
-            target: facts.target,
-            outcome: outcome.to_owned(),
-            detail: detail.unwrap_or(facts.detail),
-            ..AuditEvent::default()
-        }
-    }
-
     /// The actor recorded in history: the authenticated principal, else the claimed actor.
     pub fn actor(&self) -> String {
         match &self.principal {
@@ -540,17 +562,6 @@ impl AuditLog {
             },
             tokio::spawn(write_audit(catalog, incoming)),
         )
-    }
-
-    async fn record(&self, event: AuditEvent) {
-        if self
-            .queue
-            .send(AuditMessage::Event(clean(event)))
-            .await
-            .is_err()
-        {
-            tracing::error!("the audit writer has stopped; an audit event is lost");
-        }
     }
 
     fn record_now(&self, event: AuditEvent) {

@@ -46,21 +46,20 @@ impl MetastoreService {
             .extensions()
             .get::<gate::Authenticated>()
             .map(|a| a.0.clone());
-        let caller = match self
+        let mut slot = self
             .guard
-            .caller(proven, request.metadata(), claimed.clone())
-            .await
-        {
+            .audit_slot(method, &claimed, proven.as_deref())
+            .await;
+        let caller = match self.guard.caller(proven, request.metadata(), claimed).await {
             Ok(caller) => caller,
             Err(error) => {
-                self.guard.audit_refused(method, &claimed, &error);
+                slot.refuse(&error);
                 return Err(status::to_status(error));
             }
         };
-        let unanswered = self.guard.unanswered(method, &caller);
+        slot.attach(&caller);
         let result = body(&caller, request.into_inner()).await;
-        self.guard.audit(method, &caller, &result).await;
-        unanswered.settle();
+        slot.finish(&result);
         result.map(Response::new).map_err(status::to_status)
     }
 }

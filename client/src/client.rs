@@ -261,7 +261,11 @@ impl Client {
                 ClientError::InvalidArgument(format!("bad TLS settings for {endpoint}: {e}"))
             })?;
         }
-        let credentials = Credentials::new(options.token()?.as_deref())?;
+        let token = options.token()?;
+        if token.is_some() && !tls {
+            refuse_clear_text_token(builder.uri())?;
+        }
+        let credentials = Credentials::new(token.as_deref())?;
         let channel = builder.connect().await.map_err(|e| {
             let hint = if tls {
                 "check that it serves TLS with a certificate for this host name, signed by a CA \
@@ -290,6 +294,25 @@ impl Client {
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
+}
+
+/// A bearer token goes in clear text only to this machine: anyone on the path to another host
+/// could read it and act as its principal. `BATCHSTORE_ALLOW_CLEARTEXT_TOKEN=1` allows it where
+/// the path is trusted (for example a sidecar that adds TLS).
+fn refuse_clear_text_token(uri: &tonic::codegen::http::Uri) -> Result<()> {
+    let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+    let local = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let allowed = std::env::var("BATCHSTORE_ALLOW_CLEARTEXT_TOKEN").is_ok_and(|v| v == "1");
+    if local || allowed {
+        return Ok(());
+    }
+    Err(ClientError::InvalidArgument(format!(
+        "refusing to send a token in clear text to {host}: use an https:// endpoint (or set \
+         BATCHSTORE_ALLOW_CLEARTEXT_TOKEN=1 if the path to it is trusted)"
+    )))
 }
 
 /// Follows `next_page_token` to the last page. `fetch` gets a page token and returns that page's
@@ -322,4 +345,30 @@ fn call_limit() -> Duration {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .filter(|s| *s > 0)
         .map_or(CALL_LIMIT, Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuse_clear_text_token;
+
+    #[test]
+    fn tokens_go_in_clear_text_only_to_this_machine() {
+        for local in [
+            "http://localhost:1",
+            "http://127.0.0.1:1",
+            "http://127.3.2.1:1",
+            "http://[::1]:1",
+        ] {
+            let uri = local.parse().expect("a uri");
+            assert!(refuse_clear_text_token(&uri).is_ok(), "{local}");
+        }
+        for remote in [
+            "http://192.0.2.1:1",
+            "http://metastore.internal:1",
+            "http://[2001:db8::1]:1",
+        ] {
+            let uri = remote.parse().expect("a uri");
+            assert!(refuse_clear_text_token(&uri).is_err(), "{remote}");
+        }
+    }
 }

@@ -1229,6 +1229,16 @@ fn tablectl_over_tls_and_mtls_with_tokens() -> Result<()> {
     };
     let stderr = failure(&plaintext, &["--token", ROOT_TOKEN, "whoami"])?;
     ensure!(stderr.contains("https://"), "{stderr}");
+    // A token is never sent in clear text to another host.
+    let remote = Tablectl {
+        endpoint: "http://192.0.2.1:50051".into(),
+        env: vec![],
+    };
+    let stderr = failure(&remote, &["--token", ROOT_TOKEN, "whoami"])?;
+    ensure!(
+        stderr.contains("refusing to send a token in clear text to 192.0.2.1"),
+        "{stderr}"
+    );
     let stderr = failure(
         &https,
         &["--token", ROOT_TOKEN, "--ca-file", &wrong_ca, "whoami"],

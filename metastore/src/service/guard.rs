@@ -543,6 +543,8 @@ enum AuditMessage {
 
 /// Events queued before a call waits for the writer (the queue's bound).
 const AUDIT_QUEUE: usize = 10_000;
+/// Longest an event waits for others to be written with it.
+const AUDIT_GATHER: Duration = Duration::from_millis(100);
 /// Events written per transaction at most.
 const AUDIT_BATCH: usize = 1_000;
 
@@ -600,13 +602,22 @@ async fn write_audit(catalog: Catalog, mut incoming: mpsc::Receiver<AuditMessage
     let mut events = Vec::new();
     let mut flushes = Vec::new();
     while let Some(first) = incoming.recv().await {
+        // Events are gathered for up to AUDIT_GATHER (one write, not one per call, competing
+        // with commits for the database); a flush or a full batch writes at once.
+        let deadline = tokio::time::Instant::now() + AUDIT_GATHER;
         let mut next = Some(first);
-        while let Some(message) = next.take().or_else(|| incoming.try_recv().ok()) {
+        while let Some(message) = match next.take() {
+            Some(message) => Some(message),
+            None => tokio::time::timeout_at(deadline, incoming.recv())
+                .await
+                .ok()
+                .flatten(),
+        } {
             match message {
                 AuditMessage::Event(e) => events.push(e),
                 AuditMessage::Flush(done) => flushes.push(done),
             }
-            if events.len() >= AUDIT_BATCH {
+            if events.len() >= AUDIT_BATCH || !flushes.is_empty() {
                 break;
             }
         }

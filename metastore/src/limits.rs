@@ -17,6 +17,10 @@ pub const MAX_COLUMNS: usize = 10_000;
 pub const MAX_LINEAGE_INPUTS: usize = 1_000;
 /// Most partitions one read may name.
 pub const MAX_PARTITIONS_PER_REQUEST: usize = 10_000;
+/// Most batches one named lease may pin.
+pub const MAX_LEASE_BATCHES: usize = 100_000;
+/// Most orphans one FindOrphans call lists or deletes.
+pub const MAX_ORPHANS_PER_CALL: usize = 10_000;
 
 /// Checks a commit or rollback message.
 ///

@@ -117,6 +117,37 @@ struct ServeArgs {
         default_value_t = 10_000
     )]
     max_pending_per_table: i64,
+
+    #[command(flatten)]
+    lifecycle: LifecycleArgs,
+}
+
+/// Garbage collection, dropped tables and leases.
+#[derive(Debug, Args)]
+struct LifecycleArgs {
+    /// How often garbage collection runs, in seconds. It deletes exactly the files of batches
+    /// nobody may read any more: beyond a table's retention (none is set by default, so every
+    /// version is kept), aborted or abandoned writes, and tables dropped longer ago than
+    /// --drop-grace-seconds. Never a current, tagged or leased batch.
+    #[arg(long, env = "BATCHSTORE_GC_INTERVAL_SECONDS", default_value_t = 3600)]
+    gc_interval_seconds: u64,
+
+    /// Do not run garbage collection on a schedule (`tablectl gc` still runs it on demand).
+    #[arg(long, env = "BATCHSTORE_NO_GC")]
+    no_gc: bool,
+
+    /// How long a dropped table can be undropped (`tablectl table undrop`) before garbage
+    /// collection may free its storage, in seconds.
+    #[arg(long, env = "BATCHSTORE_DROP_GRACE_SECONDS", default_value_t = 7 * 24 * 3600)]
+    drop_grace_seconds: u64,
+
+    /// Time to live of a named lease when none is asked for, in seconds.
+    #[arg(long, env = "BATCHSTORE_DEFAULT_LEASE_TTL_SECONDS", default_value_t = 24 * 3600)]
+    default_lease_ttl_seconds: u64,
+
+    /// Longest time to live a lease (named, or a read's) may ask for, in seconds.
+    #[arg(long, env = "BATCHSTORE_MAX_LEASE_TTL_SECONDS", default_value_t = 90 * 24 * 3600)]
+    max_lease_ttl_seconds: u64,
 }
 
 #[tokio::main]
@@ -149,7 +180,14 @@ async fn main() -> anyhow::Result<()> {
                     max_lease: Duration::from_secs(args.max_lease_seconds.max(1)),
                     max_connections: args.max_connections.max(1),
                     max_pending_per_table: args.max_pending_per_table.max(1),
+                    drop_grace: Duration::from_secs(args.lifecycle.drop_grace_seconds),
+                    default_lease_ttl: Duration::from_secs(
+                        args.lifecycle.default_lease_ttl_seconds.max(1),
+                    ),
+                    max_lease_ttl: Duration::from_secs(args.lifecycle.max_lease_ttl_seconds.max(1)),
                 },
+                gc_interval: (!args.lifecycle.no_gc)
+                    .then(|| Duration::from_secs(args.lifecycle.gc_interval_seconds.max(1))),
             };
             serve(options, shutdown_signal()).await
         }

@@ -222,6 +222,11 @@ pub struct TableRecord {
     /// Partitions with at least one version; counted only by `Catalog::get_table`.
     pub partition_count: Option<i64>,
     pub location: String,
+    /// The table's own retention, and its namespace's default.
+    pub retention: Retention,
+    pub namespace_retention: Retention,
+    /// When it was dropped (a dropped table can be undropped until GC purges it).
+    pub dropped_at: Option<Micros>,
 }
 
 impl TableRecord {
@@ -229,6 +234,154 @@ impl TableRecord {
     pub fn qualified(&self) -> String {
         format!("{}.{}", self.namespace, self.name)
     }
+
+    /// The retention GC applies: the table's own when it sets any rule, else the namespace's.
+    pub fn effective_retention(&self) -> Retention {
+        if self.retention.is_set() {
+            self.retention
+        } else {
+            self.namespace_retention
+        }
+    }
+}
+
+/// How many old versions GC keeps: a version is kept when any rule set keeps it; with none
+/// set, every version is kept. Current, tagged and leased batches are kept regardless.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep the last N versions of each partition (N >= 1).
+    pub keep_versions: Option<i64>,
+    /// Keep every version that was current at some moment within this many microseconds.
+    pub keep_for: Option<Micros>,
+}
+
+impl Retention {
+    /// Longest duration a retention rule may name (100 years).
+    const MAX_KEEP_FOR: Micros = 100 * 366 * 24 * 3600 * 1_000_000;
+
+    /// Whether any rule is set.
+    pub fn is_set(&self) -> bool {
+        self.keep_versions.is_some() || self.keep_for.is_some()
+    }
+
+    /// # Errors
+    /// `InvalidArgument` for a count below 1 or a duration that is not positive or too long.
+    pub fn validate(&self) -> CatalogResult<()> {
+        if let Some(n) = self.keep_versions
+            && n < 1
+        {
+            return Err(CatalogError::InvalidArgument(format!(
+                "keep_versions must be at least 1 (the current version is always kept); got {n}"
+            )));
+        }
+        if let Some(t) = self.keep_for
+            && !(1..=Self::MAX_KEEP_FOR).contains(&t)
+        {
+            return Err(CatalogError::InvalidArgument(format!(
+                "keep_seconds must be between 1 and {} (100 years); got {}",
+                Self::MAX_KEEP_FOR / 1_000_000,
+                t / 1_000_000
+            )));
+        }
+        Ok(())
+    }
+
+    /// In words, for messages and expiry reasons.
+    pub fn describe(&self) -> String {
+        let mut rules = Vec::new();
+        if let Some(n) = self.keep_versions {
+            rules.push(if n == 1 {
+                "keep only the current version".to_owned()
+            } else {
+                format!("keep the last {n} versions")
+            });
+        }
+        if let Some(t) = self.keep_for {
+            rules.push(format!(
+                "keep versions current within the last {}",
+                describe_duration(t)
+            ));
+        }
+        if rules.is_empty() {
+            "keep every version".to_owned()
+        } else {
+            rules.join(" and ")
+        }
+    }
+}
+
+/// A duration in the largest whole unit that fits ("7d", "36h", "90s").
+pub fn describe_duration(micros: Micros) -> String {
+    let seconds = micros / 1_000_000;
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds >= size && seconds % size == 0 {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
+}
+
+/// What a lease pins, and whose it is.
+#[derive(Debug, Clone)]
+pub struct LeaseRecord {
+    pub lease_id: String,
+    /// `None` for a read's own lease.
+    pub name: Option<String>,
+    pub namespace: String,
+    pub table: String,
+    pub holder: String,
+    pub selection: String,
+    pub created_at: Micros,
+    pub expires_at: Micros,
+    pub batch_ids: Vec<String>,
+}
+
+/// Where a GC run works: the whole catalog, a namespace, or one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GcScope {
+    All,
+    Namespace(String),
+    Table(String, String),
+}
+
+/// What a GC step did (or, in a dry run, would do).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcCounts {
+    pub batches_expired: i64,
+    pub batches_deleted: i64,
+    pub files_deleted: i64,
+    pub bytes_deleted: i64,
+    pub tables_purged: i64,
+}
+
+impl std::ops::AddAssign for GcCounts {
+    fn add_assign(&mut self, other: GcCounts) {
+        self.batches_expired += other.batches_expired;
+        self.batches_deleted += other.batches_deleted;
+        self.files_deleted += other.files_deleted;
+        self.bytes_deleted += other.bytes_deleted;
+        self.tables_purged += other.tables_purged;
+    }
+}
+
+/// One step of a GC run.
+#[derive(Debug, Clone, Default)]
+pub struct GcStep {
+    pub counts: GcCounts,
+    /// "" when the run is done.
+    pub resume_token: String,
+    /// Batches expired and not yet deleted, in the scope, after this step.
+    pub remaining: i64,
+}
+
+/// Something under the warehouse that no known batch owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    /// Relative to the warehouse root.
+    pub path: String,
+    pub size_bytes: i64,
+    pub last_modified: Micros,
+    pub reason: String,
 }
 
 /// A namespace.
@@ -298,6 +451,16 @@ pub struct BatchRecord {
     pub files: Vec<DataFile>,
     /// The principal that began it (`None`: begun without authentication).
     pub began_by: Option<String>,
+    /// Set once GC expired it (never readable again), with why; and once its files are gone.
+    pub expired: Option<Expiry>,
+    pub deleted_at: Option<Micros>,
+}
+
+/// When and why GC expired a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    pub at: Micros,
+    pub reason: String,
 }
 
 /// A check the service makes of each batch a call acts on, once the catalog has loaded it
@@ -369,6 +532,8 @@ pub struct HistoryRecord {
     pub rows: i64,
     pub bytes: i64,
     pub current: bool,
+    /// Set when GC expired the entry's batch.
+    pub expired: Option<Expiry>,
 }
 
 /// Which version of a partition a read wants.

@@ -94,6 +94,19 @@ pub fn validate_partition_value(key: &str, value: &str) -> CatalogResult<()> {
 /// # Errors
 /// `InvalidArgument` stating the rule.
 pub fn validate_tag_name(name: &str) -> CatalogResult<()> {
+    validate_label("tag", name)
+}
+
+/// Checks a lease name ("training-run-42"): the same rules as a tag name.
+///
+/// # Errors
+/// `InvalidArgument` naming the rule.
+pub fn validate_lease_name(name: &str) -> CatalogResult<()> {
+    validate_label("lease", name)
+}
+
+/// A tag or lease name: 1 to [`MAX_TAG_LEN`] of `[A-Za-z0-9._-]`, not starting with `.`/`-`.
+fn validate_label(what: &str, name: &str) -> CatalogResult<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_TAG_LEN
         && !name.starts_with(['.', '-'])
@@ -104,8 +117,8 @@ pub fn validate_tag_name(name: &str) -> CatalogResult<()> {
         Ok(())
     } else {
         Err(CatalogError::InvalidArgument(format!(
-            "invalid tag name {}: tags are 1 to {MAX_TAG_LEN} letters, digits, '.', '_' or '-', \
-             and do not start with '.' or '-'",
+            "invalid {what} name {}: {what}s are 1 to {MAX_TAG_LEN} letters, digits, '.', '_' \
+             or '-', and do not start with '.' or '-'",
             quote_for_message(name)
         )))
     }

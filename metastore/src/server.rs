@@ -44,6 +44,8 @@ pub struct ServeOptions {
     pub tls: Option<TlsOptions>,
     /// How long audit events are kept (`None`: for ever).
     pub audit_retention: Option<Duration>,
+    /// How often garbage collection runs (`None`: only on demand).
+    pub gc_interval: Option<Duration>,
 }
 
 /// The server's certificate and key (PEM), and a CA whose client certificates it requires.
@@ -127,6 +129,9 @@ pub async fn serve(
         options.lease_sweep_interval,
         options.audit_retention,
     ));
+    let collector = options
+        .gc_interval
+        .map(|every| tokio::spawn(collect_garbage(catalog.clone(), every)));
     let guard = Arc::new(guard);
     let gate = GateLayer::new(guard.clone());
     let service = MetastoreServer::new(MetastoreService::new(catalog.clone(), guard))
@@ -157,6 +162,9 @@ pub async fn serve(
         )
         .await;
     sweeper.abort();
+    if let Some(collector) = collector {
+        collector.abort();
+    }
     // Every service handle is gone now: the audit writer drains its queue and stops.
     let _ = audit_writer.await;
     catalog.close().await;
@@ -193,6 +201,47 @@ async fn sweep(catalog: Catalog, every: Duration, audit_retention: Option<Durati
                 "marked batches with expired leases as abandoned"
             ),
             Err(error) => tracing::warn!(%error, "sweeping expired leases failed"),
+        }
+    }
+}
+
+/// Runs garbage collection over the whole catalog every `every` (the first run after one
+/// interval). A run another replica holds is skipped; a failed run resumes at the next.
+async fn collect_garbage(catalog: Catalog, every: Duration) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        ticker.tick().await;
+        let mut total = crate::model::GcCounts::default();
+        let mut token = String::new();
+        let outcome = loop {
+            match catalog
+                .collect_garbage(&crate::model::GcScope::All, false, &token)
+                .await
+            {
+                Ok(step) => {
+                    total += step.counts;
+                    if step.resume_token.is_empty() {
+                        break Ok(());
+                    }
+                    token = step.resume_token;
+                }
+                Err(error) => break Err(error),
+            }
+        };
+        match outcome {
+            Ok(()) if total == crate::model::GcCounts::default() => {}
+            Ok(()) => tracing::info!(
+                batches_expired = total.batches_expired,
+                batches_deleted = total.batches_deleted,
+                files = total.files_deleted,
+                bytes = total.bytes_deleted,
+                tables_purged = total.tables_purged,
+                "garbage collection finished"
+            ),
+            Err(crate::error::CatalogError::FailedPrecondition(message)) => {
+                tracing::info!(%message, "garbage collection skipped");
+            }
+            Err(error) => tracing::warn!(%error, "garbage collection failed; it resumes next time"),
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::error::{CatalogError, CatalogResult};
 use crate::footer::{self, FileFacts};
 use crate::model::DataFile;
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -104,13 +104,13 @@ impl Warehouse {
         format!("{}/{relative}", self.root_url)
     }
 
-    /// The object path of a location URL this warehouse handed out.
+    /// A location URL this warehouse handed out, relative to its root.
     ///
     /// # Errors
     /// `FailedPrecondition` if the location is outside this warehouse (the metastore was
     /// restarted with another `--warehouse`).
-    fn object_dir(&self, location: &str) -> CatalogResult<String> {
-        let relative = location
+    pub fn relative_dir<'a>(&self, location: &'a str) -> CatalogResult<&'a str> {
+        location
             .strip_prefix(&self.root_url)
             .and_then(|r| r.strip_prefix('/'))
             .ok_or_else(|| {
@@ -119,7 +119,15 @@ impl Warehouse {
                      start the metastore with the warehouse the batch was written to",
                     self.root_url
                 ))
-            })?;
+            })
+    }
+
+    /// The object path of a location URL this warehouse handed out.
+    ///
+    /// # Errors
+    /// As [`Self::relative_dir`].
+    fn object_dir(&self, location: &str) -> CatalogResult<String> {
+        let relative = self.relative_dir(location)?;
         Ok(if self.root_path.is_empty() {
             relative.to_owned()
         } else {
@@ -168,6 +176,134 @@ impl Warehouse {
         }
         Ok(facts)
     }
+}
+
+/// What GC deletes of one batch: exactly its recorded files, or (`None`, a batch never
+/// committed) whatever its own batch directory holds.
+#[derive(Debug, Clone)]
+pub struct BatchFiles {
+    pub location: String,
+    pub files: Option<Vec<DataFile>>,
+}
+
+/// What a deletion freed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Freed {
+    pub files: i64,
+    pub bytes: i64,
+}
+
+/// One object of the warehouse, as a listing sees it.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    /// Relative to the warehouse root.
+    pub path: String,
+    pub size: i64,
+    pub last_modified: i64,
+}
+
+impl Warehouse {
+    /// Deletes the files of batches GC expired. Files already gone count as deleted (a rerun
+    /// after a crash); on a local warehouse nothing reached through a symbolic link is touched,
+    /// and each emptied batch directory is removed.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` for a location outside this warehouse; `Unavailable` when storage
+    /// cannot be reached (nothing is recorded, so a rerun deletes the rest).
+    pub async fn delete_batches(&self, batches: &[BatchFiles]) -> CatalogResult<Freed> {
+        let mut freed = Freed::default();
+        let mut paths = Vec::new();
+        for batch in batches {
+            let dir = self.object_dir(&batch.location)?;
+            match &batch.files {
+                Some(files) => {
+                    for file in files {
+                        paths.push(parse_path(&format!("{dir}/{}", file.path))?);
+                        freed.bytes += file.size_bytes;
+                    }
+                }
+                None => {
+                    let prefix = parse_path(&dir)?;
+                    let mut listed = self.store.list(Some(&prefix));
+                    while let Some(meta) = listed.try_next().await? {
+                        freed.bytes += meta.size as i64;
+                        paths.push(meta.location);
+                    }
+                }
+            }
+        }
+        if let Some(root) = &self.local_root {
+            paths.retain(|path| refuse_links(root, path, path.as_ref()).is_ok());
+        }
+        let mut deletions = self
+            .store
+            .delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed());
+        let mut deleted = Vec::new();
+        while let Some(result) = deletions.next().await {
+            match result {
+                Ok(path) => deleted.push(path),
+                Err(object_store::Error::NotFound { .. }) => freed.files += 1,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        freed.files += deleted.len() as i64;
+        drop(deletions);
+        if let Some(root) = &self.local_root {
+            for batch in batches {
+                if let Ok(dir) = self.object_dir(&batch.location) {
+                    // Only an empty directory goes; a stray file keeps it (and shows as an orphan).
+                    let _ = std::fs::remove_dir(root.join(dir));
+                }
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Every object under the warehouse root, as a stream (in no particular order).
+    pub fn list_all(&self) -> impl futures::Stream<Item = CatalogResult<StoredObject>> + use<> {
+        let root = (!self.root_path.is_empty()).then(|| Path::from(self.root_path.as_str()));
+        let strip = if self.root_path.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.root_path)
+        };
+        self.store.list(root.as_ref()).map(move |meta| {
+            let meta = meta?;
+            let full = meta.location.to_string();
+            Ok(StoredObject {
+                path: full.strip_prefix(&strip).unwrap_or(&full).to_owned(),
+                size: meta.size as i64,
+                last_modified: meta.last_modified.timestamp_micros(),
+            })
+        })
+    }
+
+    /// Deletes one object, given relative to the root (an orphan the caller re-checked).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad path; `FailedPrecondition` for a path through a link on a
+    /// local warehouse; storage errors.
+    pub async fn delete_relative(&self, relative: &str) -> CatalogResult<bool> {
+        let full = if self.root_path.is_empty() {
+            relative.to_owned()
+        } else {
+            format!("{}/{relative}", self.root_path)
+        };
+        let path = parse_path(&full)?;
+        if let Some(root) = &self.local_root {
+            refuse_links(root, &path, relative)?;
+        }
+        match self.store.delete(&path).await {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(other) => Err(other.into()),
+        }
+    }
+}
+
+fn parse_path(text: &str) -> CatalogResult<Path> {
+    Path::parse(text)
+        .map_err(|e| CatalogError::InvalidArgument(format!("bad object path {text}: {e}")))
 }
 
 /// On a local warehouse, a file must be a regular file reached without symbolic links, so a

@@ -23,6 +23,7 @@ pub enum Missing {
     Version,
     Batch,
     Tag,
+    Lease,
 }
 
 impl Missing {
@@ -35,6 +36,7 @@ impl Missing {
             Missing::Version => "version",
             Missing::Batch => "batch",
             Missing::Tag => "tag",
+            Missing::Lease => "lease",
         }
     }
 
@@ -47,6 +49,7 @@ impl Missing {
             Missing::Version,
             Missing::Batch,
             Missing::Tag,
+            Missing::Lease,
         ]
         .into_iter()
         .find(|m| m.as_str() == text)

@@ -96,6 +96,11 @@ impl Dialect {
                     "access: grants, batch owners, per-call audit",
                     include_str!("../../../migrations/sqlite/0005_access.sql"),
                 ),
+                (
+                    6,
+                    "lifecycle: retention, leases, garbage collection",
+                    include_str!("../../../migrations/sqlite/0006_lifecycle.sql"),
+                ),
             ],
             Dialect::Postgres => &[
                 (
@@ -132,6 +137,11 @@ impl Dialect {
                     7,
                     "access: grants, batch owners, per-call audit",
                     include_str!("../../../migrations/postgres/0007_access.sql"),
+                ),
+                (
+                    8,
+                    "lifecycle: retention, leases, garbage collection",
+                    include_str!("../../../migrations/postgres/0008_lifecycle.sql"),
                 ),
             ],
         }

@@ -4,7 +4,7 @@
 use super::paging::{page_size, paginate, parse_token};
 use super::pointer::PointerMove;
 use super::writes::check_batch_id;
-use super::{Catalog, PartitionRow};
+use super::{Catalog, PartitionRow, expiry_from_row};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::limits;
 use crate::model::{
@@ -34,9 +34,11 @@ impl Catalog {
         };
         let limit = page_size(page_size_requested);
         let rows = sqlx::query(
-            "SELECT version, batch_id, operation, actor, message, committed_at_us, rows, bytes \
-             FROM history WHERE partition_id = $1 AND version < $2 \
-             ORDER BY version DESC LIMIT $3",
+            "SELECT h.version, h.batch_id, h.operation, h.actor, h.message, h.committed_at_us, \
+                    h.rows, h.bytes, b.expired_at_us, b.expired_reason \
+             FROM history h JOIN batches b ON b.batch_id = h.batch_id \
+             WHERE h.partition_id = $1 AND h.version < $2 \
+             ORDER BY h.version DESC LIMIT $3",
         )
         .bind(p.id)
         .bind(before)
@@ -57,6 +59,7 @@ impl Catalog {
                     rows: row.try_get("rows")?,
                     bytes: row.try_get("bytes")?,
                     current: version == p.current_version,
+                    expired: expiry_from_row(row)?,
                 })
             })
             .collect::<CatalogResult<Vec<_>>>()?;
@@ -114,6 +117,12 @@ impl Catalog {
 
         let mut tx = self.pool.begin().await?;
         let stamp = self.stamp_partitions(&mut tx, &[table.id], &[p.id]).await?;
+        // Under the table's shared commit lock, which GC's expiry waits for: the target is
+        // either still there now, or expired before and refused.
+        if let Some(expiry) = self.expiry_in(&mut tx, &target_batch).await? {
+            tx.rollback().await?;
+            return Err(super::leases::expired(&target_batch, expiry.at, &expiry.reason));
+        }
         let now = sqlx::query(
             "SELECT p.current_batch_id, p.current_version, h.operation, h.committed_at_us, \
                     (SELECT h2.batch_id FROM history h2 \

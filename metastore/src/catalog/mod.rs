@@ -13,20 +13,28 @@
 mod access;
 mod commit;
 mod database;
+mod gc;
 mod history;
+mod leases;
 mod namespaces;
+mod orphans;
 mod paging;
 mod pointer;
 mod reads;
+mod retention;
 mod tables;
 mod tags;
 mod writes;
 
 pub use database::{Dialect, migrate_database, redact_url};
+pub use leases::{LeaseRef, PinTo};
+pub use orphans::OrphanReport;
 use database::{connect_pool, run_migrations};
 
 use crate::error::{CatalogError, CatalogResult, Missing};
-use crate::model::{BatchRecord, Micros, PartitionKeyDef, PartitionValues, TableRecord};
+use crate::model::{
+    BatchRecord, Expiry, Micros, PartitionKeyDef, PartitionValues, Retention, TableRecord,
+};
 use crate::names::quote_for_message;
 use crate::warehouse::Warehouse;
 use sha2::{Digest, Sha256};
@@ -47,6 +55,12 @@ pub struct CatalogSettings {
     pub max_connections: u32,
     /// Pending batches one table may have at once; BeginWrite past it is refused.
     pub max_pending_per_table: i64,
+    /// How long a dropped table can be undropped before GC may free its storage.
+    pub drop_grace: Duration,
+    /// Time to live of a named lease when the client asks for none, and the longest any
+    /// lease (named or a read's) may ask for.
+    pub default_lease_ttl: Duration,
+    pub max_lease_ttl: Duration,
 }
 
 impl Default for CatalogSettings {
@@ -56,6 +70,9 @@ impl Default for CatalogSettings {
             max_lease: Duration::from_secs(7 * 24 * 3600),
             max_connections: 16,
             max_pending_per_table: 10_000,
+            drop_grace: Duration::from_secs(7 * 24 * 3600),
+            default_lease_ttl: Duration::from_secs(24 * 3600),
+            max_lease_ttl: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -73,6 +90,11 @@ pub struct Catalog {
     /// another connection or replica committed meanwhile as a retry (`commit::explain_stop`).
     began: Arc<Mutex<HashMap<String, BatchRecord>>>,
 }
+
+/// The columns [`Catalog::table_from_row`] reads, from `tables t JOIN namespaces n`.
+const TABLE_COLUMNS: &str = "t.id, n.name AS namespace, t.name, t.partition_keys, t.arrow_schema, \
+     t.created_at_us, t.dropped_at_us, t.keep_versions, t.keep_for_us, \
+     n.keep_versions AS ns_keep_versions, n.keep_for_us AS ns_keep_for_us";
 
 /// Most batches remembered between BeginWrite and Commit; past it the memory starts afresh.
 const BEGAN_LIMIT: usize = 100_000;
@@ -124,11 +146,12 @@ impl Catalog {
     /// Uses the pool: never call it while holding a transaction (SQLite has one connection).
     async fn table(&self, namespace: &str, table: &str) -> CatalogResult<TableRecord> {
         let row = sqlx::query(
-            "SELECT t.id, n.name AS namespace, t.name, t.partition_keys, t.arrow_schema, \
-                    t.created_at_us \
-             FROM tables t JOIN namespaces n ON n.id = t.namespace_id \
-             WHERE n.name = $1 AND t.name = $2 \
-               AND t.dropped_at_us IS NULL AND n.dropped_at_us IS NULL",
+            AssertSqlSafe(format!(
+                "SELECT {TABLE_COLUMNS} \
+                 FROM tables t JOIN namespaces n ON n.id = t.namespace_id \
+                 WHERE n.name = $1 AND t.name = $2 \
+                   AND t.dropped_at_us IS NULL AND n.dropped_at_us IS NULL"
+            )),
         )
         .bind(namespace)
         .bind(table)
@@ -173,6 +196,15 @@ impl Catalog {
             created_at: row.try_get("created_at_us")?,
             partition_count: None,
             location,
+            retention: Retention {
+                keep_versions: row.try_get("keep_versions")?,
+                keep_for: row.try_get("keep_for_us")?,
+            },
+            namespace_retention: Retention {
+                keep_versions: row.try_get("ns_keep_versions")?,
+                keep_for: row.try_get("ns_keep_for_us")?,
+            },
+            dropped_at: row.try_get("dropped_at_us")?,
         })
     }
 
@@ -286,6 +318,20 @@ fn partition_hash(values: &PartitionValues) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The GC expiry a row carries in `expired_at_us` and `expired_reason`, if any.
+fn expiry_from_row(row: &AnyRow) -> CatalogResult<Option<Expiry>> {
+    let at: Option<Micros> = row.try_get("expired_at_us")?;
+    Ok(match at {
+        Some(at) => Some(Expiry {
+            at,
+            reason: row
+                .try_get::<Option<String>, _>("expired_reason")?
+                .unwrap_or_default(),
+        }),
+        None => None,
+    })
 }
 
 /// A timestamp for messages: RFC 3339, UTC.

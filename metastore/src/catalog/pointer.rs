@@ -113,6 +113,23 @@ impl Catalog {
         Ok(())
     }
 
+    /// Takes a table's commit lock exclusively until the transaction ends (PostgreSQL; a no-op
+    /// on SQLite): pointer moves, tags and leases on the table in flight finish first, and
+    /// those that start later wait. Garbage collection expires a table's batches under it.
+    pub(super) async fn exclusive_commit_lock(
+        &self,
+        conn: &mut AnyConnection,
+        table_id: i64,
+    ) -> CatalogResult<()> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(commit_lock(table_id))
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Moves a partition's pointer to `batch_id` as its next version, stamped `stamp` (from
     /// [`Self::stamp_partitions`]) or, for a transaction that moves only this partition and
     /// holds the shared commit lock, with a stamp the update itself takes once it holds the

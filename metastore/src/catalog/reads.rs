@@ -4,7 +4,7 @@
 //! tag, as-of) answers from the same append-only history, by index lookups only.
 
 use super::paging::{bad_token, page_size, paginate, parse_token};
-use super::{Catalog, format_micros, partition_hash};
+use super::{Catalog, expiry_from_row, format_micros, partition_hash};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::limits;
 use crate::model::{
@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 const ONE_STATEMENT_PARTITIONS: usize = 500;
 
 const RESOLVE_SELECT: &str = "SELECT p.id AS partition_id, p.partition_values, h.batch_id, h.version, h.committed_at_us, \
-            b.location, b.rows, b.bytes \
+            b.location, b.rows, b.bytes, b.expired_at_us, b.expired_reason \
      FROM partitions p JOIN history h ON h.partition_id = p.id \
           JOIN batches b ON b.batch_id = h.batch_id \
      WHERE p.table_id = $1 AND ";
@@ -236,6 +236,9 @@ impl Catalog {
         specs: &[PartitionValues],
     ) -> CatalogResult<Vec<ResolvedPartition>> {
         let batch = self.batch(batch_id, false).await?;
+        if let Some(expiry) = &batch.expired {
+            return Err(super::leases::expired(batch_id, expiry.at, &expiry.reason));
+        }
         if batch.table.id != table.id || batch.version.is_none() {
             return Err(CatalogError::not_found(
                 Missing::Batch,
@@ -389,8 +392,25 @@ fn whole(items: Vec<ResolvedPartition>) -> Page<ResolvedPartition> {
     }
 }
 
+/// A resolved row; a batch GC expired cannot be read, and the error says when and why.
 fn resolved_from_row(table: &TableRecord, row: &AnyRow) -> CatalogResult<ResolvedPartition> {
     let values = PartitionValues::from_json(&row.try_get::<String, _>("partition_values")?)?;
+    if let Some(expiry) = expiry_from_row(row)? {
+        let batch_id: String = row.try_get("batch_id")?;
+        let version: i64 = row.try_get("version")?;
+        return Err(CatalogError::not_found(
+            Missing::Version,
+            format!(
+                "version {version} of partition {} of {} (batch {batch_id}) was expired by \
+                 garbage collection at {} ({}); its files are deleted. Read a newer version, \
+                 or tag or lease a version to keep it",
+                values.describe(&table.keys),
+                table.qualified(),
+                format_micros(expiry.at),
+                expiry.reason
+            ),
+        ));
+    }
     Ok(ResolvedPartition {
         partition: values.pairs(&table.keys),
         batch_id: row.try_get("batch_id")?,

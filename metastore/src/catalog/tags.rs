@@ -63,6 +63,13 @@ impl Catalog {
             ));
         }
         let mut tx = self.pool.begin().await?;
+        // A tag pins its batch: under the table's shared commit lock (which GC's expiry waits
+        // for) the batch is still there, or it expired before and the tag is refused.
+        self.share_commit_locks(&mut tx, &[table.id]).await?;
+        if let Some(expiry) = self.expiry_in(&mut tx, &batch_id).await? {
+            tx.rollback().await?;
+            return Err(super::leases::expired(&batch_id, expiry.at, &expiry.reason));
+        }
         let inserted = sqlx::query(self.sql(
             "INSERT INTO tags (table_id, name, batch_id, created_at_us, created_by) \
              VALUES ($1, $2, $3, {now}, $4) \

@@ -2,7 +2,7 @@
 //! hands out its location; AbortWrite gives it up; expired leases are recorded as abandoned.
 //! Batch lookups used by commit, reads and tags live here too. The commit is in `commit`.
 
-use super::{Catalog, Dialect, PartitionRow, partition_hash};
+use super::{Catalog, Dialect, PartitionRow, TABLE_COLUMNS, expiry_from_row, partition_hash};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::layout;
 use crate::model::{
@@ -72,6 +72,8 @@ impl Catalog {
             bytes: 0,
             files: Vec::new(),
             began_by: began_by.map(str::to_owned),
+            expired: None,
+            deleted_at: None,
         });
         Ok(PendingBatch {
             batch_id,
@@ -272,14 +274,17 @@ impl Catalog {
     ) -> CatalogResult<BatchRecord> {
         check_batch_id(batch_id)?;
         let row = sqlx::query(
-            "SELECT t.id, n.name AS namespace, t.name, t.partition_keys, t.arrow_schema, \
-                    t.created_at_us, \
-                    b.batch_id, b.partition_id, b.state, b.location, \
-                    b.created_at_us AS batch_created_at_us, b.lease_expires_at_us, b.version, \
-                    b.committed_at_us, b.rows, b.bytes, b.began_by, p.partition_values \
-             FROM batches b JOIN partitions p ON p.id = b.partition_id \
-                  JOIN tables t ON t.id = b.table_id JOIN namespaces n ON n.id = t.namespace_id \
-             WHERE b.batch_id = $1 AND t.dropped_at_us IS NULL AND n.dropped_at_us IS NULL",
+            AssertSqlSafe(format!(
+                "SELECT {TABLE_COLUMNS}, \
+                        b.batch_id, b.partition_id, b.state, b.location, \
+                        b.created_at_us AS batch_created_at_us, b.lease_expires_at_us, \
+                        b.version, b.committed_at_us, b.rows, b.bytes, b.began_by, \
+                        b.expired_at_us, b.expired_reason, b.deleted_at_us, p.partition_values \
+                 FROM batches b JOIN partitions p ON p.id = b.partition_id \
+                      JOIN tables t ON t.id = b.table_id \
+                      JOIN namespaces n ON n.id = t.namespace_id \
+                 WHERE b.batch_id = $1 AND t.dropped_at_us IS NULL AND n.dropped_at_us IS NULL"
+            )),
         )
         .bind(batch_id)
         .fetch_optional(&self.pool)
@@ -314,6 +319,8 @@ impl Catalog {
             bytes: row.try_get("bytes")?,
             files,
             began_by: row.try_get("began_by")?,
+            expired: expiry_from_row(&row)?,
+            deleted_at: row.try_get("deleted_at_us")?,
         })
     }
 

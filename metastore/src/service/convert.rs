@@ -4,9 +4,10 @@
 use crate::access::{AuditEvent, GrantRecord, Grantee, Permission};
 use crate::error::{CatalogError, CatalogResult};
 use crate::model::{
-    BatchRecord, BatchState, CommittedVersion, DataFile, ExpectedCurrent, HistoryRecord,
-    NamespaceRecord, PartitionKeyDef, PartitionKeyType, PartitionSummary, PartitionUpdate,
-    ResolvedPartition, RollbackTarget, Selector, TableRecord, TagRecord, TagTarget,
+    BatchRecord, BatchState, CommittedVersion, DataFile, ExpectedCurrent, GcCounts,
+    HistoryRecord, LeaseRecord, NamespaceRecord, Orphan, PartitionKeyDef, PartitionKeyType,
+    PartitionSummary, PartitionUpdate, ResolvedPartition, Retention, RollbackTarget, Selector,
+    TableRecord, TagRecord, TagTarget,
 };
 use crate::names::{NameKind, validate_name};
 use batchstore_proto::v1 as pb;
@@ -78,6 +79,72 @@ pub fn table_to_pb(table: &TableRecord) -> pb::Table {
         created_at_micros: table.created_at,
         location: table.location.clone(),
         partition_count: table.partition_count.unwrap_or(-1),
+        retention: Some(retention_to_pb(table.retention)),
+        effective_retention: Some(retention_to_pb(table.effective_retention())),
+        dropped_at_micros: table.dropped_at.unwrap_or_default(),
+        purge_after_micros: 0,
+    }
+}
+
+pub fn retention_to_pb(r: Retention) -> pb::Retention {
+    pb::Retention {
+        keep_versions: r.keep_versions,
+        keep_seconds: r.keep_for.map(|us| us / 1_000_000),
+    }
+}
+
+/// A retention from the wire; an absent message clears every rule.
+///
+/// # Errors
+/// `InvalidArgument` for a duration that overflows.
+pub fn retention_from_pb(r: Option<&pb::Retention>) -> CatalogResult<Retention> {
+    let Some(r) = r else {
+        return Ok(Retention::default());
+    };
+    let keep_for = r
+        .keep_seconds
+        .map(|s| {
+            s.checked_mul(1_000_000).ok_or_else(|| {
+                CatalogError::InvalidArgument(format!("keep_seconds {s} is out of range"))
+            })
+        })
+        .transpose()?;
+    Ok(Retention {
+        keep_versions: r.keep_versions,
+        keep_for,
+    })
+}
+
+pub fn lease_to_pb(l: LeaseRecord) -> pb::Lease {
+    pb::Lease {
+        lease_id: l.lease_id,
+        name: l.name.unwrap_or_default(),
+        namespace: l.namespace,
+        table: l.table,
+        holder: l.holder,
+        selection: l.selection,
+        created_at_micros: l.created_at,
+        expires_at_micros: l.expires_at,
+        batch_ids: l.batch_ids,
+    }
+}
+
+pub fn gc_counts_to_pb(c: GcCounts) -> pb::GcCounts {
+    pb::GcCounts {
+        batches_expired: c.batches_expired,
+        batches_deleted: c.batches_deleted,
+        files_deleted: c.files_deleted,
+        bytes_deleted: c.bytes_deleted,
+        tables_purged: c.tables_purged,
+    }
+}
+
+pub fn orphan_to_pb(o: Orphan) -> pb::Orphan {
+    pb::Orphan {
+        path: o.path,
+        size_bytes: o.size_bytes,
+        last_modified_micros: o.last_modified,
+        reason: o.reason,
     }
 }
 
@@ -157,6 +224,9 @@ pub fn batch_to_pb(b: &BatchRecord) -> pb::Batch {
         rows: b.rows,
         bytes: b.bytes,
         files: b.files.iter().map(file_to_pb).collect(),
+        expired_at_micros: b.expired.as_ref().map(|e| e.at).unwrap_or_default(),
+        expired_reason: b.expired.as_ref().map(|e| e.reason.clone()).unwrap_or_default(),
+        deleted_at_micros: b.deleted_at.unwrap_or_default(),
     }
 }
 
@@ -212,6 +282,8 @@ pub fn history_to_pb(h: HistoryRecord) -> pb::HistoryEntry {
         rows: h.rows,
         bytes: h.bytes,
         current: h.current,
+        expired_at_micros: h.expired.as_ref().map(|e| e.at).unwrap_or_default(),
+        expired_reason: h.expired.map(|e| e.reason).unwrap_or_default(),
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod convert;
 pub mod gate;
 pub mod guard;
+mod lifecycle;
 pub mod status;
 
 use crate::access::{AuditFilter, Permission};
@@ -200,14 +201,14 @@ impl Metastore for MetastoreService {
             }
             let page = self
                 .catalog
-                .list_tables(namespace, r.page_size, &r.page_token)
+                .list_tables(namespace, r.dropped, r.page_size, &r.page_token)
                 .await?;
             Ok(pb::ListTablesResponse {
                 tables: page
                     .items
                     .iter()
                     .filter(|t| caller.can(Permission::Read, &t.namespace))
-                    .map(table_to_pb)
+                    .map(|t| self.listed_table(t))
                     .collect(),
                 next_page_token: page.next_page_token,
             })
@@ -344,6 +345,9 @@ impl Metastore for MetastoreService {
         self.guarded("ResolvePartitions", request, no_actor, async |caller, r| {
             let (ns, table) = table_ref(r.table.as_ref())?;
             caller.require_table(Permission::Read, &ns, &table)?;
+            if r.lease_seconds != 0 || !r.lease_id.is_empty() {
+                return self.resolve_leased(caller, r).await;
+            }
             let selector = selector_from_pb(r.selector.as_ref())?;
             let specs: Vec<_> = r
                 .partitions
@@ -358,6 +362,8 @@ impl Metastore for MetastoreService {
                 partitions: page.items.into_iter().map(resolved_to_pb).collect(),
                 table: Some(table_to_pb(&table)),
                 next_page_token: page.next_page_token,
+                lease_id: String::new(),
+                lease_expires_at_micros: 0,
             })
         })
         .await
@@ -614,5 +620,61 @@ impl Metastore for MetastoreService {
             })
         })
         .await
+    }
+
+    async fn set_retention(
+        &self,
+        request: Request<pb::SetRetentionRequest>,
+    ) -> Reply<pb::SetRetentionResponse> {
+        self.do_set_retention(request).await
+    }
+
+    async fn undrop_table(
+        &self,
+        request: Request<pb::UndropTableRequest>,
+    ) -> Reply<pb::UndropTableResponse> {
+        self.do_undrop_table(request).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        request: Request<pb::AcquireLeaseRequest>,
+    ) -> Reply<pb::AcquireLeaseResponse> {
+        self.do_acquire_lease(request).await
+    }
+
+    async fn extend_lease(
+        &self,
+        request: Request<pb::ExtendLeaseRequest>,
+    ) -> Reply<pb::ExtendLeaseResponse> {
+        self.do_extend_lease(request).await
+    }
+
+    async fn release_lease(
+        &self,
+        request: Request<pb::ReleaseLeaseRequest>,
+    ) -> Reply<pb::ReleaseLeaseResponse> {
+        self.do_release_lease(request).await
+    }
+
+    async fn list_leases(
+        &self,
+        request: Request<pb::ListLeasesRequest>,
+    ) -> Reply<pb::ListLeasesResponse> {
+        self.do_list_leases(request).await
+    }
+
+    async fn collect_garbage(
+        &self,
+        request: Request<pb::CollectGarbageRequest>,
+    ) -> Reply<pb::CollectGarbageResponse> {
+        self.do_collect_garbage(request).await
+    }
+
+    async fn find_orphans(
+        &self,
+        request: Request<pb::FindOrphansRequest>,
+    ) -> Reply<pb::FindOrphansResponse> {
+        self.do_find_orphans(request).await
     }
 }

@@ -9,6 +9,7 @@ command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 # R and testthat for the R package's suite (Debian's packages; CRAN is not reachable).
 command -v R >/dev/null 2>&1 || need+=(r-base-dev)
 [ -d /usr/lib/R/site-library/testthat ] || [ -d /usr/lib/R/library/testthat ] || need+=(r-cran-testthat)
+command -v faketime >/dev/null 2>&1 || need+=(faketime)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

@@ -6,12 +6,14 @@
 //!   one atomic commit, with optional compare-and-swap;
 //! - [`Client::read`]: a selection (current, version, batch, tag, as-of; projection; many
 //!   partitions with their keys as columns) → Arrow;
-//! - history, rollback, tags, tables and namespaces.
+//! - history, rollback, tags, tables and namespaces;
+//! - retention, leases, garbage collection and dropped tables (`lifecycle`).
 
 mod access;
 pub mod client;
 mod commit;
 pub mod error;
+mod lifecycle;
 pub mod partition;
 pub mod read;
 pub mod runtime;
@@ -26,6 +28,7 @@ pub mod write;
 pub use access::{AuditEntry, AuditQuery, GrantInfo, Grantee, Identity, Permission};
 pub use client::{Client, ConnectOptions, DEFAULT_ENDPOINT};
 pub use error::{ClientError, Missing, Result};
+pub use lifecycle::{GcCounts, GcProgress, GcScope, LeaseInfo, LeaseName, Orphan, OrphanReport};
 pub use partition::{PartitionSpec, PartitionValue, describe_partition};
 pub use read::{PartitionColumns, ReadRequest, ReadResult};
 pub use tokio_util::sync::CancellationToken;

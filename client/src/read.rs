@@ -12,6 +12,7 @@
 use crate::client::Client;
 use crate::commit::repeat_while_unknown;
 use crate::error::{ClientError, Result};
+use crate::lifecycle::{READ_LEASE, ReadLease};
 use crate::partition::{PartitionSpec, describe_partition};
 use crate::types::{KeyType, Selector, TableInfo, TableName, from_micros};
 use crate::wire::{pairs, spec_to_pb, table_ref};
@@ -129,7 +130,15 @@ impl Client {
             .table
             .as_ref()
             .ok_or_else(|| ClientError::InvalidArgument("the read names no table".into()))?;
-        let (table_info, resolved) = self.resolve(table, request).await?;
+        let (table_info, resolved, lease_id) = self.resolve(table, request).await?;
+        // Pins what was resolved until the read is done, however long it takes.
+        let _lease = ReadLease::hold(self.rpc.clone(), lease_id);
+        #[cfg(debug_assertions)]
+        if let Some(pause) = debug_read_pause() {
+            // Fault injection for tests (debug builds only): a read that takes long between
+            // resolving and fetching, while garbage collection runs.
+            tokio::time::sleep(pause).await;
+        }
         let key_types: Vec<(String, KeyType)> = table_info
             .as_ref()
             .map(|t| {
@@ -215,16 +224,18 @@ impl Client {
 }
 
 impl Client {
-    /// Resolves a read's selection, following pages (all pages show one moment of the table).
+    /// Resolves a read's selection, following pages (all pages show one moment of the table),
+    /// under one read lease (its id is returned; "" from a metastore without leases).
     async fn resolve(
         &self,
         table: &TableName,
         request: &ReadRequest,
-    ) -> Result<(Option<TableInfo>, Vec<pb::ResolvedPartition>)> {
+    ) -> Result<(Option<TableInfo>, Vec<pb::ResolvedPartition>, String)> {
         let specs: Vec<pb::PartitionSpec> = request.partitions.iter().map(spec_to_pb).collect();
         let mut info = None;
         let mut partitions = Vec::new();
         let mut page_token = String::new();
+        let mut lease_id = String::new();
         loop {
             let call = pb::ResolvePartitionsRequest {
                 table: Some(table_ref(table)),
@@ -232,6 +243,8 @@ impl Client {
                 selector: Some(selector_to_pb(&request.selector)),
                 page_size: 0,
                 page_token,
+                lease_seconds: READ_LEASE.as_secs() as i64,
+                lease_id: lease_id.clone(),
             };
             let page = repeat_while_unknown(|| {
                 let mut rpc = self.rpc.clone();
@@ -244,13 +257,24 @@ impl Client {
             if info.is_none() {
                 info = page.table.map(crate::wire::table_info).transpose()?;
             }
+            if lease_id.is_empty() {
+                lease_id = page.lease_id;
+            }
             partitions.extend(page.partitions);
             if page.next_page_token.is_empty() {
-                return Ok((info, partitions));
+                return Ok((info, partitions, lease_id));
             }
             page_token = page.next_page_token;
         }
     }
+}
+
+#[cfg(debug_assertions)]
+fn debug_read_pause() -> Option<std::time::Duration> {
+    std::env::var("BATCHSTORE_DEBUG_READ_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(std::time::Duration::from_millis)
 }
 
 /// The output fields for the requested columns (None = all), in the order asked for.

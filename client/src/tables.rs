@@ -118,6 +118,7 @@ impl Client {
                         namespace,
                         page_size: 0,
                         page_token,
+                        dropped: false,
                     })
                     .await?
                     .into_inner();
@@ -132,7 +133,8 @@ impl Client {
         .await
     }
 
-    /// Drops a table (its batches stay until garbage collection).
+    /// Drops a table. It can be undropped ([`Client::undrop_table`]) until garbage collection
+    /// frees its storage, at the earliest after the metastore's grace period.
     ///
     /// # Errors
     /// `NotFound`.

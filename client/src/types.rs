@@ -96,6 +96,77 @@ pub struct TableInfo {
     pub partition_count: i64,
     #[serde(skip)]
     pub arrow_schema: Vec<u8>,
+    /// The table's own retention, and the one garbage collection applies (the table's, else
+    /// its namespace's default).
+    pub retention: Retention,
+    pub effective_retention: Retention,
+    /// For a dropped table: when it was dropped, and after when GC may free it for good.
+    pub dropped_at: Option<DateTime<Utc>>,
+    pub purge_after: Option<DateTime<Utc>>,
+}
+
+/// How many old versions garbage collection keeps. A version is kept when any rule set keeps
+/// it; with none set, every version is kept. The current version, tagged batches and leased
+/// batches are always kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Retention {
+    /// Keep the last N versions of each partition (1 = only the current one).
+    pub keep_versions: Option<i64>,
+    /// Keep every version that was current at some moment within this long.
+    #[serde(serialize_with = "serialize_duration")]
+    pub keep_for: Option<std::time::Duration>,
+}
+
+impl Retention {
+    /// Whether any rule is set.
+    pub fn is_set(&self) -> bool {
+        self.keep_versions.is_some() || self.keep_for.is_some()
+    }
+
+    /// In words: "keep the last 3 versions and versions current within 7days".
+    pub fn describe(&self) -> String {
+        let mut rules = Vec::new();
+        if let Some(n) = self.keep_versions {
+            rules.push(if n == 1 {
+                "keep only the current version".to_owned()
+            } else {
+                format!("keep the last {n} versions")
+            });
+        }
+        if let Some(t) = self.keep_for {
+            rules.push(format!(
+                "keep versions current within the last {}",
+                humantime::format_duration(t)
+            ));
+        }
+        if rules.is_empty() {
+            "keep every version".to_owned()
+        } else {
+            rules.join(" and ")
+        }
+    }
+}
+
+fn serialize_duration<S: serde::Serializer>(
+    value: &Option<std::time::Duration>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match value {
+        Some(d) => serializer.serialize_some(&humantime::format_duration(*d).to_string()),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Parses a duration as people write it: "7d", "36h", "90m", "3600s", "2w", "1d 12h".
+///
+/// # Errors
+/// `InvalidArgument` saying what is accepted.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        ClientError::InvalidArgument(format!(
+            "cannot read {text:?} as a duration ({e}); write e.g. 7d, 36h, 90m or 3600s"
+        ))
+    })
 }
 
 /// Which version of each partition to read.
@@ -220,6 +291,25 @@ pub struct BatchInfo {
     pub lease_expires_at: DateTime<Utc>,
     /// How many files it holds.
     pub files: usize,
+    /// Set once garbage collection expired it (it can never be read again), and once its
+    /// files were deleted.
+    pub expired: Option<Expiry>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// When and why garbage collection expired a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Expiry {
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// An expiry from the wire's pair of fields (0: not expired).
+pub(crate) fn expiry(at_micros: i64, reason: String) -> Option<Expiry> {
+    (at_micros != 0).then(|| Expiry {
+        at: from_micros(at_micros),
+        reason,
+    })
 }
 
 /// Where a batch's data came from and went: the batches it was computed from (`inputs`, given
@@ -243,6 +333,8 @@ pub struct HistoryEntry {
     pub rows: i64,
     pub bytes: i64,
     pub current: bool,
+    /// Set when garbage collection expired this entry's batch.
+    pub expired: Option<Expiry>,
 }
 
 /// A partition with its current batch.

@@ -42,6 +42,9 @@ impl Client {
             created_at: from_micros(batch.created_at_micros),
             lease_expires_at: from_micros(batch.lease_expires_at_micros),
             files: batch.files.len(),
+            expired: expiry(batch.expired_at_micros, batch.expired_reason),
+            deleted_at: (batch.deleted_at_micros != 0)
+                .then(|| from_micros(batch.deleted_at_micros)),
         })
     }
 
@@ -130,6 +133,7 @@ impl Client {
                         rows: h.rows,
                         bytes: h.bytes,
                         current: h.current,
+                        expired: expiry(h.expired_at_micros, h.expired_reason),
                     })
                     .collect();
                 Ok((items, page.next_page_token))

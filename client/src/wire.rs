@@ -75,7 +75,30 @@ pub(crate) fn table_info(t: pb::Table) -> Result<TableInfo> {
         location: t.location,
         partition_count: t.partition_count,
         arrow_schema: t.arrow_schema,
+        retention: retention_from_pb(t.retention.as_ref()),
+        effective_retention: retention_from_pb(t.effective_retention.as_ref()),
+        dropped_at: (t.dropped_at_micros != 0).then(|| from_micros(t.dropped_at_micros)),
+        purge_after: (t.purge_after_micros != 0).then(|| from_micros(t.purge_after_micros)),
     })
+}
+
+pub(crate) fn retention_from_pb(r: Option<&pb::Retention>) -> Retention {
+    let Some(r) = r else {
+        return Retention::default();
+    };
+    Retention {
+        keep_versions: r.keep_versions,
+        keep_for: r
+            .keep_seconds
+            .map(|s| std::time::Duration::from_secs(s.max(0) as u64)),
+    }
+}
+
+pub(crate) fn retention_to_pb(r: &Retention) -> pb::Retention {
+    pb::Retention {
+        keep_versions: r.keep_versions,
+        keep_seconds: r.keep_for.map(|d| d.as_secs().min(i64::MAX as u64) as i64),
+    }
 }
 
 pub(crate) fn tag_info(t: pb::Tag) -> TagInfo {

@@ -9,10 +9,10 @@ use crate::error::{CatalogError, CatalogResult};
 use crate::footer::{self, FileFacts};
 use crate::model::DataFile;
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use std::sync::Arc;
 
 /// How many files a commit inspects at once.

@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 /// Operate batchstore tables from the shell: write and read partitions, inspect history, roll
-/// back, tag versions.
+/// back, tag versions, pin and collect garbage.
 ///
 /// Partitions are given with -p, repeated for multi-key partitions: `-p ds=20161031 -p region=eu`,
 /// or bare values in the table's key order: `-p 20161031`.
@@ -103,6 +103,85 @@ pub enum Command {
     Audit(AuditArgs),
     /// Show who the metastore takes you for, and your groups.
     Whoami,
+    /// Pin a selection against garbage collection under a name (a job's lease), renew it or
+    /// release it.
+    #[command(subcommand)]
+    Lease(LeaseCommand),
+    /// List live leases: who pins what, until when (named ones; --reads adds reads' own).
+    Leases {
+        /// NAMESPACE or NAMESPACE.TABLE (default: every namespace you may read).
+        scope: Option<String>,
+        /// Include the leases reads in progress hold.
+        #[arg(long)]
+        reads: bool,
+    },
+    /// Delete the files of batches nobody may read any more (beyond retention, aborted or
+    /// abandoned writes, tables dropped past their grace period), exactly and resumably; or
+    /// with --orphans, find what the warehouse holds that no batch owns.
+    ///
+    /// Never touches a current, tagged or leased batch. An interrupted run resumes when run
+    /// again. Needs admin on the namespace (on every namespace without --table).
+    Gc(GcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only this NAMESPACE or NAMESPACE.TABLE (default: the whole catalog).
+    #[arg(long, value_name = "SCOPE")]
+    pub table: Option<String>,
+    /// Show what a run would delete; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// List everything under the warehouse that is not part of a known batch (nothing is
+    /// deleted unless --delete is given too).
+    #[arg(long, conflicts_with_all = ["table", "dry_run"])]
+    pub orphans: bool,
+    /// With --orphans: delete the orphans found (each is checked again first).
+    #[arg(long, requires = "orphans")]
+    pub delete: bool,
+    /// With --orphans: list at most this many.
+    #[arg(long, default_value_t = 1000, requires = "orphans")]
+    pub limit: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeaseCommand {
+    /// Pin a selection (default: the current version of every partition) under NAME:
+    /// `tablectl lease acquire sales.items training-run-42 --ttl 7d`.
+    Acquire {
+        /// NAMESPACE.TABLE
+        table: String,
+        /// The lease's name, unique among the table's live leases.
+        name: String,
+        /// Partitions to pin (repeat -p for each key); none = every partition.
+        #[arg(short = 'p', long = "partition")]
+        partition: Vec<String>,
+        #[arg(long, group = "selector")]
+        version: Option<i64>,
+        #[arg(long, group = "selector", value_name = "ID")]
+        batch: Option<String>,
+        #[arg(long, group = "selector", value_name = "NAME")]
+        tag: Option<String>,
+        #[arg(long, group = "selector", value_name = "TIME")]
+        as_of: Option<String>,
+        /// How long it lasts unless renewed: 7d, 36h, 90m (default: the metastore's, 1 day).
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+    },
+    /// Extend a lease to TTL from now.
+    Renew {
+        /// NAMESPACE.TABLE
+        table: String,
+        name: String,
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+    },
+    /// Release a lease (its batches are no longer pinned by it).
+    Release {
+        /// NAMESPACE.TABLE
+        table: String,
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -150,11 +229,37 @@ pub enum TableCommand {
         if_not_exists: bool,
     },
     /// List tables, in one namespace or all.
-    List { namespace: Option<String> },
-    /// Show a table's keys, columns and location.
+    List {
+        namespace: Option<String>,
+        /// List dropped tables that can still be undropped, and until when.
+        #[arg(long)]
+        dropped: bool,
+    },
+    /// Show a table's keys, columns, retention and location.
     Describe { table: String },
-    /// Drop a table (its data stays until garbage collection).
+    /// Drop a table. It can be undropped until garbage collection frees it, at the earliest
+    /// after the metastore's grace period (7 days by default).
     Drop { table: String },
+    /// Bring back the most recently dropped table of this name, with its data and history.
+    Undrop { table: String },
+    /// Set how many old versions garbage collection keeps, for a table or (given a namespace)
+    /// as the namespace's default: `tablectl table set-retention sales.items --keep-versions 5
+    /// --keep-for 30d`. A version is kept when any rule keeps it; the current version, tagged
+    /// and leased batches are always kept. Without rules (--clear), every version is kept.
+    SetRetention {
+        /// NAMESPACE.TABLE, or NAMESPACE for its default.
+        target: String,
+        /// Keep the last N versions of each partition (1 = only the current one).
+        #[arg(long, value_name = "N")]
+        keep_versions: Option<i64>,
+        /// Keep every version that was current within this long (7d, 36h, 90m), so as-of
+        /// reads of that window keep working.
+        #[arg(long, value_name = "DURATION")]
+        keep_for: Option<String>,
+        /// Remove the rules (keep every version, or fall back to the namespace's default).
+        #[arg(long, conflicts_with_all = ["keep_versions", "keep_for"])]
+        clear: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 use crate::cli::*;
 use crate::files;
+use crate::lifecycle;
 use crate::output::{self, partition_object, size, time};
 use crate::progress::Bar;
 use anyhow::{Result, bail};
@@ -73,6 +74,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Grants { namespace } => grants(&client, namespace.as_deref(), json).await,
         Command::Audit(args) => audit(&client, args, json).await,
+        Command::Lease(command) => lifecycle::lease(&client, command, json).await,
+        Command::Leases { scope, reads } => {
+            lifecycle::leases(&client, scope.as_deref(), reads, json).await
+        }
+        Command::Gc(args) => lifecycle::gc(&client, args, json).await,
         Command::Whoami => {
             let me = client.who_am_i().await?;
             let human = if me.authenticated {
@@ -110,6 +116,15 @@ fn partition_spec(values: &[String]) -> Result<PartitionSpec> {
             })
             .collect(),
     )?)
+}
+
+/// The `-p` values of a selection: none = every partition, else the one partition they name.
+pub(crate) fn partition_specs(values: &[String]) -> Result<Vec<PartitionSpec>> {
+    Ok(if values.is_empty() {
+        Vec::new()
+    } else {
+        vec![partition_spec(values)?]
+    })
 }
 
 fn looks_like_key(text: &str) -> bool {
@@ -206,7 +221,31 @@ async fn table(client: &Client, command: TableCommand, json: bool) -> Result<()>
             );
             Ok(())
         }
-        TableCommand::List { namespace } => {
+        TableCommand::List {
+            namespace,
+            dropped: true,
+        } => lifecycle::list_dropped(client, namespace.as_deref(), json).await,
+        TableCommand::Undrop { table } => lifecycle::undrop(client, &table, json).await,
+        TableCommand::SetRetention {
+            target,
+            keep_versions,
+            keep_for,
+            clear,
+        } => {
+            lifecycle::set_retention(
+                client,
+                &target,
+                keep_versions,
+                keep_for.as_deref(),
+                clear,
+                json,
+            )
+            .await
+        }
+        TableCommand::List {
+            namespace,
+            dropped: false,
+        } => {
             let tables = client.list_tables(namespace.as_deref()).await?;
             if json {
                 return output::json(&tables);
@@ -238,6 +277,15 @@ async fn table(client: &Client, command: TableCommand, json: bool) -> Result<()>
             println!("location   {}", info.location);
             println!("created    {}", time(&info.created_at));
             println!("partitions {}", info.partition_count);
+            println!(
+                "retention  {}{}",
+                info.effective_retention.describe(),
+                if info.retention.is_set() || !info.effective_retention.is_set() {
+                    ""
+                } else {
+                    " (the namespace's default)"
+                }
+            );
             let keys: Vec<Vec<String>> = info
                 .partition_keys
                 .iter()
@@ -335,11 +383,7 @@ fn selector(args: &ReadArgs) -> Result<Selector> {
 
 async fn read(client: &Client, args: ReadArgs, json: bool) -> Result<()> {
     let table = TableName::parse(&args.table)?;
-    let partitions = if args.partition.is_empty() {
-        Vec::new()
-    } else {
-        vec![partition_spec(&args.partition)?]
-    };
+    let partitions = partition_specs(&args.partition)?;
     let request = ReadRequest {
         table: Some(table.clone()),
         partitions,
@@ -599,7 +643,15 @@ async fn history(client: &Client, args: PartitionArgs, json: bool) -> Result<()>
         .iter()
         .map(|h| {
             vec![
-                format!("{}{}", h.version, if h.current { " *" } else { "" }),
+                format!(
+                    "{}{}",
+                    h.version,
+                    match (h.current, &h.expired) {
+                        (true, _) => " *",
+                        (false, Some(_)) => " (expired)",
+                        (false, None) => "",
+                    }
+                ),
                 h.operation.clone(),
                 h.batch_id.clone(),
                 h.rows.to_string(),

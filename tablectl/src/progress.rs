@@ -48,3 +48,35 @@ impl Progress for Bar {
         self.0.inc(rows);
     }
 }
+
+/// A spinner with a changing message, for work whose total is unknown (garbage collection),
+/// shown only on a terminal.
+pub struct Spinner(Option<ProgressBar>);
+
+impl Spinner {
+    pub fn new(what: &str) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Spinner(None);
+        }
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar.set_message(what.to_owned());
+        Spinner(Some(bar))
+    }
+
+    pub fn say(&self, message: String) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(message);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 /// A running moto server with one bucket.
 pub struct S3Server {
-    child: Child,
+    /// `None` for a server another process started ([`S3Server::attach`]).
+    child: Option<Child>,
     pub endpoint: String,
     pub bucket: String,
 }
@@ -30,7 +31,7 @@ impl S3Server {
                 "starting moto_server (pip install \"moto[server]\"; make test installs it)",
             )?;
         let server = S3Server {
-            child,
+            child: Some(child),
             endpoint: format!("http://127.0.0.1:{port}"),
             bucket: bucket.to_owned(),
         };
@@ -42,6 +43,15 @@ impl S3Server {
             std::thread::sleep(Duration::from_millis(100));
         }
         bail!("moto_server did not start on port {port}")
+    }
+
+    /// A server another process started (and stops), at `endpoint` with `bucket`.
+    pub fn attach(endpoint: &str, bucket: &str) -> Self {
+        S3Server {
+            child: None,
+            endpoint: endpoint.to_owned(),
+            bucket: bucket.to_owned(),
+        }
     }
 
     /// The `AWS_*` variables a metastore or client needs to use this server.
@@ -108,7 +118,9 @@ impl S3Server {
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

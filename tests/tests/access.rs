@@ -130,11 +130,16 @@ fn needed(method: &str) -> Option<Option<Level>> {
     Some(match method {
         "ListNamespaces" | "WhoAmI" => None,
         "GetTable" | "ListTables" | "GetBatch" | "ResolvePartitions" | "ListPartitions"
-        | "GetHistory" | "ListTags" | "GetLineage" => Some(Read),
+        | "GetHistory" | "ListTags" | "GetLineage" | "AcquireLease" | "ExtendLease"
+        | "ReleaseLease" | "ListLeases" => Some(Read),
         "BeginWrite" | "Commit" | "AbortWrite" | "RenewLease" | "Rollback" | "CreateTag"
         | "DeleteTag" => Some(Write),
         "CreateNamespace" | "DropNamespace" | "CreateTable" | "DropTable" | "Grant" | "Revoke"
-        | "ListGrants" | "ListAuditEvents" => Some(Admin),
+        | "ListGrants" | "ListAuditEvents" | "SetRetention" | "UndropTable" | "CollectGarbage" => {
+            Some(Admin)
+        }
+        // The warehouse spans every namespace: admin on `*` only (no cell holds it).
+        "FindOrphans" => Some(Global),
         _ => return None,
     })
 }
@@ -144,6 +149,7 @@ enum Level {
     Read,
     Write,
     Admin,
+    Global,
 }
 
 /// What a valid credential holds on the cell's namespace.
@@ -212,7 +218,7 @@ impl Matrix<'_> {
         let permission = match permission {
             Level::Read => pb::Permission::Read,
             Level::Write => pb::Permission::Write,
-            Level::Admin => pb::Permission::Admin,
+            Level::Admin | Level::Global => pb::Permission::Admin,
         };
         self.rpc
             .grant(self.root(pb::GrantRequest {
@@ -269,6 +275,15 @@ impl Matrix<'_> {
         self.rpc
             .create_table(self.root(batchstore_tests::ds_table(&ns, TABLE)))
             .await?;
+        // A dropped table, for UndropTable.
+        self.rpc
+            .create_table(self.root(batchstore_tests::ds_table(&ns, "gone")))
+            .await?;
+        self.rpc
+            .drop_table(self.root(pb::DropTableRequest {
+                table: table_ref(&ns, "gone"),
+            }))
+            .await?;
         for name in [&ns, &empty_ns] {
             let principal = |p: &str| pb::Grantee {
                 principal: p.into(),
@@ -306,6 +321,23 @@ impl Matrix<'_> {
         };
         let pending = self.begin(&ns, &owner).await?;
         let file = batchstore_tests::upload(&pending.location, "part-00000.parquet", 5)?;
+        // A named lease, the caller's own when it may read (so it may extend and release it).
+        let holder = if level(cred) >= Some(Level::Read) {
+            self.authorization(cred)?.context("a valid credential")?
+        } else {
+            self.root.clone()
+        };
+        self.rpc
+            .acquire_lease(req(
+                pb::AcquireLeaseRequest {
+                    table: table_ref(&ns, TABLE),
+                    name: "held".into(),
+                    ..Default::default()
+                },
+                Some(&holder),
+                "setup",
+            ))
+            .await?;
         Ok(Fixture {
             ns,
             empty_ns,
@@ -486,6 +518,65 @@ impl Matrix<'_> {
                 }
             ),
             "WhoAmI" => go!(who_am_i, pb::WhoAmIRequest {}),
+            "SetRetention" => go!(
+                set_retention,
+                pb::SetRetentionRequest {
+                    namespace: fx.ns.clone(),
+                    table: TABLE.into(),
+                    retention: Some(pb::Retention {
+                        keep_versions: Some(5),
+                        keep_seconds: None,
+                    }),
+                }
+            ),
+            "UndropTable" => go!(
+                undrop_table,
+                pb::UndropTableRequest {
+                    table: table_ref(&fx.ns, "gone"),
+                }
+            ),
+            "AcquireLease" => go!(
+                acquire_lease,
+                pb::AcquireLeaseRequest {
+                    table: t(),
+                    name: "job".into(),
+                    ..Default::default()
+                }
+            ),
+            "ExtendLease" => go!(
+                extend_lease,
+                pb::ExtendLeaseRequest {
+                    table: t(),
+                    name: "held".into(),
+                    ttl_seconds: 60,
+                    ..Default::default()
+                }
+            ),
+            "ReleaseLease" => go!(
+                release_lease,
+                pb::ReleaseLeaseRequest {
+                    table: t(),
+                    name: "held".into(),
+                    ..Default::default()
+                }
+            ),
+            "ListLeases" => go!(
+                list_leases,
+                pb::ListLeasesRequest {
+                    namespace: fx.ns.clone(),
+                    ..Default::default()
+                }
+            ),
+            "CollectGarbage" => go!(
+                collect_garbage,
+                pb::CollectGarbageRequest {
+                    namespace: fx.ns.clone(),
+                    table: TABLE.into(),
+                    dry_run: true,
+                    ..Default::default()
+                }
+            ),
+            "FindOrphans" => go!(find_orphans, pb::FindOrphansRequest::default()),
             other => bail!("RPC {other} has no call in the access matrix; add one"),
         };
         Ok(match outcome {

@@ -164,10 +164,12 @@ impl Catalog {
     }
 
     async fn release_gc_lock(&self, run_id: &str) -> CatalogResult<()> {
-        sqlx::query("UPDATE gc_lock SET holder = '', expires_at_us = 0 WHERE id = 1 AND holder = $1")
-            .bind(run_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE gc_lock SET holder = '', expires_at_us = 0 WHERE id = 1 AND holder = $1",
+        )
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -333,7 +335,9 @@ impl Catalog {
         .fetch_one(&mut *tx)
         .await?;
         let dropped_at: Option<Micros> = state.try_get("dropped_at_us")?;
-        let purging = state.try_get::<Option<i64>, _>("purge_started_at_us")?.is_some()
+        let purging = state
+            .try_get::<Option<i64>, _>("purge_started_at_us")?
+            .is_some()
             || (count_only && state.try_get::<i32, _>("past_grace")? == 1);
         let (candidates, reason, binds) = if purging {
             (
@@ -352,7 +356,11 @@ impl Catalog {
         } else if t.retention.is_set() {
             (
                 RETENTION_CANDIDATES,
-                format!("beyond the retention of {}: {}", t.qualified, t.retention.describe()),
+                format!(
+                    "beyond the retention of {}: {}",
+                    t.qualified,
+                    t.retention.describe()
+                ),
                 (
                     t.retention.keep_versions.unwrap_or(0),
                     t.retention.keep_for.unwrap_or(0),
@@ -499,7 +507,7 @@ impl Catalog {
                 .collect::<Vec<_>>()
                 .join(", ");
             let mut query = sqlx::query(AssertSqlSafe(format!(
-                "SELECT COUNT(*) AS files, COALESCE(SUM(size_bytes), 0) AS bytes \
+                "SELECT COUNT(*) AS files, CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) AS bytes \
                  FROM batch_files WHERE batch_id IN ({placeholders})"
             )));
             for id in chunk {
@@ -514,13 +522,14 @@ impl Catalog {
 
     /// Whether a dropped table is past its grace period.
     async fn would_purge(&self, t: &GcTable) -> CatalogResult<bool> {
-        let row = sqlx::query(self.sql(
-            "SELECT COUNT(*) AS n FROM tables WHERE id = $1 AND dropped_at_us <= {now} - $2",
-        ))
-        .bind(t.id)
-        .bind(self.settings.drop_grace.as_micros() as i64)
-        .fetch_one(&self.pool)
-        .await?;
+        let row =
+            sqlx::query(self.sql(
+                "SELECT COUNT(*) AS n FROM tables WHERE id = $1 AND dropped_at_us <= {now} - $2",
+            ))
+            .bind(t.id)
+            .bind(self.settings.drop_grace.as_micros() as i64)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
 }

@@ -121,7 +121,11 @@ impl Catalog {
         // either still there now, or expired before and refused.
         if let Some(expiry) = self.expiry_in(&mut tx, &target_batch).await? {
             tx.rollback().await?;
-            return Err(super::leases::expired(&target_batch, expiry.at, &expiry.reason));
+            return Err(super::leases::expired(
+                &target_batch,
+                expiry.at,
+                &expiry.reason,
+            ));
         }
         let now = sqlx::query(
             "SELECT p.current_batch_id, p.current_version, h.operation, h.committed_at_us, \

@@ -40,8 +40,13 @@ pub enum PinTo<'a> {
 
 /// A pin's outcome: the lease, or a batch GC expired before it could be pinned.
 enum Pinned {
-    Lease { lease_id: String, expires_at: Micros },
-    Expired { batch_id: String },
+    Lease {
+        lease_id: String,
+        expires_at: Micros,
+    },
+    Expired {
+        batch_id: String,
+    },
 }
 
 /// Which lease a call names: by id, or by table and name.
@@ -95,7 +100,9 @@ impl Catalog {
         loop {
             attempt += 1;
             let (record, page) = self
-                .resolve(namespace, table, partitions, selector, page_size, page_token)
+                .resolve(
+                    namespace, table, partitions, selector, page_size, page_token,
+                )
                 .await?;
             let ids: Vec<String> = page.items.iter().map(|r| r.batch_id.clone()).collect();
             match self.pin(&record, &lease, &ids).await? {
@@ -494,12 +501,11 @@ impl Catalog {
         conn: &mut AnyConnection,
         batch_id: &str,
     ) -> CatalogResult<Option<Expiry>> {
-        let row = sqlx::query(
-            "SELECT expired_at_us, expired_reason FROM batches WHERE batch_id = $1",
-        )
-        .bind(batch_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let row =
+            sqlx::query("SELECT expired_at_us, expired_reason FROM batches WHERE batch_id = $1")
+                .bind(batch_id)
+                .fetch_optional(&mut *conn)
+                .await?;
         match row {
             Some(row) => super::expiry_from_row(&row),
             None => Ok(None),
@@ -508,12 +514,11 @@ impl Catalog {
 
     /// The refusal to read a batch GC expired: when, and why.
     pub(super) async fn expired_error(&self, batch_id: &str) -> CatalogError {
-        let row = sqlx::query(
-            "SELECT expired_at_us, expired_reason FROM batches WHERE batch_id = $1",
-        )
-        .bind(batch_id)
-        .fetch_optional(&self.pool)
-        .await;
+        let row =
+            sqlx::query("SELECT expired_at_us, expired_reason FROM batches WHERE batch_id = $1")
+                .bind(batch_id)
+                .fetch_optional(&self.pool)
+                .await;
         match row {
             Ok(Some(row)) => match super::expiry_from_row(&row) {
                 Ok(Some(expiry)) => expired(batch_id, expiry.at, &expiry.reason),
@@ -522,10 +527,9 @@ impl Catalog {
                 )),
                 Err(e) => e,
             },
-            Ok(None) => CatalogError::not_found(
-                Missing::Batch,
-                format!("batch {batch_id} does not exist"),
-            ),
+            Ok(None) => {
+                CatalogError::not_found(Missing::Batch, format!("batch {batch_id} does not exist"))
+            }
             Err(e) => e.into(),
         }
     }
@@ -579,7 +583,11 @@ fn describe_selection(
     let of = if partitions.is_empty() {
         format!("every partition of {}", table.qualified())
     } else {
-        format!("{} named partitions of {}", partitions.len(), table.qualified())
+        format!(
+            "{} named partitions of {}",
+            partitions.len(),
+            table.qualified()
+        )
     };
     format!("{which} of {of} ({batches} batches)")
 }

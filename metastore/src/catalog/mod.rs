@@ -27,9 +27,9 @@ mod tags;
 mod writes;
 
 pub use database::{Dialect, migrate_database, redact_url};
+use database::{connect_pool, run_migrations};
 pub use leases::{LeaseRef, PinTo};
 pub use orphans::OrphanReport;
-use database::{connect_pool, run_migrations};
 
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{
@@ -145,14 +145,12 @@ impl Catalog {
     /// `NotFound` saying whether the namespace or the table is missing.
     /// Uses the pool: never call it while holding a transaction (SQLite has one connection).
     async fn table(&self, namespace: &str, table: &str) -> CatalogResult<TableRecord> {
-        let row = sqlx::query(
-            AssertSqlSafe(format!(
-                "SELECT {TABLE_COLUMNS} \
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TABLE_COLUMNS} \
                  FROM tables t JOIN namespaces n ON n.id = t.namespace_id \
                  WHERE n.name = $1 AND t.name = $2 \
                    AND t.dropped_at_us IS NULL AND n.dropped_at_us IS NULL"
-            )),
-        )
+        )))
         .bind(namespace)
         .bind(table)
         .fetch_optional(&self.pool)

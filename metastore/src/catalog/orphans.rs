@@ -128,13 +128,12 @@ impl Catalog {
                 None => Some("not inside a batch directory".to_owned()),
                 Some((id, dir, file)) => match known.get(id) {
                     None => Some(format!("batch {id} is unknown to the catalog")),
-                    Some(batch) if batch.dir != dir => Some(format!(
-                        "batch {id} lives in {}, not here",
-                        batch.dir
-                    )),
-                    Some(batch) if batch.deleted => Some(format!(
-                        "batch {id} was deleted by garbage collection"
-                    )),
+                    Some(batch) if batch.dir != dir => {
+                        Some(format!("batch {id} lives in {}, not here", batch.dir))
+                    }
+                    Some(batch) if batch.deleted => {
+                        Some(format!("batch {id} was deleted by garbage collection"))
+                    }
                     Some(KnownBatch {
                         files: Some(files), ..
                     }) if !files.contains(file) => {

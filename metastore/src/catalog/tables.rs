@@ -240,6 +240,6 @@ impl Catalog {
                 });
             }
         }
-        self.table(namespace, name).await
+        self.get_table(namespace, name).await
     }
 }

@@ -273,9 +273,8 @@ impl Catalog {
         with_files: bool,
     ) -> CatalogResult<BatchRecord> {
         check_batch_id(batch_id)?;
-        let row = sqlx::query(
-            AssertSqlSafe(format!(
-                "SELECT {TABLE_COLUMNS}, \
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TABLE_COLUMNS}, \
                         b.batch_id, b.partition_id, b.state, b.location, \
                         b.created_at_us AS batch_created_at_us, b.lease_expires_at_us, \
                         b.version, b.committed_at_us, b.rows, b.bytes, b.began_by, \
@@ -284,8 +283,7 @@ impl Catalog {
                       JOIN tables t ON t.id = b.table_id \
                       JOIN namespaces n ON n.id = t.namespace_id \
                  WHERE b.batch_id = $1 AND t.dropped_at_us IS NULL AND n.dropped_at_us IS NULL"
-            )),
-        )
+        )))
         .bind(batch_id)
         .fetch_optional(&self.pool)
         .await?

@@ -4,10 +4,10 @@
 use crate::access::{AuditEvent, GrantRecord, Grantee, Permission};
 use crate::error::{CatalogError, CatalogResult};
 use crate::model::{
-    BatchRecord, BatchState, CommittedVersion, DataFile, ExpectedCurrent, GcCounts,
-    HistoryRecord, LeaseRecord, NamespaceRecord, Orphan, PartitionKeyDef, PartitionKeyType,
-    PartitionSummary, PartitionUpdate, ResolvedPartition, Retention, RollbackTarget, Selector,
-    TableRecord, TagRecord, TagTarget,
+    BatchRecord, BatchState, CommittedVersion, DataFile, ExpectedCurrent, GcCounts, HistoryRecord,
+    LeaseRecord, NamespaceRecord, Orphan, PartitionKeyDef, PartitionKeyType, PartitionSummary,
+    PartitionUpdate, ResolvedPartition, Retention, RollbackTarget, Selector, TableRecord,
+    TagRecord, TagTarget,
 };
 use crate::names::{NameKind, validate_name};
 use batchstore_proto::v1 as pb;
@@ -225,7 +225,11 @@ pub fn batch_to_pb(b: &BatchRecord) -> pb::Batch {
         bytes: b.bytes,
         files: b.files.iter().map(file_to_pb).collect(),
         expired_at_micros: b.expired.as_ref().map(|e| e.at).unwrap_or_default(),
-        expired_reason: b.expired.as_ref().map(|e| e.reason.clone()).unwrap_or_default(),
+        expired_reason: b
+            .expired
+            .as_ref()
+            .map(|e| e.reason.clone())
+            .unwrap_or_default(),
         deleted_at_micros: b.deleted_at.unwrap_or_default(),
     }
 }

@@ -127,7 +127,15 @@ impl MetastoreService {
         };
         let (table, page, lease_id, expires_at) = self
             .catalog
-            .resolve_leased(&ns, &table, &specs, &selector, r.page_size, &r.page_token, to)
+            .resolve_leased(
+                &ns,
+                &table,
+                &specs,
+                &selector,
+                r.page_size,
+                &r.page_token,
+                to,
+            )
             .await?;
         Ok(pb::ResolvePartitionsResponse {
             partitions: page.items.into_iter().map(resolved_to_pb).collect(),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from ._client import Client, CommitInfo
+from ._client import Client, CommitInfo, Lease
 from ._native import (
     AlreadyExists,
     Conflict,
@@ -41,6 +41,7 @@ __all__ = [
     "Error",
     "FailedPrecondition",
     "InvalidArgument",
+    "Lease",
     "NotFound",
     "OutcomeUnknown",
     "PermissionDenied",
@@ -54,6 +55,7 @@ __all__ = [
     "load_dataframe",
     "partitions",
     "rollback",
+    "set_retention",
     "store_dataframe",
 ]
 
@@ -124,3 +126,8 @@ def rollback(namespace: str, table: str, partitions, **kwargs) -> CommitInfo:
 def partitions(namespace: str, table: str):
     """A table's partitions with their current batch, as a pandas DataFrame."""
     return _client().partitions(namespace, table)
+
+
+def set_retention(namespace: str, table: str | None = None, **kwargs) -> dict:
+    """Set how many old versions garbage collection keeps; see :meth:`Client.set_retention`."""
+    return _client().set_retention(namespace, table, **kwargs)

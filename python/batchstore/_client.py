@@ -176,16 +176,22 @@ class Client:
         """A partition's history as a pandas DataFrame, newest first.
 
         Columns: version, batch_id, operation ("write" or "rollback"), actor, message,
-        committed_at (UTC), rows, bytes, current.
+        committed_at (UTC), rows, bytes, current, and expired_at / expired_reason for versions
+        garbage collection expired (they can no longer be read).
         """
         import pandas as pd
 
         entries = self._native.history(namespace, table, partitions)
         frame = pd.DataFrame(
             entries,
-            columns=["version", "batch_id", "operation", "actor", "message", "committed_at_us", "rows", "bytes", "current"],
+            columns=[
+                "version", "batch_id", "operation", "actor", "message", "committed_at_us", "rows", "bytes",
+                "current", "expired_at_us", "expired_reason",
+            ],
         )
         frame.insert(5, "committed_at", pd.to_datetime(frame.pop("committed_at_us"), unit="us", utc=True))
+        frame["expired_at"] = pd.to_datetime(frame.pop("expired_at_us"), unit="us", utc=True)
+        frame["expired_reason"] = frame.pop("expired_reason")
         return frame
 
     def rollback(
@@ -231,3 +237,96 @@ class Client:
     def delete_tag(self, namespace: str, table: str, name: str) -> None:
         """Delete a tag (the batch stays)."""
         self._native.delete_tag(namespace, table, name)
+
+    # -- lifecycle: retention, leases, garbage collection ----------------------------------
+
+    def set_retention(
+        self,
+        namespace: str,
+        table: str | None = None,
+        *,
+        keep_versions: int | None = None,
+        keep_for: Any = None,
+    ) -> dict:
+        """Set how many old versions garbage collection keeps.
+
+        For a table, or with ``table=None`` as the namespace's default. ``keep_versions=N``
+        keeps the last N versions of each partition (1: only the current one); ``keep_for``
+        (a ``timedelta``, seconds, or text such as ``"30d"``) keeps every version that was
+        current within that long, so as-of reads of that window keep working. A version is
+        kept when any rule keeps it; with no rule, every version is kept. The current version,
+        tagged and leased batches are always kept. Returns the effective retention as
+        ``{"keep_versions", "keep_seconds"}``.
+        """
+        versions, seconds = self._native.set_retention(namespace, table, keep_versions, keep_for)
+        return {"keep_versions": versions, "keep_seconds": seconds}
+
+    def undrop_table(self, namespace: str, table: str) -> None:
+        """Bring back the most recently dropped table of this name, with its data and history,
+        until garbage collection frees it (at the earliest after the metastore's grace period)."""
+        self._native.undrop_table(namespace, table)
+
+    def lease(
+        self,
+        namespace: str,
+        table: str,
+        name: str,
+        partitions: Any = None,
+        *,
+        version: int | None = None,
+        batch_id: str | None = None,
+        tag: str | None = None,
+        as_of: Any = None,
+        ttl: Any = None,
+    ) -> Lease:
+        """Pin a selection (default: the current version of every partition) against garbage
+        collection under ``name``, for ``ttl`` (a ``timedelta``, seconds or text such as
+        ``"7d"``; default the metastore's, one day). Use it as a context manager to release it
+        at the end, or call :meth:`Lease.renew` / :meth:`Lease.release`."""
+        info = self._native.acquire_lease(namespace, table, name, partitions, version, batch_id, tag, as_of, ttl)
+        return Lease(self, dict(info))
+
+    def leases(self, namespace: str | None = None, table: str | None = None, *, include_reads: bool = False) -> list[dict]:
+        """Live leases, soonest to expire first (named ones; ``include_reads`` adds reads' own)."""
+        return [dict(lease) for lease in self._native.leases(namespace, table, include_reads)]
+
+    def collect_garbage(self, namespace: str | None = None, table: str | None = None, *, dry_run: bool = False) -> dict:
+        """Run garbage collection to the end (everything, a namespace, or one table) and return
+        what it did: ``batches_expired``, ``batches_deleted``, ``files_deleted``, ``bytes_deleted``,
+        ``tables_purged``. With ``dry_run``, nothing changes and the counts say what a run would do."""
+        return dict(self._native.collect_garbage(namespace, table, dry_run))
+
+
+class Lease:
+    """A named lease pinning a selection against garbage collection (see :meth:`Client.lease`)."""
+
+    def __init__(self, client: Client, info: dict) -> None:
+        self._client = client
+        self.info = info
+
+    @property
+    def name(self) -> str:
+        return self.info["name"]
+
+    @property
+    def expires_at(self) -> _dt.datetime:
+        return _from_micros(self.info["expires_at_us"])
+
+    def renew(self, ttl: Any = None) -> _dt.datetime:
+        """Extend the lease to ``ttl`` from now (the catalog's clock); returns the new expiry."""
+        until = self._client._native.extend_lease(self.info["namespace"], self.info["table"], self.name, ttl)
+        self.info["expires_at_us"] = until
+        return self.expires_at
+
+    def release(self) -> bool:
+        """Release the lease; False when it had already run out or been released."""
+        return self._client._native.release_lease(self.info["namespace"], self.info["table"], self.name)
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"batchstore.Lease({self.info['namespace']}.{self.info['table']}:{self.name}, until {self.expires_at})"

@@ -6,8 +6,9 @@ use crate::values;
 use arrow_array::ffi_stream::RecordBatchStreamReader;
 use arrow_pyarrow::{FromPyArrow, IntoPyArrow, Table};
 use batchstore_client::{
-    Client, ConnectOptions, Expected, KeyType, PartitionColumns, PartitionData, PartitionKey,
-    ReadRequest, RollbackTo, TableName, TagTarget, WriteOptions, WriteRequest,
+    Client, ConnectOptions, Expected, GcScope, KeyType, LeaseName, PartitionColumns, PartitionData,
+    PartitionKey, ReadRequest, Retention, RollbackTo, TableName, TagTarget, WriteOptions,
+    WriteRequest,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -351,5 +352,149 @@ impl NativeClient {
         let client = self.client.clone();
         let table = TableName::new(namespace, table);
         run(py, async move { client.delete_tag(&table, &name).await })
+    }
+
+    /// Sets a table's retention (or, with `table` None, the namespace's default); returns the
+    /// effective retention as `(keep_versions, keep_seconds)`.
+    #[pyo3(signature = (namespace, table=None, keep_versions=None, keep_for=None))]
+    fn set_retention(
+        &self,
+        py: Python<'_>,
+        namespace: String,
+        table: Option<String>,
+        keep_versions: Option<i64>,
+        keep_for: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<(Option<i64>, Option<u64>)> {
+        let retention = Retention {
+            keep_versions,
+            keep_for: keep_for
+                .as_ref()
+                .filter(|v| !v.is_none())
+                .map(values::duration)
+                .transpose()?,
+        };
+        let client = self.client.clone();
+        let effective = run(py, async move {
+            client
+                .set_retention(&namespace, table.as_deref(), &retention)
+                .await
+        })?;
+        Ok((
+            effective.keep_versions,
+            effective.keep_for.map(|d| d.as_secs()),
+        ))
+    }
+
+    fn undrop_table(&self, py: Python<'_>, namespace: String, table: String) -> PyResult<()> {
+        let client = self.client.clone();
+        let name = TableName::new(namespace, table);
+        run(
+            py,
+            async move { client.undrop_table(&name).await.map(|_| ()) },
+        )
+    }
+
+    /// Takes a named lease on a selection; returns its dict.
+    #[pyo3(signature = (namespace, table, name, partitions=None, version=None, batch_id=None, tag=None, as_of=None, ttl=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn acquire_lease<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        table: String,
+        name: String,
+        partitions: Option<Bound<'py, PyAny>>,
+        version: Option<i64>,
+        batch_id: Option<String>,
+        tag: Option<String>,
+        as_of: Option<Bound<'py, PyAny>>,
+        ttl: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let partitions = values::partitions(partitions.as_ref())?;
+        let selector = values::selector(version, batch_id, tag, as_of.as_ref())?;
+        let ttl = ttl
+            .as_ref()
+            .filter(|v| !v.is_none())
+            .map(values::duration)
+            .transpose()?;
+        let client = self.client.clone();
+        let table = TableName::new(namespace, table);
+        let lease = run(py, async move {
+            client
+                .acquire_lease(&table, &partitions, &selector, &name, ttl)
+                .await
+        })?;
+        values::lease_dict(py, &lease)
+    }
+
+    /// Extends a named lease; returns when it now expires (microseconds).
+    #[pyo3(signature = (namespace, table, name, ttl=None))]
+    fn extend_lease(
+        &self,
+        py: Python<'_>,
+        namespace: String,
+        table: String,
+        name: String,
+        ttl: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<i64> {
+        let ttl = ttl
+            .as_ref()
+            .filter(|v| !v.is_none())
+            .map(values::duration)
+            .transpose()?;
+        let client = self.client.clone();
+        let lease = LeaseName::Named(TableName::new(namespace, table), name);
+        let until = run(py, async move { client.extend_lease(&lease, ttl).await })?;
+        Ok(until.timestamp_micros())
+    }
+
+    fn release_lease(
+        &self,
+        py: Python<'_>,
+        namespace: String,
+        table: String,
+        name: String,
+    ) -> PyResult<bool> {
+        let client = self.client.clone();
+        let lease = LeaseName::Named(TableName::new(namespace, table), name);
+        run(py, async move { client.release_lease(&lease).await })
+    }
+
+    #[pyo3(signature = (namespace=None, table=None, include_reads=false))]
+    fn leases<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: Option<String>,
+        table: Option<String>,
+        include_reads: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let client = self.client.clone();
+        let leases = run(py, async move {
+            client
+                .leases(namespace.as_deref(), table.as_deref(), include_reads)
+                .await
+        })?;
+        values::dict_list(py, &leases, values::lease_dict)
+    }
+
+    /// Runs garbage collection (a namespace, a table, or everything) to the end.
+    #[pyo3(signature = (namespace=None, table=None, dry_run=false))]
+    fn collect_garbage<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: Option<String>,
+        table: Option<String>,
+        dry_run: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let scope = match (namespace, table) {
+            (None, _) => GcScope::All,
+            (Some(ns), None) => GcScope::Namespace(ns),
+            (Some(ns), Some(t)) => GcScope::Table(TableName::new(ns, t)),
+        };
+        let client = self.client.clone();
+        let counts = run(py, async move {
+            client.collect_garbage(&scope, dry_run, |_| {}).await
+        })?;
+        values::gc_dict(py, &counts)
     }
 }

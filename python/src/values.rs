@@ -4,8 +4,8 @@
 
 use crate::errors::to_py;
 use batchstore_client::{
-    CommitInfo, HistoryEntry, PartitionInfo, PartitionSpec, PartitionValue, Selector, TagInfo,
-    describe_partition, parse_time,
+    CommitInfo, GcCounts, HistoryEntry, LeaseInfo, PartitionInfo, PartitionSpec, PartitionValue,
+    Selector, TagInfo, describe_partition, parse_duration, parse_time,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use pyo3::prelude::*;
@@ -220,6 +220,58 @@ pub fn history_dict<'py>(py: Python<'py>, h: &HistoryEntry) -> PyResult<Bound<'p
     dict.set_item("rows", h.rows)?;
     dict.set_item("bytes", h.bytes)?;
     dict.set_item("current", h.current)?;
+    dict.set_item(
+        "expired_at_us",
+        h.expired.as_ref().map(|e| e.at.timestamp_micros()),
+    )?;
+    dict.set_item(
+        "expired_reason",
+        h.expired.as_ref().map(|e| e.reason.as_str()),
+    )?;
+    Ok(dict)
+}
+
+/// A duration: a `timedelta`, seconds (int or float), or text ("7d", "36h", "90m").
+pub fn duration(obj: &Bound<'_, PyAny>) -> PyResult<std::time::Duration> {
+    if obj.is_instance_of::<PyString>() {
+        return parse_duration(&obj.extract::<String>()?).map_err(to_py);
+    }
+    let seconds: f64 = if obj.hasattr("total_seconds")? {
+        obj.call_method0("total_seconds")?.extract()?
+    } else {
+        obj.extract().map_err(|_| {
+            invalid("a duration is a timedelta, a number of seconds, or text such as \"7d\"".into())
+        })?
+    };
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(invalid(format!(
+            "a duration must be positive, not {seconds}"
+        )));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
+pub fn lease_dict<'py>(py: Python<'py>, l: &LeaseInfo) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("lease_id", &l.lease_id)?;
+    dict.set_item("name", &l.name)?;
+    dict.set_item("namespace", &l.table.namespace)?;
+    dict.set_item("table", &l.table.table)?;
+    dict.set_item("holder", &l.holder)?;
+    dict.set_item("selection", &l.selection)?;
+    dict.set_item("created_at_us", l.created_at.timestamp_micros())?;
+    dict.set_item("expires_at_us", l.expires_at.timestamp_micros())?;
+    dict.set_item("batch_ids", &l.batch_ids)?;
+    Ok(dict)
+}
+
+pub fn gc_dict<'py>(py: Python<'py>, c: &GcCounts) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("batches_expired", c.batches_expired)?;
+    dict.set_item("batches_deleted", c.batches_deleted)?;
+    dict.set_item("files_deleted", c.files_deleted)?;
+    dict.set_item("bytes_deleted", c.bytes_deleted)?;
+    dict.set_item("tables_purged", c.tables_purged)?;
     Ok(dict)
 }
 

@@ -30,5 +30,22 @@ bs_native <- list(
   create_tag = function(client, namespace, table, name, partition, version, batch_id) {
     .Call(wrap__bs_create_tag, client, namespace, table, name, partition, version, batch_id)
   },
-  list_tags = function(client, namespace, table) .Call(wrap__bs_list_tags, client, namespace, table)
+  list_tags = function(client, namespace, table) .Call(wrap__bs_list_tags, client, namespace, table),
+  set_retention = function(client, namespace, table, keep_versions, keep_for) {
+    .Call(wrap__bs_set_retention, client, namespace, table, keep_versions, keep_for)
+  },
+  undrop_table = function(client, namespace, table) .Call(wrap__bs_undrop_table, client, namespace, table),
+  acquire_lease = function(client, namespace, table, name, partition, version, batch_id, tag, as_of, ttl) {
+    .Call(wrap__bs_acquire_lease, client, namespace, table, name, partition, version, batch_id, tag, as_of, ttl)
+  },
+  extend_lease = function(client, namespace, table, name, ttl) {
+    .Call(wrap__bs_extend_lease, client, namespace, table, name, ttl)
+  },
+  release_lease = function(client, namespace, table, name) {
+    .Call(wrap__bs_release_lease, client, namespace, table, name)
+  },
+  leases = function(client, namespace, table) .Call(wrap__bs_leases, client, namespace, table),
+  collect_garbage = function(client, namespace, table, dry_run) {
+    .Call(wrap__bs_collect_garbage, client, namespace, table, dry_run)
+  }
 )

@@ -131,3 +131,49 @@ pub fn progress_delay(value: &Robj) -> Option<std::time::Duration> {
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(std::time::Duration::from_secs_f64)
 }
+
+/// An optional duration (NULL or NA: none): seconds as a number, a difftime, or text such as
+/// "7d" read by the client's one duration parser.
+pub fn optional_duration(value: &Robj, what: &str) -> Outcome<Option<std::time::Duration>> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    if value.len() != 1 {
+        return Err(BindingError::InvalidArgument(format!(
+            "{what} must be a single duration"
+        )));
+    }
+    if let Some(text) = value.as_str() {
+        if text.is_na() {
+            return Ok(None);
+        }
+        return Ok(Some(batchstore_client::parse_duration(text)?));
+    }
+    let Some(number) = value
+        .as_real()
+        .or_else(|| value.as_integer().map(f64::from))
+        .filter(|x| !rvalues::is_na_real(*x))
+    else {
+        return Err(BindingError::InvalidArgument(format!(
+            "{what} must be seconds, a difftime or text such as \"7d\""
+        )));
+    };
+    let seconds = match rvalues::difftime_units(value).as_deref() {
+        None | Some("secs") => number,
+        Some("mins") => number * 60.0,
+        Some("hours") => number * 3600.0,
+        Some("days") => number * 86_400.0,
+        Some("weeks") => number * 604_800.0,
+        Some(other) => {
+            return Err(BindingError::InvalidArgument(format!(
+                "{what} is a difftime in {other}; use secs, mins, hours, days or weeks"
+            )));
+        }
+    };
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(BindingError::InvalidArgument(format!(
+            "{what} must be positive, not {seconds}"
+        )));
+    }
+    Ok(Some(std::time::Duration::from_secs_f64(seconds)))
+}

@@ -18,8 +18,9 @@ mod rvalues;
 
 use arrow_array::RecordBatchIterator;
 use batchstore_client::{
-    Client, ConnectOptions, KeyType, PartitionColumns, PartitionData, PartitionKey, ReadRequest,
-    RollbackTo, Selector, TableName, TagTarget, WriteOptions, WriteRequest,
+    Client, ConnectOptions, GcScope, KeyType, LeaseName, PartitionColumns, PartitionData,
+    PartitionKey, ReadRequest, Retention, RollbackTo, Selector, TableName, TagTarget, WriteOptions,
+    WriteRequest,
 };
 use errors::{BindingError, Outcome, to_r};
 use extendr_api::prelude::*;
@@ -344,6 +345,127 @@ fn bs_list_tags(client: Robj, namespace: Robj, table: Robj) -> Robj {
     })
 }
 
+/// Sets a table's retention (`table` NULL: the namespace's default). Returns the effective
+/// retention: a list of keep_versions and keep_seconds (NULL when unset).
+#[extendr]
+fn bs_set_retention(
+    client: Robj,
+    namespace: Robj,
+    table: Robj,
+    keep_versions: Robj,
+    keep_for: Robj,
+) -> Robj {
+    to_r(args::client(&client).and_then(|client| {
+        let namespace = args::text(&namespace, "namespace")?;
+        let table = args::optional_text(&table);
+        let retention = Retention {
+            keep_versions: args::optional_number(&keep_versions, "keep_versions")?,
+            keep_for: args::optional_duration(&keep_for, "keep_for")?,
+        };
+        let effective = run(async move {
+            client
+                .set_retention(&namespace, table.as_deref(), &retention)
+                .await
+        })?;
+        Ok(list!(
+            keep_versions = effective.keep_versions.map(|n| n as f64),
+            keep_seconds = effective.keep_for.map(|d| d.as_secs_f64())
+        )
+        .into())
+    }))
+}
+
+#[extendr]
+fn bs_undrop_table(client: Robj, namespace: Robj, table: Robj) -> Robj {
+    on_table(&client, &namespace, &table, |client, name| {
+        let info = run(async move { client.undrop_table(&name).await })?;
+        Ok(info.name.to_string().into())
+    })
+}
+
+/// Takes a named lease on a selection; returns it as a one-row data.frame.
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn bs_acquire_lease(
+    client: Robj,
+    namespace: Robj,
+    table: Robj,
+    name: Robj,
+    partition: Robj,
+    version: Robj,
+    batch_id: Robj,
+    tag: Robj,
+    as_of: Robj,
+    ttl: Robj,
+) -> Robj {
+    on_table(&client, &namespace, &table, |client, table| {
+        let name = args::text(&name, "lease name")?;
+        let partitions = records::partitions(&partition)?;
+        let selector = Selector::choose(
+            args::optional_number(&version, "version")?,
+            args::optional_text(&batch_id),
+            args::optional_text(&tag),
+            args::optional_time(&as_of)?,
+        )?;
+        let ttl = args::optional_duration(&ttl, "ttl")?;
+        let lease = run(async move {
+            client
+                .acquire_lease(&table, &partitions, &selector, &name, ttl)
+                .await
+        })?;
+        records::leases(std::slice::from_ref(&lease))
+    })
+}
+
+/// Extends a named lease; returns when it now expires.
+#[extendr]
+fn bs_extend_lease(client: Robj, namespace: Robj, table: Robj, name: Robj, ttl: Robj) -> Robj {
+    on_table(&client, &namespace, &table, |client, table| {
+        let lease = LeaseName::Named(table, args::text(&name, "lease name")?);
+        let ttl = args::optional_duration(&ttl, "ttl")?;
+        let until = run(async move { client.extend_lease(&lease, ttl).await })?;
+        records::time(&until)
+    })
+}
+
+#[extendr]
+fn bs_release_lease(client: Robj, namespace: Robj, table: Robj, name: Robj) -> Robj {
+    on_table(&client, &namespace, &table, |client, table| {
+        let lease = LeaseName::Named(table, args::text(&name, "lease name")?);
+        let released = run(async move { client.release_lease(&lease).await })?;
+        Ok(released.into())
+    })
+}
+
+#[extendr]
+fn bs_leases(client: Robj, namespace: Robj, table: Robj) -> Robj {
+    to_r(args::client(&client).and_then(|client| {
+        let namespace = args::optional_text(&namespace);
+        let table = args::optional_text(&table);
+        let leases = run(async move {
+            client
+                .leases(namespace.as_deref(), table.as_deref(), false)
+                .await
+        })?;
+        records::leases(&leases)
+    }))
+}
+
+/// Runs garbage collection to the end (NULL namespace: everything).
+#[extendr]
+fn bs_collect_garbage(client: Robj, namespace: Robj, table: Robj, dry_run: Robj) -> Robj {
+    to_r(args::client(&client).and_then(|client| {
+        let scope = match (args::optional_text(&namespace), args::optional_text(&table)) {
+            (None, _) => GcScope::All,
+            (Some(ns), None) => GcScope::Namespace(ns),
+            (Some(ns), Some(t)) => GcScope::Table(TableName::new(ns, t)),
+        };
+        let dry_run = args::flag(&dry_run);
+        let counts = run(async move { client.collect_garbage(&scope, dry_run, |_| {}).await })?;
+        records::gc_counts(&counts)
+    }))
+}
+
 extendr_module! {
     mod batchstore;
     fn bs_connect;
@@ -359,4 +481,11 @@ extendr_module! {
     fn bs_partitions;
     fn bs_create_tag;
     fn bs_list_tags;
+    fn bs_set_retention;
+    fn bs_undrop_table;
+    fn bs_acquire_lease;
+    fn bs_extend_lease;
+    fn bs_release_lease;
+    fn bs_leases;
+    fn bs_collect_garbage;
 }

@@ -4,8 +4,8 @@
 use crate::errors::{BindingError, Outcome};
 use crate::rvalues;
 use batchstore_client::{
-    CommitInfo, HistoryEntry, PartitionInfo, PartitionSpec, PartitionValue, TagInfo,
-    describe_partition,
+    CommitInfo, GcCounts, HistoryEntry, LeaseInfo, PartitionInfo, PartitionSpec, PartitionValue,
+    TagInfo, describe_partition,
 };
 use chrono::{DateTime, Utc};
 use extendr_api::prelude::*;
@@ -224,6 +224,16 @@ pub fn history(items: &[HistoryEntry]) -> Outcome<Robj> {
         nums(items.iter().map(|h| h.rows)),
         nums(items.iter().map(|h| h.bytes)),
         Logicals::from_values(items.iter().map(|h| Rbool::from_bool(h.current))).into(),
+        utc_times(items.iter().map(|h| {
+            h.expired
+                .as_ref()
+                .map_or(rvalues::na_real(), |e| micros_to_seconds(&e.at))
+        }))?,
+        Strings::from_values(items.iter().map(|h| match &h.expired {
+            Some(e) => Rstr::from(e.reason.replace('\0', "")),
+            None => Rstr::na(),
+        }))
+        .into(),
     ];
     let names = [
         "version",
@@ -235,6 +245,8 @@ pub fn history(items: &[HistoryEntry]) -> Outcome<Robj> {
         "rows",
         "bytes",
         "current",
+        "expired_at",
+        "expired_reason",
     ];
     Ok(rvalues::data_frame(&names, columns, items.len())?)
 }
@@ -256,4 +268,51 @@ pub fn tags(items: &[TagInfo]) -> Outcome<Robj> {
     ];
     let names = ["name", "partition", "version", "batch_id", "created_at"];
     Ok(rvalues::data_frame(&names, columns, items.len())?)
+}
+
+/// Leases: name, namespace, table, holder, selection, created_at, expires_at.
+pub fn leases(items: &[LeaseInfo]) -> Outcome<Robj> {
+    let columns = vec![
+        texts(items.iter().map(|l| l.name.as_str())),
+        texts(items.iter().map(|l| l.table.namespace.as_str())),
+        texts(items.iter().map(|l| l.table.table.as_str())),
+        texts(items.iter().map(|l| l.holder.as_str())),
+        texts(items.iter().map(|l| l.selection.as_str())),
+        utc_times(items.iter().map(|l| micros_to_seconds(&l.created_at)))?,
+        utc_times(items.iter().map(|l| micros_to_seconds(&l.expires_at)))?,
+    ];
+    let names = [
+        "name",
+        "namespace",
+        "table",
+        "holder",
+        "selection",
+        "created_at",
+        "expires_at",
+    ];
+    Ok(rvalues::data_frame(&names, columns, items.len())?)
+}
+
+/// What a garbage collection run did, as a one-row data.frame.
+pub fn gc_counts(c: &GcCounts) -> Outcome<Robj> {
+    let columns = vec![
+        nums([c.batches_expired].into_iter()),
+        nums([c.batches_deleted].into_iter()),
+        nums([c.files_deleted].into_iter()),
+        nums([c.bytes_deleted].into_iter()),
+        nums([c.tables_purged].into_iter()),
+    ];
+    let names = [
+        "batches_expired",
+        "batches_deleted",
+        "files_deleted",
+        "bytes_deleted",
+        "tables_purged",
+    ];
+    Ok(rvalues::data_frame(&names, columns, 1)?)
+}
+
+/// A time as R's POSIXct (UTC).
+pub fn time(at: &DateTime<Utc>) -> Outcome<Robj> {
+    Ok(utc_times([micros_to_seconds(at)].into_iter())?)
 }

@@ -61,3 +61,13 @@ pub fn data_frame(names: &[&str], columns: Vec<Robj>, rows: usize) -> extendr_ap
     frame.set_class(["data.frame"])?;
     Ok(frame)
 }
+
+/// The units of a difftime (`None` for anything else).
+pub fn difftime_units(value: &Robj) -> Option<String> {
+    if !classes(value).iter().any(|c| c == "difftime") {
+        return None;
+    }
+    value
+        .get_attrib("units")
+        .and_then(|u| u.as_str().map(str::to_owned))
+}

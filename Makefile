@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/batchstore-target
 export CARGO_TERM_COLOR ?= never
 CARGO ?= cargo
 
-.PHONY: run build test test-long test-rust test-python test-r lint lint-r fmt deps bench-metastore bench-data bench-access bench-python bench-r clean-data
+.PHONY: run build test test-long test-rust test-python test-r lint lint-r fmt deps bench-metastore bench-data bench-access bench-gc bench-python bench-r clean-data
 
 ## run: the metastore on SQLite (./batchstore.db) and a local warehouse (./warehouse), 127.0.0.1:50051
 run:
@@ -72,6 +72,13 @@ bench-data: deps
 	$(CARGO) build --release -p batchstore-metastore -p batchstore-bench
 	BATCHSTORE_METASTORE_BIN=$(CARGO_TARGET_DIR)/release/metastore \
 	  $(CARGO_TARGET_DIR)/release/data-bench $(BENCH_ARGS)
+
+## bench-gc: garbage collection of 100,000 expired batches, local disk and moto S3: time,
+## files/s and catalog statements per batch (BENCH_ARGS="--backend postgres" for PostgreSQL)
+bench-gc: deps
+	$(CARGO) build --release -p batchstore-metastore -p batchstore-bench
+	BATCHSTORE_METASTORE_BIN=$(CARGO_TARGET_DIR)/release/metastore \
+	  $(CARGO_TARGET_DIR)/release/gc-bench $(BENCH_ARGS)
 
 ## bench-access: tiny-commit p50/p99 and resolve p50/p99 with access off, with bearer tokens, and
 ## with tokens over TLS, in one run (BENCH_ARGS="--backend postgres" for PostgreSQL)

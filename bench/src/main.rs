@@ -7,7 +7,7 @@
 use anyhow::{Context, Result};
 use batchstore_proto::v1 as pb;
 use batchstore_tests::{
-    Backend, Metastore, TestDatabase, create_table, int_schema, percentile, spec, table_ref, upload,
+    Backend, Metastore, TestDatabase, int_schema, percentile, spec, table_ref, upload,
 };
 use clap::Parser;
 use std::process::Command;
@@ -31,6 +31,9 @@ struct Args {
     /// Resolve calls measured per table size.
     #[arg(long, default_value_t = 5000)]
     resolves: usize,
+    /// Versions of the one partition whose version and as-of reads are measured (0: skip).
+    #[arg(long, default_value_t = 10_000)]
+    versions: usize,
     /// Seconds for each pgbench run.
     #[arg(long, default_value_t = 10)]
     pgbench_seconds: u32,
@@ -48,13 +51,35 @@ async fn main() -> Result<()> {
         let db = TestDatabase::create(backend)?;
         let server = Metastore::start(&db.url, &[])?;
         let mut client = server.client().await?;
-        create_table(&mut client, "bench", "commits").await?;
+        client
+            .create_namespace(pb::CreateNamespaceRequest {
+                name: "bench".into(),
+                if_not_exists: true,
+            })
+            .await?;
         for &clients in &args.clients {
-            let (rate, latencies) = commits(&server, clients, args.commits).await?;
+            for spread in [Spread::Partitions, Spread::Tables] {
+                if clients == 1 && spread == Spread::Tables {
+                    continue;
+                }
+                let (rate, latencies) = commits(&server, clients, args.commits, spread).await?;
+                println!(
+                    "{name:8} commit   clients={clients:2} {:>21}  {rate:8.0} commits/s  p50 {:6.2} ms  p99 {:6.2} ms",
+                    spread.describe(),
+                    percentile(&latencies, 50.0),
+                    percentile(&latencies, 99.0)
+                );
+            }
+        }
+        if args.versions > 0 {
+            let (version, as_of) = deep_history(&server, args.versions, args.resolves).await?;
             println!(
-                "{name:8} commit   clients={clients:2}  {rate:8.0} commits/s  p50 {:6.2} ms  p99 {:6.2} ms",
-                percentile(&latencies, 50.0),
-                percentile(&latencies, 99.0)
+                "{name:8} resolve  versions={:7}  by version p50 {:6.3} ms  p99 {:6.3} ms; as of p50 {:6.3} ms  p99 {:6.3} ms",
+                args.versions,
+                percentile(&version, 50.0),
+                percentile(&version, 99.0),
+                percentile(&as_of, 50.0),
+                percentile(&as_of, 99.0)
             );
         }
         for &n in &args.partitions {
@@ -79,20 +104,53 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// `clients` tasks, each committing to its own partition, `total` commits in all. Batches are
-/// begun and their files uploaded first, so the figures are of Commit alone: commits/s and the
+/// Where concurrent committers write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spread {
+    /// Each client its own partition of one table.
+    Partitions,
+    /// Each client its own table.
+    Tables,
+}
+
+impl Spread {
+    fn describe(self) -> &'static str {
+        match self {
+            Spread::Partitions => "partitions of 1 table",
+            Spread::Tables => "tables",
+        }
+    }
+}
+
+/// `clients` tasks, each committing to its own partition (of one table, or of a table of its
+/// own), `total` commits in all. Batches are begun and their files uploaded first (before any
+/// commit fixes the tables' schemas), so the figures are of Commit alone: commits/s and the
 /// latency of each Commit call in ms.
-async fn commits(server: &Metastore, clients: usize, total: usize) -> Result<(f64, Vec<f64>)> {
+async fn commits(
+    server: &Metastore,
+    clients: usize,
+    total: usize,
+    spread: Spread,
+) -> Result<(f64, Vec<f64>)> {
     let per_client = total / clients;
     let mut prepared = Vec::with_capacity(clients);
     for c in 0..clients {
         let mut client = server.client().await?;
         let partition = spec(&[("ds", &format!("c{clients}-{c}"))]);
+        let table = match spread {
+            Spread::Partitions => format!("commits_{clients}"),
+            Spread::Tables => format!("commits_{clients}_{c}"),
+        };
+        if c == 0 || spread == Spread::Tables {
+            client
+                .create_table(batchstore_tests::ds_table("bench", &table))
+                .await?;
+        }
         let mut batches = Vec::with_capacity(per_client);
         for _ in 0..per_client {
             let begun = client
                 .begin_write(pb::BeginWriteRequest {
-                    table: table_ref("bench", "commits"),
+                    table: table_ref("bench", &table),
                     partition: Some(partition.clone()),
                     lease_seconds: 0,
                 })
@@ -221,6 +279,78 @@ async fn resolves(server: &Metastore, table: &str, n: usize, count: usize) -> Re
         );
     }
     Ok(latencies)
+}
+
+/// One partition with `versions` versions, then the latency in ms of resolving a random
+/// version of it, and of an as-of read at a random one of its commit times, `count` times each.
+async fn deep_history(
+    server: &Metastore,
+    versions: usize,
+    count: usize,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let mut client = server.client().await?;
+    client
+        .create_table(batchstore_tests::ds_table("bench", "deep"))
+        .await?;
+    let partition = spec(&[("ds", "deep")]);
+    let started = Instant::now();
+    let mut stamps = Vec::with_capacity(versions);
+    for _ in 0..versions {
+        let begun = client
+            .begin_write(pb::BeginWriteRequest {
+                table: table_ref("bench", "deep"),
+                partition: Some(partition.clone()),
+                lease_seconds: 0,
+            })
+            .await?
+            .into_inner();
+        let committed = client
+            .commit(pb::CommitRequest {
+                updates: vec![pb::PartitionUpdate {
+                    batch_id: begun.batch_id,
+                    files: vec![],
+                    arrow_schema: int_schema(),
+                    expected_current_batch_id: None,
+                    input_batch_ids: vec![],
+                }],
+                message: String::new(),
+                actor: "bench".into(),
+            })
+            .await?
+            .into_inner();
+        stamps.push(committed.committed[0].committed_at_micros);
+    }
+    eprintln!(
+        "wrote {versions} versions of one partition in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut by_version = Vec::with_capacity(count);
+    let mut as_of = Vec::with_capacity(count);
+    for _ in 0..count {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let i = (state % versions as u64) as usize;
+        for (kind, out) in [
+            (pb::selector::Kind::Version(i as i64 + 1), &mut by_version),
+            (pb::selector::Kind::AsOfMicros(stamps[i]), &mut as_of),
+        ] {
+            let t = Instant::now();
+            let resolved = client
+                .resolve_partitions(pb::ResolvePartitionsRequest {
+                    table: table_ref("bench", "deep"),
+                    partitions: vec![partition.clone()],
+                    selector: Some(pb::Selector { kind: Some(kind) }),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            out.push(t.elapsed().as_secs_f64() * 1e3);
+            anyhow::ensure!(resolved.partitions[0].version == i as i64 + 1);
+        }
+    }
+    Ok((by_version, as_of))
 }
 
 /// pgbench on a fresh database: BEGIN; UPDATE one random row of 100,000; COMMIT.

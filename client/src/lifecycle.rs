@@ -58,6 +58,8 @@ pub struct GcCounts {
     pub files_deleted: i64,
     pub bytes_deleted: i64,
     pub tables_purged: i64,
+    /// Batches whose files could not be deleted this run (a later run tries again).
+    pub batches_failed: i64,
 }
 
 impl std::ops::AddAssign for GcCounts {
@@ -67,16 +69,19 @@ impl std::ops::AddAssign for GcCounts {
         self.files_deleted += o.files_deleted;
         self.bytes_deleted += o.bytes_deleted;
         self.tables_purged += o.tables_purged;
+        self.batches_failed += o.batches_failed;
     }
 }
 
 /// How a run is going, after each step.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct GcProgress {
     /// What the run did so far.
     pub done: GcCounts,
     /// Batches expired and not yet deleted in the scope.
     pub remaining: i64,
+    /// Why batches could not be deleted (the first few of the run).
+    pub errors: Vec<String>,
 }
 
 /// Something under the warehouse no known batch owns.
@@ -98,6 +103,9 @@ pub struct OrphanReport {
     pub total_bytes: i64,
     /// Objects looked at.
     pub scanned: i64,
+    /// Entries the listing could not read (skipped), and the first such error.
+    pub unreadable: i64,
+    pub first_unreadable: String,
 }
 
 impl Client {
@@ -269,8 +277,9 @@ impl Client {
     }
 
     /// Runs garbage collection in `scope` to the end, step by step, telling `progress` after
-    /// each step. With `dry_run`, changes nothing and returns what a run would do. A run that
-    /// is interrupted resumes when run again.
+    /// each step; returns what it did (and why batches could not be deleted, if any could not).
+    /// With `dry_run`, changes nothing and returns what a run would do. A run that is
+    /// interrupted resumes when run again.
     ///
     /// # Errors
     /// `FailedPrecondition` while another run is in progress; `PermissionDenied` without admin.
@@ -279,14 +288,16 @@ impl Client {
         scope: &GcScope,
         dry_run: bool,
         mut progress: impl FnMut(&GcProgress),
-    ) -> Result<GcCounts> {
+    ) -> Result<GcProgress> {
         let (namespace, table) = match scope {
             GcScope::All => (String::new(), String::new()),
             GcScope::Namespace(ns) => (ns.clone(), String::new()),
             GcScope::Table(t) => (t.namespace.clone(), t.table.clone()),
         };
         let mut state = GcProgress::default();
-        let mut resume_token = String::new();
+        // The run's id is chosen here, so a first step whose answer is lost is repeated as
+        // the same run (which holds the GC lock), not as a second one.
+        let mut resume_token = format!("{}:0:", uuid::Uuid::now_v7());
         loop {
             let request = pb::CollectGarbageRequest {
                 namespace: namespace.clone(),
@@ -306,9 +317,14 @@ impl Client {
             .into_inner();
             state.done += gc_counts(step.counts.unwrap_or_default());
             state.remaining = step.remaining;
+            for error in step.errors {
+                if state.errors.len() < 10 {
+                    state.errors.push(error);
+                }
+            }
             progress(&state);
             if !step.more || dry_run {
-                return Ok(state.done);
+                return Ok(state);
             }
             resume_token = step.resume_token;
         }
@@ -343,6 +359,8 @@ impl Client {
             total: reply.total,
             total_bytes: reply.total_bytes,
             scanned: reply.scanned,
+            unreadable: reply.unreadable,
+            first_unreadable: reply.first_unreadable,
         })
     }
 
@@ -462,5 +480,6 @@ fn gc_counts(c: pb::GcCounts) -> GcCounts {
         files_deleted: c.files_deleted,
         bytes_deleted: c.bytes_deleted,
         tables_purged: c.tables_purged,
+        batches_failed: c.batches_failed,
     }
 }

@@ -379,16 +379,20 @@ fn decode(
     let wanted = &schema.fields()[..data_columns];
     let mut roots = Vec::with_capacity(wanted.len());
     for field in wanted {
-        let index = file_schema.index_of(field.name()).map_err(|_| {
-            ClientError::Data(format!(
-                "column {:?} is missing from a file of partition {} (batch {}); the batch does \
-                 not have the table's columns",
-                field.name(),
-                origin.partition,
-                origin.batch_id
-            ))
-        })?;
-        roots.push(index);
+        match file_schema.index_of(field.name()) {
+            Ok(index) => roots.push(index),
+            // Written before the column was added (additive schema policy): read as nulls.
+            Err(_) if field.is_nullable() => {}
+            Err(_) => {
+                return Err(ClientError::Data(format!(
+                    "column {:?} is missing from a file of partition {} (batch {}); the batch \
+                     does not have the table's columns",
+                    field.name(),
+                    origin.partition,
+                    origin.batch_id
+                )));
+            }
+        }
     }
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
     let reader = builder.with_projection(mask).build()?;
@@ -401,7 +405,7 @@ fn decode(
 
 /// Puts a decoded batch into the read schema: each column found by name, converted where the
 /// file's type differs only losslessly (a value that cannot be represented is an error, never a
-/// null), partition keys appended.
+/// null), a nullable column the batch does not have as nulls, partition keys appended.
 fn conform(
     batch: &RecordBatch,
     schema: &SchemaRef,
@@ -412,9 +416,11 @@ fn conform(
     let rows = batch.num_rows();
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for field in wanted {
-        let found = batch.column_by_name(field.name()).ok_or_else(|| {
-            ClientError::Internal(format!("column {:?} was not decoded", field.name()))
-        })?;
+        let Some(found) = batch.column_by_name(field.name()) else {
+            // A nullable column the batch was written without (`decode` checked).
+            arrays.push(arrow_array::new_null_array(field.data_type(), rows));
+            continue;
+        };
         let array = if found.data_type() == field.data_type() {
             found.clone()
         } else {

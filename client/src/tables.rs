@@ -1,9 +1,9 @@
-//! Namespaces and tables: create, describe, list, drop.
+//! Namespaces and tables: create, describe, list, drop; a table's schema policy and history.
 
 use crate::client::{Client, all_pages, missing};
 use crate::error::Result;
-use crate::types::{PartitionKey, TableInfo, TableName, from_micros};
-use crate::wire::{key_to_pb, table_info, table_ref};
+use crate::types::{PartitionKey, SchemaVersionInfo, TableInfo, TableName, from_micros};
+use crate::wire::{columns, key_to_pb, table_info, table_ref};
 use batchstore_proto::v1 as pb;
 
 impl Client {
@@ -80,6 +80,7 @@ impl Client {
                 partition_keys: keys.iter().map(key_to_pb).collect(),
                 arrow_schema: schema.map(crate::schema::encode).unwrap_or_default(),
                 if_not_exists,
+                schema_policy: String::new(),
             })
             .await?
             .into_inner();
@@ -146,5 +147,50 @@ impl Client {
             })
             .await?;
         Ok(())
+    }
+
+    /// Sets what later writes may change in a table's schema: "strict" (nothing) or
+    /// "additive" (add nullable columns, leave out nullable ones, widen types).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for another policy; `NotFound`; `PermissionDenied` without admin.
+    pub async fn set_schema_policy(&self, table: &TableName, policy: &str) -> Result<TableInfo> {
+        let response = self
+            .rpc
+            .clone()
+            .set_schema_policy(pb::SetSchemaPolicyRequest {
+                table: Some(table_ref(table)),
+                schema_policy: policy.to_owned(),
+            })
+            .await?
+            .into_inner();
+        table_info(response.table.ok_or_else(|| missing("table"))?)
+    }
+
+    /// Every schema a table has had, oldest first (the last is its schema now).
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn schema_history(&self, table: &TableName) -> Result<Vec<SchemaVersionInfo>> {
+        let response = self
+            .rpc
+            .clone()
+            .get_schema_history(pb::GetSchemaHistoryRequest {
+                table: Some(table_ref(table)),
+            })
+            .await?
+            .into_inner();
+        response
+            .versions
+            .into_iter()
+            .map(|v| {
+                Ok(SchemaVersionInfo {
+                    version: v.version,
+                    columns: columns(&v.arrow_schema)?,
+                    changed_at: from_micros(v.changed_at_micros),
+                    change: v.change,
+                })
+            })
+            .collect()
     }
 }

@@ -103,6 +103,19 @@ pub struct TableInfo {
     /// For a dropped table: when it was dropped, and after when GC may free it for good.
     pub dropped_at: Option<DateTime<Utc>>,
     pub purge_after: Option<DateTime<Utc>>,
+    /// What a write may change in the schema: "strict" or "additive".
+    pub schema_policy: String,
+}
+
+/// One schema a table has had.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemaVersionInfo {
+    pub version: i64,
+    /// Column name and Arrow type.
+    pub columns: Vec<(String, String)>,
+    pub changed_at: DateTime<Utc>,
+    /// What changed, in words.
+    pub change: String,
 }
 
 /// How many old versions garbage collection keeps. A version is kept when any rule set keeps

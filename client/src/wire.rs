@@ -57,16 +57,23 @@ fn key_from_pb(key: &pb::PartitionKey) -> PartitionKey {
     }
 }
 
+/// Column name and type of an encoded schema (none when empty).
+pub(crate) fn columns(arrow_schema: &[u8]) -> Result<Vec<(String, String)>> {
+    if arrow_schema.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(crate::schema::decode(arrow_schema)?
+        .fields()
+        .iter()
+        .map(|f| {
+            let nullable = if f.is_nullable() { "" } else { " not null" };
+            (f.name().clone(), format!("{}{nullable}", f.data_type()))
+        })
+        .collect())
+}
+
 pub(crate) fn table_info(t: pb::Table) -> Result<TableInfo> {
-    let columns = if t.arrow_schema.is_empty() {
-        Vec::new()
-    } else {
-        crate::schema::decode(&t.arrow_schema)?
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), f.data_type().to_string()))
-            .collect()
-    };
+    let columns = columns(&t.arrow_schema)?;
     Ok(TableInfo {
         name: TableName::new(t.namespace, t.name),
         partition_keys: t.partition_keys.iter().map(key_from_pb).collect(),
@@ -79,6 +86,11 @@ pub(crate) fn table_info(t: pb::Table) -> Result<TableInfo> {
         effective_retention: retention_from_pb(t.effective_retention.as_ref()),
         dropped_at: (t.dropped_at_micros != 0).then(|| from_micros(t.dropped_at_micros)),
         purge_after: (t.purge_after_micros != 0).then(|| from_micros(t.purge_after_micros)),
+        schema_policy: if t.schema_policy.is_empty() {
+            "strict".to_owned()
+        } else {
+            t.schema_policy
+        },
     })
 }
 

@@ -112,6 +112,11 @@ impl From<object_store::Error> for CatalogError {
                      check the metastore's AWS_* credentials and the bucket's permissions"
                 ))
             }
+            // A name storage holds but cannot express is a fact about that object, not an
+            // outage: retrying cannot help.
+            E::InvalidPath { source } => CatalogError::FailedPrecondition(format!(
+                "the warehouse holds an object whose name cannot be used: {source}"
+            )),
             other => CatalogError::Unavailable(format!(
                 "the warehouse storage could not be reached: {other}"
             )),

@@ -227,6 +227,52 @@ pub struct TableRecord {
     pub namespace_retention: Retention,
     /// When it was dropped (a dropped table can be undropped until GC purges it).
     pub dropped_at: Option<Micros>,
+    /// What later writes may change in its schema.
+    pub schema_policy: SchemaPolicy,
+}
+
+/// What a write may change in a table's schema.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SchemaPolicy {
+    /// Writes match the schema (columns by name, same types; a non-null column may be written
+    /// into a nullable one; dictionary indexes may differ).
+    #[default]
+    Strict,
+    /// Also: add nullable columns, leave out nullable columns, widen integers
+    /// (int8→int16→int32→int64, likewise unsigned) and floats (float16→float32→float64), and
+    /// make a column nullable. Never a drop of a non-null column, a rename or a narrowing.
+    Additive,
+}
+
+impl SchemaPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchemaPolicy::Strict => "strict",
+            SchemaPolicy::Additive => "additive",
+        }
+    }
+
+    /// # Errors
+    /// `InvalidArgument` naming the policies.
+    pub fn parse(text: &str) -> CatalogResult<Self> {
+        match text {
+            "" | "strict" => Ok(SchemaPolicy::Strict),
+            "additive" => Ok(SchemaPolicy::Additive),
+            other => Err(CatalogError::InvalidArgument(format!(
+                "unknown schema policy {}; use strict or additive",
+                names::quote_for_message(other)
+            ))),
+        }
+    }
+}
+
+/// One schema a table has had.
+#[derive(Debug, Clone)]
+pub struct SchemaVersion {
+    pub version: i64,
+    pub arrow_schema: Vec<u8>,
+    pub changed_at: Micros,
+    pub change: String,
 }
 
 impl TableRecord {
@@ -352,6 +398,8 @@ pub struct GcCounts {
     pub files_deleted: i64,
     pub bytes_deleted: i64,
     pub tables_purged: i64,
+    /// Batches whose files could not be deleted (a later run tries again).
+    pub batches_failed: i64,
 }
 
 impl std::ops::AddAssign for GcCounts {
@@ -361,6 +409,7 @@ impl std::ops::AddAssign for GcCounts {
         self.files_deleted += other.files_deleted;
         self.bytes_deleted += other.bytes_deleted;
         self.tables_purged += other.tables_purged;
+        self.batches_failed += other.batches_failed;
     }
 }
 
@@ -372,6 +421,8 @@ pub struct GcStep {
     pub resume_token: String,
     /// Batches expired and not yet deleted, in the scope, after this step.
     pub remaining: i64,
+    /// Why batches could not be deleted in this step (the first few).
+    pub errors: Vec<String>,
 }
 
 /// Something under the warehouse that no known batch owns.

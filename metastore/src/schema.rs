@@ -1,11 +1,12 @@
 //! Arrow schemas as the catalog sees them: decoded from IPC bytes and compared field by field.
 //!
 //! The metastore never reads Parquet, but it does own the table's schema: the first write (or
-//! table creation) fixes it, and every later write must match it. A refusal names the column.
+//! table creation) fixes it, and every later write must match it, or change it only as the
+//! table's schema policy allows ([`evolve`]). A refusal names the column.
 
 use crate::error::{CatalogError, CatalogResult};
 use crate::limits;
-use crate::model::PartitionKeyDef;
+use crate::model::{PartitionKeyDef, SchemaPolicy};
 use crate::names::quote_for_message;
 use arrow_schema::{DataType, Field, Schema};
 use batchstore_proto::wire;
@@ -62,75 +63,183 @@ pub fn validate_for_table(schema: &Schema, keys: &[PartitionKeyDef]) -> CatalogR
     Ok(())
 }
 
-/// Checks that a write's schema matches the table's.
-///
-/// Allowed: the same columns in any order with equal types; a non-nullable column written into
-/// a nullable one; a dictionary column whose value type equals the table's (index types may
-/// differ, since encoders choose them). Everything else is refused.
+/// Checks that a write's schema matches the table's under the `strict` policy (see
+/// [`evolve`]).
 ///
 /// # Errors
 /// `SchemaMismatch` naming the first column that differs and how.
 pub fn check_compatible(table: &Schema, write: &Schema, table_name: &str) -> CatalogResult<()> {
-    let by_name = |schema: &Schema| -> HashMap<String, usize> {
-        schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.name().clone(), i))
-            .collect()
+    evolve(table, write, SchemaPolicy::Strict, table_name).map(|_| ())
+}
+
+/// A table's schema after a write changed it, and what changed, in words.
+#[derive(Debug, Clone)]
+pub struct Evolution {
+    pub schema: Schema,
+    pub changes: Vec<String>,
+}
+
+/// Checks a write's schema against the table's under the table's policy, matching columns by
+/// name. Returns the table's new schema when the write changes it, `None` when it fits as is.
+///
+/// Both policies allow the same columns in any order with equal types, a non-null column
+/// written into a nullable one, and a dictionary of the same values with another index (the
+/// table takes the wider index). `additive` also allows a write to add a column (the table
+/// takes it as nullable), to leave out a nullable column (read as nulls), to widen a type
+/// (int8→int16→int32→int64, likewise unsigned, an unsigned into a wider signed, float16→
+/// float32→float64), to be narrower than the table (read widened), and to make a column
+/// nullable. Never a drop of a non-null column, a rename, or a narrowing of the table.
+///
+/// # Errors
+/// `SchemaMismatch` naming the first column that differs, how, and which policy would allow
+/// it when one would.
+pub fn evolve(
+    table: &Schema,
+    write: &Schema,
+    policy: SchemaPolicy,
+    table_name: &str,
+) -> CatalogResult<Option<Evolution>> {
+    let additive = policy == SchemaPolicy::Additive;
+    let allow = |what: &str| {
+        if additive {
+            String::new()
+        } else {
+            format!(" (the additive schema policy would allow {what})")
+        }
     };
-    let (table_columns, write_columns) = (by_name(table), by_name(write));
+    let mut fields: Vec<Field> = Vec::with_capacity(table.fields().len());
+    let mut changes = Vec::new();
     for field in table.fields() {
-        let Some(written) = write_columns.get(field.name()).map(|&i| write.field(i)) else {
+        let name = quote_for_message(field.name());
+        let Ok(written) = write.field_with_name(field.name()) else {
+            if additive && field.is_nullable() {
+                fields.push(field.as_ref().clone());
+                continue;
+            }
+            let why = if field.is_nullable() {
+                allow("leaving out this nullable column")
+            } else {
+                " (a write may leave out only nullable columns)".to_owned()
+            };
             return Err(mismatch(
                 table_name,
                 field.name(),
                 format!(
-                    "the table has column {} ({}), but this write does not",
-                    quote_for_message(field.name()),
+                    "the table has column {name} ({}), but this write does not{why}",
                     describe(field)
                 ),
             ));
         };
-        if !types_match(field.data_type(), written.data_type()) {
+        let mut merged = field.as_ref().clone();
+        if types_match(field.data_type(), written.data_type()) {
+            if let Some(wider) = wider_index(field.data_type(), written.data_type()) {
+                changes.push(format!("widened the dictionary index of {name} to {wider}"));
+                merged = merged.with_data_type(wider);
+            }
+        } else if widens(field.data_type(), written.data_type()) {
+            if !additive {
+                return Err(mismatch(
+                    table_name,
+                    field.name(),
+                    format!(
+                        "column {name} is {} in the table, but {} in this write{}",
+                        describe(field),
+                        describe(written),
+                        allow("widening it")
+                    ),
+                ));
+            }
+            changes.push(format!(
+                "widened {name} from {} to {}",
+                field.data_type(),
+                written.data_type()
+            ));
+            merged = merged.with_data_type(written.data_type().clone());
+        } else if !(additive && widens(written.data_type(), field.data_type())) {
+            let narrower = widens(written.data_type(), field.data_type());
             return Err(mismatch(
                 table_name,
                 field.name(),
                 format!(
-                    "column {} is {} in the table, but {} in this write",
-                    quote_for_message(field.name()),
+                    "column {name} is {} in the table, but {} in this write{}",
                     describe(field),
-                    describe(written)
+                    describe(written),
+                    if narrower {
+                        allow("writing a narrower type, read widened")
+                    } else {
+                        " (no schema policy changes a column's type other than by widening it)"
+                            .to_owned()
+                    }
                 ),
             ));
         }
         if written.is_nullable() && !field.is_nullable() {
+            if !additive {
+                return Err(mismatch(
+                    table_name,
+                    field.name(),
+                    format!(
+                        "column {name} is not nullable in the table, but this write allows nulls \
+                         in it{}",
+                        allow("making it nullable")
+                    ),
+                ));
+            }
+            changes.push(format!("made {name} nullable"));
+            merged = merged.with_nullable(true);
+        }
+        fields.push(merged);
+    }
+    for extra in write.fields() {
+        if table.field_with_name(extra.name()).is_ok() {
+            continue;
+        }
+        let name = quote_for_message(extra.name());
+        if !additive {
             return Err(mismatch(
                 table_name,
-                field.name(),
+                extra.name(),
                 format!(
-                    "column {} is not nullable in the table, but this write allows nulls in it",
-                    quote_for_message(field.name())
+                    "this write has column {name} ({}), which the table does not have{}",
+                    describe(extra),
+                    allow("adding it, as a nullable column")
                 ),
             ));
         }
+        changes.push(format!("added column {name} ({})", extra.data_type()));
+        fields.push(extra.as_ref().clone().with_nullable(true));
     }
-    if let Some(extra) = write
-        .fields()
-        .iter()
-        .find(|f| !table_columns.contains_key(f.name()))
-    {
-        return Err(mismatch(
-            table_name,
-            extra.name(),
-            format!(
-                "this write has column {} ({}), which the table does not have",
-                quote_for_message(extra.name()),
-                describe(extra)
-            ),
-        ));
+    Ok((!changes.is_empty()).then(|| Evolution {
+        schema: Schema::new_with_metadata(fields, table.metadata().clone()),
+        changes,
+    }))
+}
+
+/// True when every value of `from` is a value of `to` (and they differ): a wider integer of
+/// the same signedness, an unsigned integer into a wider signed one, a wider float.
+fn widens(from: &DataType, to: &DataType) -> bool {
+    // (family, width): 0 signed, 1 unsigned, 2 float.
+    let rank = |t: &DataType| -> Option<(u8, u8)> {
+        Some(match t {
+            DataType::Int8 => (0, 1),
+            DataType::Int16 => (0, 2),
+            DataType::Int32 => (0, 3),
+            DataType::Int64 => (0, 4),
+            DataType::UInt8 => (1, 1),
+            DataType::UInt16 => (1, 2),
+            DataType::UInt32 => (1, 3),
+            DataType::UInt64 => (1, 4),
+            DataType::Float16 => (2, 1),
+            DataType::Float32 => (2, 2),
+            DataType::Float64 => (2, 3),
+            _ => return None,
+        })
+    };
+    match (rank(from), rank(to)) {
+        (Some((a, x)), Some((b, y))) if a == b => y > x,
+        (Some((1, x)), Some((0, y))) => y > x,
+        _ => false,
     }
-    Ok(())
 }
 
 /// Checks that a file's own schema (from its footer) is the schema its write declared: the
@@ -218,31 +327,6 @@ pub fn merge(first: &Schema, other: &Schema, table_name: &str) -> CatalogResult<
         })
         .collect();
     Ok(Schema::new_with_metadata(fields, first.metadata().clone()))
-}
-
-/// The table's schema widened so that it reads `write` too: each dictionary column takes the
-/// wider of the two index types (encoders pick the index by the number of values; pandas uses
-/// int8 below 128 categories). `None` when nothing needs to change.
-pub fn widen(table: &Schema, write: &Schema) -> Option<Schema> {
-    let mut changed = false;
-    let fields: Vec<Field> = table
-        .fields()
-        .iter()
-        .map(|field| {
-            let wider = write
-                .field_with_name(field.name())
-                .ok()
-                .and_then(|w| wider_index(field.data_type(), w.data_type()));
-            match wider {
-                Some(data_type) => {
-                    changed = true;
-                    field.as_ref().clone().with_data_type(data_type)
-                }
-                None => field.as_ref().clone(),
-            }
-        })
-        .collect();
-    changed.then(|| Schema::new_with_metadata(fields, table.metadata().clone()))
 }
 
 /// `table`'s dictionary type with `write`'s index, when both are dictionaries of the same

@@ -203,32 +203,37 @@ pub struct StoredObject {
 }
 
 impl Warehouse {
-    /// Deletes the files of batches GC expired. Files already gone count as deleted (a rerun
+    /// Deletes the files of one batch GC expired. Files already gone count as deleted (a rerun
     /// after a crash); on a local warehouse nothing reached through a symbolic link is touched,
-    /// and each emptied batch directory is removed.
+    /// and the emptied batch directory is removed.
     ///
     /// # Errors
-    /// `FailedPrecondition` for a location outside this warehouse; `Unavailable` when storage
-    /// cannot be reached (nothing is recorded, so a rerun deletes the rest).
-    pub async fn delete_batches(&self, batches: &[BatchFiles]) -> CatalogResult<Freed> {
+    /// `FailedPrecondition` for a location outside this warehouse or a directory that cannot be
+    /// listed; `Unavailable` when storage cannot be reached (nothing is recorded, so a rerun
+    /// deletes the rest).
+    pub async fn delete_batch(&self, batch: &BatchFiles) -> CatalogResult<Freed> {
         let mut freed = Freed::default();
+        let dir = self.object_dir(&batch.location)?;
         let mut paths = Vec::new();
-        for batch in batches {
-            let dir = self.object_dir(&batch.location)?;
-            match &batch.files {
-                Some(files) => {
-                    for file in files {
-                        paths.push(parse_path(&format!("{dir}/{}", file.path))?);
-                        freed.bytes += file.size_bytes;
-                    }
+        match &batch.files {
+            Some(files) => {
+                for file in files {
+                    paths.push(parse_path(&format!("{dir}/{}", file.path))?);
+                    freed.bytes += file.size_bytes;
                 }
-                None => {
-                    let prefix = parse_path(&dir)?;
-                    let mut listed = self.store.list(Some(&prefix));
-                    while let Some(meta) = listed.try_next().await? {
-                        freed.bytes += meta.size as i64;
-                        paths.push(meta.location);
-                    }
+            }
+            None => {
+                let prefix = parse_path(&dir)?;
+                let mut listed = self.store.list(Some(&prefix));
+                while let Some(meta) = listed.next().await {
+                    let meta = meta.map_err(|e| match CatalogError::from(e) {
+                        CatalogError::Unavailable(m) => CatalogError::Unavailable(m),
+                        other => CatalogError::FailedPrecondition(format!(
+                            "the batch directory {dir} cannot be listed: {other}"
+                        )),
+                    })?;
+                    freed.bytes += meta.size as i64;
+                    paths.push(meta.location);
                 }
             }
         }
@@ -238,28 +243,22 @@ impl Warehouse {
         let mut deletions = self
             .store
             .delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed());
-        let mut deleted = Vec::new();
         while let Some(result) = deletions.next().await {
             match result {
-                Ok(path) => deleted.push(path),
-                Err(object_store::Error::NotFound { .. }) => freed.files += 1,
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => freed.files += 1,
                 Err(other) => return Err(other.into()),
             }
         }
-        freed.files += deleted.len() as i64;
         drop(deletions);
         if let Some(root) = &self.local_root {
-            for batch in batches {
-                if let Ok(dir) = self.object_dir(&batch.location) {
-                    // Only an empty directory goes; a stray file keeps it (and shows as an orphan).
-                    let _ = std::fs::remove_dir(root.join(dir));
-                }
-            }
+            // Only an empty directory goes; a stray file keeps it (and shows as an orphan).
+            let _ = std::fs::remove_dir(root.join(&dir));
         }
         Ok(freed)
     }
 
-    /// Every object under the warehouse root, as a stream (in no particular order).
+    /// Every object under the warehouse root, as a stream (in no particular order). An entry
+    /// that cannot be listed is an `Err` item; the listing goes on after it where it can.
     pub fn list_all(&self) -> impl futures::Stream<Item = CatalogResult<StoredObject>> + use<> {
         let root = (!self.root_path.is_empty()).then(|| Path::from(self.root_path.as_str()));
         let strip = if self.root_path.is_empty() {

@@ -16,6 +16,10 @@ ALTER TABLE tables ADD COLUMN purged_at_us BIGINT;
 ALTER TABLE batches ADD COLUMN expired_at_us BIGINT;
 ALTER TABLE batches ADD COLUMN expired_reason TEXT;
 ALTER TABLE batches ADD COLUMN deleted_at_us BIGINT;
+-- A deletion that failed (the batch directory could not be listed or deleted): why, and in
+-- which GC run, so the run goes on with the other batches and a later run tries again.
+ALTER TABLE batches ADD COLUMN gc_error TEXT;
+ALTER TABLE batches ADD COLUMN gc_error_run TEXT;
 CREATE INDEX batches_table ON batches (table_id, batch_id);
 CREATE INDEX batches_to_delete ON batches (table_id) WHERE expired_at_us IS NOT NULL AND deleted_at_us IS NULL;
 CREATE INDEX batches_uncommitted ON batches (table_id) WHERE state IN ('aborted', 'abandoned') AND expired_at_us IS NULL;
@@ -28,7 +32,10 @@ CREATE TABLE leases (
     holder          TEXT    NOT NULL,
     selection       TEXT    NOT NULL,           -- what was pinned, for people
     created_at_us   BIGINT  NOT NULL,
-    expires_at_us   BIGINT  NOT NULL
+    expires_at_us   BIGINT  NOT NULL,
+    -- A paged whole-table read pins every batch current at this moment, not only its rows in
+    -- lease_batches (its later pages are pinned before they are resolved).
+    as_of_us        BIGINT
 );
 CREATE UNIQUE INDEX leases_name ON leases (table_id, name) WHERE name IS NOT NULL;
 CREATE INDEX leases_expiry ON leases (expires_at_us);
@@ -46,3 +53,18 @@ CREATE TABLE gc_lock (
     expires_at_us   BIGINT  NOT NULL
 );
 INSERT INTO gc_lock (id, holder, expires_at_us) VALUES (1, '', 0);
+
+-- Schema evolution: each table's policy ('strict': writes match the schema; 'additive': a write
+-- may add nullable columns and widen types), and every schema a table has had.
+ALTER TABLE tables ADD COLUMN schema_policy TEXT NOT NULL DEFAULT 'strict';
+CREATE TABLE table_schemas (
+    table_id        BIGINT  NOT NULL REFERENCES tables (id),
+    version         BIGINT  NOT NULL,
+    arrow_schema    BLOB   NOT NULL,
+    changed_at_us   BIGINT  NOT NULL,
+    change          TEXT    NOT NULL,           -- what changed, for people
+    PRIMARY KEY (table_id, version)
+);
+INSERT INTO table_schemas (table_id, version, arrow_schema, changed_at_us, change)
+    SELECT id, 1, arrow_schema, created_at_us, 'the schema before schema history was kept'
+    FROM tables WHERE arrow_schema IS NOT NULL;

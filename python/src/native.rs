@@ -495,6 +495,8 @@ impl NativeClient {
         let counts = run(py, async move {
             client.collect_garbage(&scope, dry_run, |_| {}).await
         })?;
-        values::gc_dict(py, &counts)
+        let dict = values::gc_dict(py, &counts.done)?;
+        dict.set_item("errors", counts.errors)?;
+        Ok(dict)
     }
 }

@@ -272,6 +272,7 @@ pub fn gc_dict<'py>(py: Python<'py>, c: &GcCounts) -> PyResult<Bound<'py, PyDict
     dict.set_item("files_deleted", c.files_deleted)?;
     dict.set_item("bytes_deleted", c.bytes_deleted)?;
     dict.set_item("tables_purged", c.tables_purged)?;
+    dict.set_item("batches_failed", c.batches_failed)?;
     Ok(dict)
 }
 

@@ -76,3 +76,32 @@ def test_durations_and_names_are_checked(client):
     client.drop_table("lc", "t")
     client.undrop_table("lc", "t")
     assert bs.load_dataframe("lc", "t", {"ds": "1"})["x"].tolist() == [1] * 20
+
+
+def test_schema_evolves_additively(client, metastore):
+    def store(ds: str, **columns) -> None:
+        bs.store_dataframe(pd.DataFrame(columns), "lc", "e", partitions={"ds": ds})
+
+    store("1", a=pd.array([1, 1], dtype="int32"), b=["one", "one"])
+    with pytest.raises(bs.SchemaMismatch, match="additive schema policy would allow"):
+        store("2", a=pd.array([2, 2], dtype="int32"), b=["two", "two"], c=[2.5, 2.5])
+    done = metastore.tablectl("table", "set-schema-policy", "lc.e", "additive")
+    assert done.returncode == 0, done.stderr
+    store("2", a=pd.array([2, 2], dtype="int32"), b=["two", "two"], c=[2.5, 2.5])
+    store("3", a=pd.array([3, 3], dtype="int32"), b=["three", "three"])
+    store("3", a=pd.array([4, 4], dtype="int64"), b=["four", "four"], c=[4.5, 4.5])
+
+    def rows() -> list[tuple]:
+        frame = bs.load_dataframe("lc", "e").sort_values(["ds", "a"])
+        assert str(frame["a"].dtype) == "int64"
+        return [(r.ds, r.a, r.b, None if pd.isna(r.c) else r.c) for r in frame.itertuples()]
+
+    assert rows() == [
+        ("1", 1, "one", None), ("1", 1, "one", None),
+        ("2", 2, "two", 2.5), ("2", 2, "two", 2.5),
+        ("3", 4, "four", 4.5), ("3", 4, "four", 4.5),
+    ]
+    bs.rollback("lc", "e", {"ds": "3"}, to_version=1)
+    assert rows()[4:] == [("3", 3, "three", None), ("3", 3, "three", None)]
+    shown = metastore.tablectl("table", "schema", "lc.e", "--history")
+    assert "added column" in shown.stdout and "widened" in shown.stdout

@@ -227,6 +227,10 @@ pub enum TableCommand {
         /// Succeed when it exists already with the same keys.
         #[arg(long)]
         if_not_exists: bool,
+        /// What later writes may change in the schema: strict (nothing) or additive (add
+        /// nullable columns, leave out nullable ones, widen types).
+        #[arg(long, value_name = "POLICY")]
+        schema_policy: Option<String>,
     },
     /// List tables, in one namespace or all.
     List {
@@ -259,6 +263,24 @@ pub enum TableCommand {
         /// Remove the rules (keep every version, or fall back to the namespace's default).
         #[arg(long, conflicts_with_all = ["keep_versions", "keep_for"])]
         clear: bool,
+    },
+    /// Show a table's schema (its columns now), or with --history every schema it has had and
+    /// what changed.
+    Schema {
+        /// NAMESPACE.TABLE
+        table: String,
+        #[arg(long)]
+        history: bool,
+    },
+    /// Set what later writes may change in a table's schema: `strict` (writes match it) or
+    /// `additive` (add nullable columns, leave out nullable ones, widen int8→…→int64 and
+    /// float32→float64; never drop, rename or narrow). Reads of batches written under an older
+    /// schema see it as the current one: added columns are null, widened ones widened.
+    SetSchemaPolicy {
+        /// NAMESPACE.TABLE
+        table: String,
+        /// strict or additive
+        policy: String,
     },
 }
 

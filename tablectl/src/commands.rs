@@ -202,15 +202,19 @@ async fn table(client: &Client, command: TableCommand, json: bool) -> Result<()>
             table,
             partition_keys,
             if_not_exists,
+            schema_policy,
         } => {
             let name = TableName::parse(&table)?;
             let keys = partition_keys
                 .iter()
                 .map(|k| parse_key(k))
                 .collect::<Result<Vec<_>>>()?;
-            let (info, created) = client
+            let (mut info, created) = client
                 .create_table(&name, &keys, None, if_not_exists)
                 .await?;
+            if let Some(policy) = schema_policy {
+                info = client.set_schema_policy(&name, &policy).await?;
+            }
             if json {
                 return output::json(&json!({ "table": info, "created": created }));
             }
@@ -226,6 +230,19 @@ async fn table(client: &Client, command: TableCommand, json: bool) -> Result<()>
             dropped: true,
         } => lifecycle::list_dropped(client, namespace.as_deref(), json).await,
         TableCommand::Undrop { table } => lifecycle::undrop(client, &table, json).await,
+        TableCommand::Schema { table, history } => {
+            lifecycle::schema(client, &table, history, json).await
+        }
+        TableCommand::SetSchemaPolicy { table, policy } => {
+            let info = client
+                .set_schema_policy(&TableName::parse(&table)?, &policy)
+                .await?;
+            output::done(
+                json,
+                json!({ "table": table, "schema_policy": info.schema_policy }),
+                format!("schema policy of {table}: {}", info.schema_policy),
+            )
+        }
         TableCommand::SetRetention {
             target,
             keep_versions,
@@ -277,6 +294,7 @@ async fn table(client: &Client, command: TableCommand, json: bool) -> Result<()>
             println!("location   {}", info.location);
             println!("created    {}", time(&info.created_at));
             println!("partitions {}", info.partition_count);
+            println!("schema     policy {}", info.schema_policy);
             println!(
                 "retention  {}{}",
                 info.effective_retention.describe(),

@@ -1,4 +1,4 @@
-//! The lifecycle commands: retention, undrop, leases, garbage collection and orphans.
+//! The lifecycle commands: retention, undrop, leases, garbage collection, orphans and schemas.
 
 use crate::cli::{GcArgs, LeaseCommand};
 use crate::output::{self, size, time};
@@ -198,11 +198,22 @@ pub async fn gc(client: &Client, args: GcArgs, json: bool) -> Result<()> {
         })
         .await;
     spinner.finish();
-    let counts = counts?;
+    let run = counts?;
     if json {
-        return output::json(&json!({ "dry_run": args.dry_run, "counts": counts }));
+        return output::json(
+            &json!({ "dry_run": args.dry_run, "counts": run.done, "errors": run.errors }),
+        );
     }
-    println!("{}", summary(&counts, args.dry_run));
+    println!("{}", summary(&run.done, args.dry_run));
+    if run.done.batches_failed > 0 {
+        println!(
+            "{} batches could not be deleted (the next run tries again):",
+            run.done.batches_failed
+        );
+        for error in &run.errors {
+            println!("  {error}");
+        }
+    }
     Ok(())
 }
 
@@ -267,10 +278,59 @@ async fn orphans(client: &Client, delete: bool, limit: usize, json: bool) -> Res
             String::new()
         }
     );
+    if report.unreadable > 0 {
+        println!(
+            "{} entries could not be listed and were skipped (the first: {})",
+            report.unreadable, report.first_unreadable
+        );
+    }
     if delete {
         println!("deleted {} orphans", deleted.len());
     } else if report.total > 0 {
         println!("nothing was deleted; run `tablectl gc --orphans --delete` to delete them");
     }
+    Ok(())
+}
+
+/// `tablectl table schema TABLE [--history]`.
+pub async fn schema(client: &Client, table: &str, history: bool, json: bool) -> Result<()> {
+    let name = TableName::parse(table)?;
+    if !history {
+        let info = client.get_table(&name).await?;
+        if json {
+            return output::json(&json!({
+                "table": table, "schema_policy": info.schema_policy, "columns": info.columns
+            }));
+        }
+        println!("schema of {table} (policy {})", info.schema_policy);
+        output::table(
+            &["column", "type"],
+            info.columns
+                .iter()
+                .map(|(n, t)| vec![n.clone(), t.clone()])
+                .collect(),
+        );
+        return Ok(());
+    }
+    let versions = client.schema_history(&name).await?;
+    if json {
+        return output::json(&versions);
+    }
+    let rows = versions
+        .iter()
+        .map(|v| {
+            vec![
+                v.version.to_string(),
+                time(&v.changed_at),
+                v.change.clone(),
+                v.columns
+                    .iter()
+                    .map(|(n, t)| format!("{n}: {t}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ]
+        })
+        .collect();
+    output::table(&["version", "changed", "change", "columns"], rows);
     Ok(())
 }

@@ -283,6 +283,26 @@ impl Metastore {
         extra_args: &[&str],
         env: &[(String, String)],
     ) -> Result<Self> {
+        Self::start_logging(listen, database_url, warehouse, extra_args, env, None)
+    }
+
+    /// Like [`Metastore::start_at`], with the server's log (stderr) written to `log` instead of
+    /// this process's stderr.
+    ///
+    /// # Errors
+    /// When the process fails to start or to announce its address.
+    pub fn start_logging(
+        listen: &str,
+        database_url: &str,
+        warehouse: &str,
+        extra_args: &[&str],
+        env: &[(String, String)],
+        log: Option<&Path>,
+    ) -> Result<Self> {
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(metastore_binary()?)
             .args([
                 "serve",
@@ -297,7 +317,7 @@ impl Metastore {
             .env("BATCHSTORE_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .context("starting the metastore")?;
         let stdout = child.stdout.take().context("metastore stdout")?;
@@ -526,6 +546,7 @@ pub fn ds_table(namespace: &str, table: &str) -> pb::CreateTableRequest {
         }],
         arrow_schema: vec![],
         if_not_exists: false,
+        schema_policy: String::new(),
     }
 }
 

@@ -131,7 +131,7 @@ fn needed(method: &str) -> Option<Option<Level>> {
         "ListNamespaces" | "WhoAmI" => None,
         "GetTable" | "ListTables" | "GetBatch" | "ResolvePartitions" | "ListPartitions"
         | "GetHistory" | "ListTags" | "GetLineage" | "AcquireLease" | "ExtendLease"
-        | "ReleaseLease" | "ListLeases" => Some(Read),
+        | "ReleaseLease" | "ListLeases" | "GetSchemaHistory" => Some(Read),
         "BeginWrite" | "Commit" | "AbortWrite" | "RenewLease" | "Rollback" | "CreateTag"
         | "DeleteTag" => Some(Write),
         "CreateNamespace" | "DropNamespace" | "CreateTable" | "DropTable" | "Grant" | "Revoke"
@@ -387,6 +387,7 @@ impl Matrix<'_> {
                     partition_keys: vec![],
                     arrow_schema: vec![],
                     if_not_exists: false,
+                    schema_policy: String::new(),
                 }
             ),
             "GetTable" => go!(get_table, pb::GetTableRequest { table: t() }),
@@ -577,6 +578,17 @@ impl Matrix<'_> {
                 }
             ),
             "FindOrphans" => go!(find_orphans, pb::FindOrphansRequest::default()),
+            "SetSchemaPolicy" => go!(
+                set_schema_policy,
+                pb::SetSchemaPolicyRequest {
+                    table: t(),
+                    schema_policy: "additive".into(),
+                }
+            ),
+            "GetSchemaHistory" => go!(
+                get_schema_history,
+                pb::GetSchemaHistoryRequest { table: t() }
+            ),
             other => bail!("RPC {other} has no call in the access matrix; add one"),
         };
         Ok(match outcome {
@@ -1451,6 +1463,7 @@ async fn credentials_are_checked_before_the_body_is_read() -> Result<()> {
         partition_keys: vec![],
         arrow_schema: vec![0u8; 65 * 1024 * 1024],
         if_not_exists: false,
+        schema_policy: String::new(),
     };
     let refused = rpc
         .create_table(req(huge(), None, "flood"))

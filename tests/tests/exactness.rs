@@ -575,6 +575,7 @@ async fn limits_hold_at_and_past_the_bound(backend: Backend) -> anyhow::Result<(
             partition_keys: vec![],
             arrow_schema: at_limit,
             if_not_exists: false,
+            schema_policy: String::new(),
         })
         .await?;
     // Partitions per read.
@@ -627,6 +628,7 @@ async fn huge_schema_does_not_block_other_clients(backend: Backend) -> anyhow::R
                 partition_keys: vec![],
                 arrow_schema: huge,
                 if_not_exists: false,
+                schema_policy: String::new(),
             })
             .await
     });
@@ -805,6 +807,7 @@ async fn a_namespace_dropped_while_a_table_is_created_leaves_no_orphan(
             partition_keys: vec![],
             arrow_schema: vec![],
             if_not_exists: false,
+            schema_policy: String::new(),
         });
         let drop = dropper.drop_namespace(pb::DropNamespaceRequest { name: name.clone() });
         let (created, dropped) = tokio::join!(create, drop);

@@ -26,4 +26,6 @@ on_both_backends!(
     gc_runs_on_a_schedule,
     keep_for_keeps_the_as_of_window,
     tablectl_runs_the_lifecycle,
+    schema_evolves_additively,
+    gc_goes_on_past_a_batch_it_cannot_delete,
 );

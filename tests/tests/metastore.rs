@@ -519,6 +519,7 @@ async fn hostile_names(backend: Backend) -> anyhow::Result<()> {
                 partition_keys: vec![],
                 arrow_schema: vec![],
                 if_not_exists: false,
+                schema_policy: String::new(),
             })
             .await;
         assert_eq!(
@@ -535,6 +536,7 @@ async fn hostile_names(backend: Backend) -> anyhow::Result<()> {
                 }],
                 arrow_schema: vec![],
                 if_not_exists: false,
+                schema_policy: String::new(),
             })
             .await;
         assert_eq!(

@@ -18,13 +18,16 @@
 use super::{Catalog, format_micros};
 use crate::error::{CatalogError, CatalogResult};
 use crate::model::{GcCounts, GcScope, GcStep, Micros, Retention};
-use crate::warehouse::BatchFiles;
+use crate::warehouse::{BatchFiles, Freed};
+use futures::StreamExt;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use std::time::Duration;
 
 /// Batches expired per statement, and deleted per step.
 const CHUNK: i64 = 1000;
+/// Batches whose files are deleted at once.
+const DELETE_CONCURRENCY: usize = 32;
 /// Tables looked at per step of the expire phase.
 const TABLES_PER_STEP: i64 = 200;
 /// How long a step holds the GC lock; the next step of the same run renews it.
@@ -55,6 +58,9 @@ impl Resume {
         else {
             return Err(bad_resume());
         };
+        if uuid::Uuid::try_parse(run_id).is_err() {
+            return Err(bad_resume());
+        }
         Ok(Resume {
             run_id: run_id.to_owned(),
             table_id: table_id.parse().map_err(|_| bad_resume())?,
@@ -77,7 +83,6 @@ fn bad_resume() -> CatalogError {
 struct GcTable {
     id: i64,
     qualified: String,
-    retention: Retention,
     dropped_at: Option<Micros>,
 }
 
@@ -118,20 +123,29 @@ impl Catalog {
         let mut step = GcStep::default();
         // Deletions first: an earlier step (or a killed run) may have expired batches whose
         // files are not gone yet.
-        let deleted = self
-            .delete_expired(namespace, table, &mut step.counts)
+        let attempted = self
+            .delete_expired(namespace, table, &resume.run_id, &mut step)
             .await?;
-        if deleted == 0 {
+        if attempted == 0 {
             self.expire_step(namespace, table, &mut resume, &mut step.counts)
                 .await?;
         }
-        step.remaining = self.remaining(namespace, table).await?;
+        let (remaining, failed) = self.remaining(namespace, table, &resume.run_id).await?;
+        step.remaining = remaining + failed;
         let expire_done = resume.table_id == i64::MAX;
-        if expire_done && deleted == 0 && step.remaining == 0 {
+        if expire_done && attempted == 0 && remaining == 0 {
             step.counts.tables_purged = self.finish_purges(namespace, table).await?;
-            sqlx::query(self.sql("DELETE FROM leases WHERE expires_at_us <= {now}"))
-                .execute(&self.pool)
-                .await?;
+            // Leases that ran out a day ago: nobody can extend them any more.
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM leases WHERE expires_at_us <= {now} - 86400000000 \
+                   AND table_id IN (SELECT t.id FROM tables t \
+                                    JOIN namespaces n ON n.id = t.namespace_id WHERE {IN_SCOPE})",
+                now = self.dialect.now()
+            )))
+            .bind(namespace)
+            .bind(table)
+            .execute(&self.pool)
+            .await?;
             self.release_gc_lock(&resume.run_id).await?;
         } else {
             step.resume_token = resume.token();
@@ -156,9 +170,8 @@ impl Catalog {
             .fetch_one(&self.pool)
             .await?;
         Err(CatalogError::FailedPrecondition(format!(
-            "another garbage collection run ({}) is in progress; only one runs at a time. Wait \
-             for it to finish (its hold lapses at {} if it stopped)",
-            row.try_get::<String, _>("holder")?,
+            "another garbage collection run is in progress; only one runs at a time. Wait for \
+             it to finish (its hold lapses at {} if it stopped)",
             format_micros(row.try_get("expires_at_us")?)
         )))
     }
@@ -173,23 +186,28 @@ impl Catalog {
         Ok(())
     }
 
-    /// Deletes the files of up to [`CHUNK`] expired batches and records it. Returns how many.
+    /// Deletes the files of up to [`CHUNK`] expired batches and records it; a batch whose
+    /// files cannot be deleted is recorded as failed in this run (the run goes on without it; a
+    /// later run tries again). Returns how many batches were tried.
     async fn delete_expired(
         &self,
         namespace: &str,
         table: &str,
-        counts: &mut GcCounts,
+        run_id: &str,
+        step: &mut GcStep,
     ) -> CatalogResult<i64> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT b.batch_id, b.location, b.version \
              FROM batches b JOIN tables t ON t.id = b.table_id \
                   JOIN namespaces n ON n.id = t.namespace_id \
              WHERE b.expired_at_us IS NOT NULL AND b.deleted_at_us IS NULL AND {IN_SCOPE} \
+               AND (b.gc_error_run IS NULL OR b.gc_error_run <> $4) \
              ORDER BY b.batch_id LIMIT $3"
         )))
         .bind(namespace)
         .bind(table)
         .bind(CHUNK)
+        .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
         if rows.is_empty() {
@@ -211,16 +229,60 @@ impl Catalog {
                 files: committed.then(|| recorded.remove(&batch_id).unwrap_or_default()),
             });
         }
-        let freed = self.warehouse.delete_batches(&batches).await?;
-        counts.files_deleted += freed.files;
-        counts.bytes_deleted += freed.bytes;
+        let outcomes: Vec<CatalogResult<Freed>> = futures::stream::iter(batches)
+            .map(|batch| {
+                let warehouse = self.warehouse.clone();
+                async move { warehouse.delete_batch(&batch).await }
+            })
+            .buffered(DELETE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut deleted = Vec::new();
+        for (id, outcome) in ids.iter().zip(outcomes) {
+            match outcome {
+                Ok(freed) => {
+                    step.counts.files_deleted += freed.files;
+                    step.counts.bytes_deleted += freed.bytes;
+                    deleted.push(id.clone());
+                }
+                Err(CatalogError::Unavailable(message)) => {
+                    // Storage is down: stop here; the run resumes where it stopped.
+                    self.record_deleted(&deleted).await?;
+                    return Err(CatalogError::Unavailable(message));
+                }
+                Err(error) => {
+                    let error = format!("batch {id}: {error}");
+                    tracing::warn!(%error, "garbage collection could not delete a batch");
+                    sqlx::query(
+                        "UPDATE batches SET gc_error = $1, gc_error_run = $2 WHERE batch_id = $3",
+                    )
+                    .bind(&error)
+                    .bind(run_id)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                    step.counts.batches_failed += 1;
+                    if step.errors.len() < 10 {
+                        step.errors.push(error);
+                    }
+                }
+            }
+        }
+        self.record_deleted(&deleted).await?;
+        step.counts.batches_deleted += deleted.len() as i64;
+        Ok(ids.len() as i64)
+    }
+
+    /// Records that these batches' files are gone.
+    async fn record_deleted(&self, ids: &[String]) -> CatalogResult<()> {
         for chunk in ids.chunks(500) {
             let placeholders = (1..=chunk.len())
                 .map(|i| format!("${i}"))
                 .collect::<Vec<_>>()
                 .join(", ");
             let mut update = sqlx::query(AssertSqlSafe(format!(
-                "UPDATE batches SET deleted_at_us = {} WHERE batch_id IN ({placeholders})",
+                "UPDATE batches SET deleted_at_us = {}, gc_error = NULL, gc_error_run = NULL \
+                 WHERE batch_id IN ({placeholders})",
                 self.dialect.now()
             )));
             for id in chunk {
@@ -228,8 +290,7 @@ impl Catalog {
             }
             update.execute(&self.pool).await?;
         }
-        counts.batches_deleted += ids.len() as i64;
-        Ok(ids.len() as i64)
+        Ok(())
     }
 
     /// Expires batches table by table from where the run got to, until a chunk's worth is
@@ -251,7 +312,9 @@ impl Catalog {
                 resume.table_id = t.id;
                 resume.after_batch.clear();
             }
-            let expired = self.expire_in_table(t, &resume.after_batch, false).await?;
+            let expired = self
+                .expire_in_table(t, &resume.after_batch, false, true)
+                .await?;
             counts.batches_expired += expired.len() as i64;
             if expired.len() as i64 >= CHUNK {
                 // More may follow in this table: go on after the last one, next step.
@@ -280,9 +343,7 @@ impl Catalog {
         limit: i64,
     ) -> CatalogResult<Vec<GcTable>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT t.id, n.name AS namespace, t.name, t.dropped_at_us, \
-                    t.keep_versions, t.keep_for_us, \
-                    n.keep_versions AS ns_keep_versions, n.keep_for_us AS ns_keep_for_us \
+            "SELECT t.id, n.name AS namespace, t.name, t.dropped_at_us \
              FROM tables t JOIN namespaces n ON n.id = t.namespace_id \
              WHERE t.purged_at_us IS NULL AND t.id >= $3 AND {IN_SCOPE} \
              ORDER BY t.id LIMIT $4"
@@ -304,12 +365,16 @@ impl Catalog {
         t: &GcTable,
         after: &str,
         count_only: bool,
+        committed: bool,
     ) -> CatalogResult<Expired> {
         if after == "~" {
             return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await?;
-        self.exclusive_commit_lock(&mut tx, t.id).await?;
+        // A dry run only reads: it holds up no commit.
+        if !count_only {
+            self.exclusive_commit_lock(&mut tx, t.id).await?;
+        }
         let grace = self.settings.drop_grace.as_micros() as i64;
         // A dropped table past its grace period is purged: once this is set (under the table's
         // row lock, re-checked after any concurrent undrop), it can no longer be undropped.
@@ -324,16 +389,20 @@ impl Catalog {
             .execute(&mut *tx)
             .await?;
         }
+        // The table's state and retention now, under the lock (not as listed before it).
         let state = sqlx::query(self.sql(
-            "SELECT dropped_at_us, purge_started_at_us, \
-                    CASE WHEN dropped_at_us IS NOT NULL AND dropped_at_us <= {now} - $2 \
-                         THEN 1 ELSE 0 END AS past_grace \
-             FROM tables WHERE id = $1",
+            "SELECT t.dropped_at_us, t.purge_started_at_us, \
+                    CASE WHEN t.dropped_at_us IS NOT NULL AND t.dropped_at_us <= {now} - $2 \
+                         THEN 1 ELSE 0 END AS past_grace, \
+                    t.keep_versions, t.keep_for_us, n.keep_versions AS ns_keep_versions, \
+                    n.keep_for_us AS ns_keep_for_us \
+             FROM tables t JOIN namespaces n ON n.id = t.namespace_id WHERE t.id = $1",
         ))
         .bind(t.id)
         .bind(grace)
         .fetch_one(&mut *tx)
         .await?;
+        let retention = effective_retention(&state)?;
         let dropped_at: Option<Micros> = state.try_get("dropped_at_us")?;
         let purging = state
             .try_get::<Option<i64>, _>("purge_started_at_us")?
@@ -353,17 +422,17 @@ impl Catalog {
             // Dropped, within its grace period: kept exactly as it was, for undrop.
             tx.rollback().await?;
             return Ok(Vec::new());
-        } else if t.retention.is_set() {
+        } else if committed && retention.is_set() {
             (
                 RETENTION_CANDIDATES,
                 format!(
                     "beyond the retention of {}: {}",
                     t.qualified,
-                    t.retention.describe()
+                    retention.describe()
                 ),
                 (
-                    t.retention.keep_versions.unwrap_or(0),
-                    t.retention.keep_for.unwrap_or(0),
+                    retention.keep_versions.unwrap_or(0),
+                    retention.keep_for.unwrap_or(0),
                 ),
             )
         } else {
@@ -373,7 +442,9 @@ impl Catalog {
                 (0, 0),
             )
         };
-        let select = self.sql(candidates).0;
+        let select = candidates
+            .replace("{pinned}", PINNED)
+            .replace("{now}", self.dialect.now());
         let sql = if count_only {
             format!("{select} ORDER BY b.batch_id LIMIT $5")
         } else {
@@ -400,15 +471,9 @@ impl Catalog {
             .collect::<Result<_, _>>()?;
         expired.sort_unstable();
         // A table with retention also sheds what was never committed, after its old versions.
-        if expired.len() < CHUNK as usize && !purging && t.retention.is_set() {
+        if expired.len() < CHUNK as usize && !purging && committed && retention.is_set() {
             tx.commit().await?;
-            let rest = GcTable {
-                retention: Retention::default(),
-                id: t.id,
-                qualified: t.qualified.clone(),
-                dropped_at: t.dropped_at,
-            };
-            let more = Box::pin(self.expire_in_table(&rest, "", count_only)).await?;
+            let more = Box::pin(self.expire_in_table(t, "", count_only, false)).await?;
             expired.extend(more);
             return Ok(expired);
         }
@@ -420,18 +485,28 @@ impl Catalog {
         Ok(expired)
     }
 
-    /// Batches expired and not yet deleted in scope.
-    async fn remaining(&self, namespace: &str, table: &str) -> CatalogResult<i64> {
-        Ok(sqlx::query(AssertSqlSafe(format!(
-            "SELECT COUNT(*) AS n FROM batches b JOIN tables t ON t.id = b.table_id \
+    /// Batches expired and not yet deleted in scope: `(to try, failed in this run)`.
+    async fn remaining(
+        &self,
+        namespace: &str,
+        table: &str,
+        run_id: &str,
+    ) -> CatalogResult<(i64, i64)> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS n, \
+                    COALESCE(SUM(CASE WHEN b.gc_error_run = $3 THEN 1 ELSE 0 END), 0) AS failed \
+             FROM batches b JOIN tables t ON t.id = b.table_id \
                   JOIN namespaces n ON n.id = t.namespace_id \
              WHERE b.expired_at_us IS NOT NULL AND b.deleted_at_us IS NULL AND {IN_SCOPE}"
         )))
         .bind(namespace)
         .bind(table)
+        .bind(run_id)
         .fetch_one(&self.pool)
-        .await?
-        .try_get("n")?)
+        .await?;
+        let all: i64 = row.try_get("n")?;
+        let failed: i64 = row.try_get::<i64, _>("failed")?;
+        Ok((all - failed, failed))
     }
 
     /// Records as purged every dropped table in scope whose batches are all deleted.
@@ -463,7 +538,7 @@ impl Catalog {
             for t in &tables {
                 let mut after = String::new();
                 loop {
-                    let found = self.expire_in_table(t, &after, true).await?;
+                    let found = self.expire_in_table(t, &after, true, true).await?;
                     step.counts.batches_expired += found.len() as i64;
                     self.add_sizes(&found, &mut step.counts).await?;
                     if (found.len() as i64) < CHUNK {
@@ -534,15 +609,23 @@ impl Catalog {
     }
 }
 
-fn gc_table(row: &AnyRow) -> CatalogResult<GcTable> {
+/// The retention a row of `tables t JOIN namespaces n` says GC applies.
+fn effective_retention(row: &AnyRow) -> CatalogResult<Retention> {
     let own = Retention {
         keep_versions: row.try_get("keep_versions")?,
         keep_for: row.try_get("keep_for_us")?,
     };
-    let namespace_default = Retention {
-        keep_versions: row.try_get("ns_keep_versions")?,
-        keep_for: row.try_get("ns_keep_for_us")?,
-    };
+    Ok(if own.is_set() {
+        own
+    } else {
+        Retention {
+            keep_versions: row.try_get("ns_keep_versions")?,
+            keep_for: row.try_get("ns_keep_for_us")?,
+        }
+    })
+}
+
+fn gc_table(row: &AnyRow) -> CatalogResult<GcTable> {
     Ok(GcTable {
         id: row.try_get("id")?,
         qualified: format!(
@@ -550,7 +633,6 @@ fn gc_table(row: &AnyRow) -> CatalogResult<GcTable> {
             row.try_get::<String, _>("namespace")?,
             row.try_get::<String, _>("name")?
         ),
-        retention: if own.is_set() { own } else { namespace_default },
         dropped_at: row.try_get("dropped_at_us")?,
     })
 }
@@ -571,8 +653,7 @@ const RETENTION_CANDIDATES: &str = "SELECT b.batch_id FROM batches b JOIN partit
        AND b.expired_at_us IS NULL \
        AND (p.current_batch_id IS NULL OR p.current_batch_id <> b.batch_id) \
        AND NOT EXISTS (SELECT 1 FROM tags g WHERE g.batch_id = b.batch_id) \
-       AND NOT EXISTS (SELECT 1 FROM lease_batches lb JOIN leases l ON l.lease_id = lb.lease_id \
-                       WHERE lb.batch_id = b.batch_id AND l.expires_at_us > {now}) \
+       AND {pinned} \
        AND NOT EXISTS (SELECT 1 FROM history h WHERE h.batch_id = b.batch_id AND ( \
              h.version > p.current_version - $3 \
              OR COALESCE((SELECT h2.committed_at_us FROM history h2 \
@@ -582,5 +663,16 @@ const RETENTION_CANDIDATES: &str = "SELECT b.batch_id FROM batches b JOIN partit
 /// Every batch of a table being purged (`$1`, after `$2`) that no lease pins.
 const PURGE_CANDIDATES: &str = "SELECT b.batch_id FROM batches b \
      WHERE b.table_id = $1 AND b.batch_id > $2 AND b.expired_at_us IS NULL AND $3 = $4 \
-       AND NOT EXISTS (SELECT 1 FROM lease_batches lb JOIN leases l ON l.lease_id = lb.lease_id \
-                       WHERE lb.batch_id = b.batch_id AND l.expires_at_us > {now})";
+       AND {pinned}";
+
+/// No live lease pins batch `b`: neither by name (its rows in `lease_batches`) nor by moment
+/// (a paged read's lease pins every batch current at its `as_of_us`).
+const PINNED: &str = "NOT EXISTS (SELECT 1 FROM lease_batches lb JOIN leases l ON l.lease_id = lb.lease_id \
+                     WHERE lb.batch_id = b.batch_id AND l.expires_at_us > {now}) \
+     AND NOT EXISTS (SELECT 1 FROM leases l JOIN history h ON h.batch_id = b.batch_id \
+                     WHERE l.table_id = b.table_id AND l.as_of_us IS NOT NULL \
+                       AND l.expires_at_us > {now} AND h.committed_at_us <= l.as_of_us \
+                       AND COALESCE((SELECT h2.committed_at_us FROM history h2 \
+                                     WHERE h2.partition_id = h.partition_id \
+                                       AND h2.version = h.version + 1), \
+                                    9223372036854775807) > l.as_of_us)";

@@ -8,7 +8,10 @@
 //! one transaction that holds the table's commit lock in shared mode (PostgreSQL), while GC
 //! expires a table's batches holding that lock exclusively (`gc`). So either GC sees the lease
 //! and keeps the batches, or the lease sees them expired and is refused (a read of the current
-//! versions then resolves again). SQLite runs one transaction at a time.
+//! versions then resolves again). SQLite runs one transaction at a time. A whole-table read
+//! over several pages is read as of one moment; its lease records that moment and pins every
+//! batch current then (GC keeps them), so its later pages are safe before they are resolved.
+//! Each page extends the lease; the client extends it while it fetches.
 
 use super::{Catalog, format_micros};
 use crate::error::{CatalogError, CatalogResult, Missing};
@@ -25,6 +28,9 @@ const INSERT_CHUNK: usize = 500;
 /// between resolving and leasing (each retry sees newer current versions).
 const PIN_ATTEMPTS: usize = 3;
 
+/// Longest lease a read's own lease is given per call (it is extended while the read runs).
+const MAX_READ_LEASE: Duration = Duration::from_secs(600);
+
 /// Which lease a pin goes into.
 pub enum PinTo<'a> {
     /// A new lease: a job's (named) or a read's (no name).
@@ -34,8 +40,12 @@ pub enum PinTo<'a> {
         selection: String,
         ttl: Duration,
     },
-    /// A lease an earlier page of the same read took.
-    Existing { lease_id: &'a str, holder: &'a str },
+    /// A lease an earlier page of the same read took; it is extended to `ttl` from now.
+    Existing {
+        lease_id: &'a str,
+        holder: &'a str,
+        ttl: Duration,
+    },
 }
 
 /// A pin's outcome: the lease, or a batch GC expired before it could be pinned.
@@ -80,6 +90,12 @@ impl Catalog {
         }
     }
 
+    /// The time to live of a read's own lease: as asked, at most [`MAX_READ_LEASE`] (the read
+    /// extends it while it runs), so reads cannot pin batches for long.
+    pub fn read_lease_ttl(&self, requested: Duration) -> Duration {
+        requested.clamp(Duration::from_secs(1), MAX_READ_LEASE)
+    }
+
     /// Resolves like [`Catalog::resolve`] and pins the resolved batches under a read lease
     /// (new, or `lease_id` of an earlier page). Returns the lease id and its expiry too.
     ///
@@ -105,7 +121,16 @@ impl Catalog {
                 )
                 .await?;
             let ids: Vec<String> = page.items.iter().map(|r| r.batch_id.clone()).collect();
-            match self.pin(&record, &lease, &ids).await? {
+            // A whole-table read over several pages reads them all as of one moment: its lease
+            // pins everything current then, so its later pages cannot be collected first.
+            let as_of = match &lease {
+                PinTo::New { .. } => page
+                    .next_page_token
+                    .split_once('@')
+                    .and_then(|(_, moment)| moment.parse::<Micros>().ok()),
+                PinTo::Existing { .. } => None,
+            };
+            match self.pin(&record, &lease, &ids, as_of).await? {
                 Pinned::Lease {
                     lease_id,
                     expires_at,
@@ -153,7 +178,7 @@ impl Catalog {
             if let Pinned::Lease {
                 lease_id,
                 expires_at,
-            } = self.pin(&record, &to, &batch_ids).await?
+            } = self.pin(&record, &to, &batch_ids, None).await?
             {
                 let created_at = expires_at - ttl.as_micros() as i64;
                 return Ok(LeaseRecord {
@@ -203,60 +228,83 @@ impl Catalog {
         }
     }
 
-    /// Records the batches under a lease and checks, in the same transaction and under the
-    /// table's shared commit lock, that GC has expired none of them.
+    /// Records the batches under a lease (and with `as_of`, every batch of the table current at
+    /// that moment) and checks, in the same transaction and under the table's shared commit
+    /// lock, that GC has expired none of them.
     async fn pin(
         &self,
         table: &TableRecord,
         to: &PinTo<'_>,
         batch_ids: &[String],
+        as_of: Option<Micros>,
     ) -> CatalogResult<Pinned> {
         let mut tx = self.pool.begin().await?;
         self.share_commit_locks(&mut tx, &[table.id]).await?;
-        let (lease_id, expires_at) = match to {
+        let (lease_id, expires_at, pinned_as_of) = match to {
             PinTo::New {
                 name,
                 holder,
                 selection,
                 ttl,
             } => {
-                self.insert_lease(&mut tx, table, *name, holder, selection, *ttl)
-                    .await?
+                let (id, expires) = self
+                    .insert_lease(&mut tx, table, *name, holder, selection, *ttl, as_of)
+                    .await?;
+                (id, expires, as_of)
             }
-            PinTo::Existing { lease_id, holder } => {
+            PinTo::Existing {
+                lease_id,
+                holder,
+                ttl,
+            } => {
+                // Each page of a read extends its lease, so paging cannot outlast it.
                 let row = sqlx::query(self.sql(
-                    "SELECT expires_at_us FROM leases \
+                    "UPDATE leases SET expires_at_us = {max}(expires_at_us, {now} + $4) \
                      WHERE lease_id = $1 AND holder = $2 AND table_id = $3 \
-                       AND expires_at_us > {now}",
+                       AND expires_at_us > {now} \
+                     RETURNING expires_at_us, as_of_us",
                 ))
                 .bind(*lease_id)
                 .bind(*holder)
                 .bind(table.id)
+                .bind(ttl.as_micros() as i64)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(row) = row else {
                     tx.rollback().await?;
                     return Err(lease_not_found(lease_id));
                 };
-                ((*lease_id).to_owned(), row.try_get("expires_at_us")?)
+                (
+                    (*lease_id).to_owned(),
+                    row.try_get("expires_at_us")?,
+                    row.try_get::<Option<Micros>, _>("as_of_us")?,
+                )
             }
         };
-        for chunk in batch_ids.chunks(INSERT_CHUNK) {
-            let values = (0..chunk.len())
-                .map(|i| format!("($1, ${})", i + 2))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let mut insert = sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO lease_batches (lease_id, batch_id) VALUES {values} \
-                 ON CONFLICT DO NOTHING"
-            )))
-            .bind(&lease_id);
-            for id in chunk {
-                insert = insert.bind(id);
+        // A lease pinned as of a moment covers this page's batches already.
+        if pinned_as_of.is_none() || matches!(to, PinTo::New { .. }) {
+            for chunk in batch_ids.chunks(INSERT_CHUNK) {
+                let values = (0..chunk.len())
+                    .map(|i| format!("($1, ${})", i + 2))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut insert = sqlx::query(AssertSqlSafe(format!(
+                    "INSERT INTO lease_batches (lease_id, batch_id) VALUES {values} \
+                     ON CONFLICT DO NOTHING"
+                )))
+                .bind(&lease_id);
+                for id in chunk {
+                    insert = insert.bind(id);
+                }
+                insert.execute(&mut *tx).await?;
             }
-            insert.execute(&mut *tx).await?;
         }
-        if let Some(batch_id) = first_expired(&mut tx, &lease_id).await? {
+        let expired = match (first_expired(&mut tx, &lease_id).await?, as_of) {
+            (Some(batch_id), _) => Some(batch_id),
+            (None, Some(moment)) => self.expired_as_of(&mut tx, table.id, moment).await?,
+            (None, None) => None,
+        };
+        if let Some(batch_id) = expired {
             tx.rollback().await?;
             return Ok(Pinned::Expired { batch_id });
         }
@@ -267,6 +315,30 @@ impl Catalog {
         })
     }
 
+    /// A batch of the table that was current at `moment` and that GC has expired, if any.
+    async fn expired_as_of(
+        &self,
+        conn: &mut AnyConnection,
+        table_id: i64,
+        moment: Micros,
+    ) -> CatalogResult<Option<String>> {
+        let row = sqlx::query(
+            "SELECT b.batch_id FROM batches b JOIN history h ON h.batch_id = b.batch_id \
+             WHERE b.table_id = $1 AND b.expired_at_us IS NOT NULL AND h.committed_at_us <= $2 \
+               AND COALESCE((SELECT h2.committed_at_us FROM history h2 \
+                             WHERE h2.partition_id = h.partition_id \
+                               AND h2.version = h.version + 1), $3) > $2 \
+             LIMIT 1",
+        )
+        .bind(table_id)
+        .bind(moment)
+        .bind(Micros::MAX)
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(row.map(|r| r.try_get("batch_id")).transpose()?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn insert_lease(
         &self,
         conn: &mut AnyConnection,
@@ -275,6 +347,7 @@ impl Catalog {
         holder: &str,
         selection: &str,
         ttl: Duration,
+        as_of: Option<Micros>,
     ) -> CatalogResult<(String, Micros)> {
         if let Some(name) = name {
             // A name whose lease ran out is free again.
@@ -289,8 +362,8 @@ impl Catalog {
         let lease_id = uuid::Uuid::now_v7().to_string();
         let inserted = sqlx::query(self.sql(
             "INSERT INTO leases (lease_id, table_id, name, holder, selection, created_at_us, \
-                                 expires_at_us) \
-             VALUES ($1, $2, $3, $4, $5, {now}, {now} + $6) RETURNING expires_at_us",
+                                 expires_at_us, as_of_us) \
+             VALUES ($1, $2, $3, $4, $5, {now}, {now} + $6, $7) RETURNING expires_at_us",
         ))
         .bind(&lease_id)
         .bind(table.id)
@@ -298,6 +371,7 @@ impl Catalog {
         .bind(holder)
         .bind(selection)
         .bind(ttl.as_micros() as i64)
+        .bind(as_of)
         .fetch_one(&mut *conn)
         .await;
         match inserted {

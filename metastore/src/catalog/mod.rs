@@ -22,6 +22,7 @@ mod paging;
 mod pointer;
 mod reads;
 mod retention;
+mod schemas;
 mod tables;
 mod tags;
 mod writes;
@@ -33,7 +34,8 @@ pub use orphans::OrphanReport;
 
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{
-    BatchRecord, Expiry, Micros, PartitionKeyDef, PartitionValues, Retention, TableRecord,
+    BatchRecord, Expiry, Micros, PartitionKeyDef, PartitionValues, Retention, SchemaPolicy,
+    TableRecord,
 };
 use crate::names::quote_for_message;
 use crate::warehouse::Warehouse;
@@ -94,7 +96,7 @@ pub struct Catalog {
 /// The columns [`Catalog::table_from_row`] reads, from `tables t JOIN namespaces n`.
 const TABLE_COLUMNS: &str = "t.id, n.name AS namespace, t.name, t.partition_keys, t.arrow_schema, \
      t.created_at_us, t.dropped_at_us, t.keep_versions, t.keep_for_us, \
-     n.keep_versions AS ns_keep_versions, n.keep_for_us AS ns_keep_for_us";
+     n.keep_versions AS ns_keep_versions, n.keep_for_us AS ns_keep_for_us, t.schema_policy";
 
 /// Most batches remembered between BeginWrite and Commit; past it the memory starts afresh.
 const BEGAN_LIMIT: usize = 100_000;
@@ -203,6 +205,7 @@ impl Catalog {
                 keep_for: row.try_get("ns_keep_for_us")?,
             },
             dropped_at: row.try_get("dropped_at_us")?,
+            schema_policy: SchemaPolicy::parse(&row.try_get::<String, _>("schema_policy")?)?,
         })
     }
 

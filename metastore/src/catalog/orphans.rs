@@ -10,7 +10,7 @@ use crate::error::{CatalogError, CatalogResult};
 use crate::limits;
 use crate::model::Orphan;
 use crate::warehouse::StoredObject;
-use futures::TryStreamExt;
+use futures::StreamExt;
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::{HashMap, HashSet};
 
@@ -26,6 +26,9 @@ pub struct OrphanReport {
     pub total_bytes: i64,
     pub scanned: i64,
     pub deleted: Vec<String>,
+    /// Entries the listing could not read (skipped), and the first such error.
+    pub unreadable: i64,
+    pub first_unreadable: Option<String>,
 }
 
 /// What the catalog knows of one batch directory.
@@ -52,10 +55,23 @@ impl Catalog {
         let mut listing = Box::pin(self.warehouse.list_all());
         let mut chunk = Vec::with_capacity(CLASSIFY_CHUNK);
         loop {
-            let next = listing.try_next().await?;
+            let next = listing.next().await;
             let done = next.is_none();
-            if let Some(object) = next {
-                chunk.push(object);
+            match next {
+                Some(Ok(object)) => chunk.push(object),
+                // Storage down: no answer is better than a partial one.
+                Some(Err(CatalogError::Unavailable(message))) => {
+                    return Err(CatalogError::Unavailable(message));
+                }
+                // One entry that cannot be listed (a name storage cannot represent, a
+                // directory without permission) does not hide the rest.
+                Some(Err(error)) => {
+                    report.unreadable += 1;
+                    report
+                        .first_unreadable
+                        .get_or_insert_with(|| error.to_string());
+                }
+                None => {}
             }
             if chunk.len() >= CLASSIFY_CHUNK || (done && !chunk.is_empty()) {
                 report.scanned += chunk.len() as i64;

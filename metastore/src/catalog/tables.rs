@@ -4,7 +4,8 @@ use super::paging::{bad_token, page_size, paginate};
 use super::{Catalog, TABLE_COLUMNS, format_micros};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{
-    Micros, Page, PartitionKeyDef, TableRecord, describe_duration, validate_partition_keys,
+    Micros, Page, PartitionKeyDef, SchemaPolicy, TableRecord, describe_duration,
+    validate_partition_keys,
 };
 use crate::names::{NameKind, validate_name};
 use crate::schema;
@@ -23,6 +24,7 @@ impl Catalog {
         name: &str,
         keys: Vec<PartitionKeyDef>,
         arrow_schema: Option<Vec<u8>>,
+        policy: SchemaPolicy,
         if_not_exists: bool,
     ) -> CatalogResult<(TableRecord, bool)> {
         validate_name(NameKind::Namespace, namespace)?;
@@ -50,24 +52,41 @@ impl Catalog {
             return Err(self.namespace_not_found(namespace));
         };
         let inserted = sqlx::query(self.sql(
-            "INSERT INTO tables (namespace_id, name, partition_keys, arrow_schema, created_at_us) \
-             VALUES ($1, $2, $3, $4, {now}) RETURNING id",
+            "INSERT INTO tables (namespace_id, name, partition_keys, arrow_schema, created_at_us, \
+                                 schema_policy) \
+             VALUES ($1, $2, $3, $4, {now}, $5) RETURNING id, created_at_us",
         ))
         .bind(namespace_id)
         .bind(name)
         .bind(&keys_json)
-        .bind(arrow_schema)
-        .execute(&mut *tx)
+        .bind(&arrow_schema)
+        .bind(policy.as_str())
+        .fetch_one(&mut *tx)
         .await;
         let inserted = match inserted {
-            Ok(done) => tx.commit().await.map(|()| done),
+            Ok(row) => {
+                if let Some(bytes) = &arrow_schema {
+                    // The given schema is the first of the table's schema history.
+                    sqlx::query(
+                        "INSERT INTO table_schemas (table_id, version, arrow_schema, \
+                                                    changed_at_us, change) \
+                         VALUES ($1, 1, $2, $3, 'given when the table was created')",
+                    )
+                    .bind(row.try_get::<i64, _>("id")?)
+                    .bind(bytes)
+                    .bind(row.try_get::<i64, _>("created_at_us")?)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await
+            }
             Err(e) => {
                 tx.rollback().await?;
                 Err(e)
             }
         };
         match inserted.map_err(CatalogError::from) {
-            Ok(_) => Ok((self.table(namespace, name).await?, true)),
+            Ok(()) => Ok((self.table(namespace, name).await?, true)),
             Err(CatalogError::AlreadyExists(_)) => {
                 let existing = self.table(namespace, name).await?;
                 if if_not_exists && existing.keys == keys {

@@ -83,6 +83,7 @@ pub fn table_to_pb(table: &TableRecord) -> pb::Table {
         effective_retention: Some(retention_to_pb(table.effective_retention())),
         dropped_at_micros: table.dropped_at.unwrap_or_default(),
         purge_after_micros: 0,
+        schema_policy: table.schema_policy.as_str().to_owned(),
     }
 }
 
@@ -136,6 +137,7 @@ pub fn gc_counts_to_pb(c: GcCounts) -> pb::GcCounts {
         files_deleted: c.files_deleted,
         bytes_deleted: c.bytes_deleted,
         tables_purged: c.tables_purged,
+        batches_failed: c.batches_failed,
     }
 }
 

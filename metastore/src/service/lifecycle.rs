@@ -1,4 +1,5 @@
-//! The lifecycle RPCs: retention, undrop, leases, garbage collection and orphans. Each checks
+//! The lifecycle RPCs: retention, undrop, leases, garbage collection, orphans and schema
+//! evolution. Each checks
 //! what the caller holds, converts, and calls the catalog, like the rest of the service.
 
 use super::convert::*;
@@ -7,7 +8,7 @@ use super::{MetastoreService, Reply, no_actor};
 use crate::access::Permission;
 use crate::catalog::{LeaseRef, PinTo};
 use crate::error::{CatalogError, CatalogResult};
-use crate::model::GcScope;
+use crate::model::{GcScope, SchemaPolicy};
 use batchstore_proto::v1 as pb;
 use batchstore_proto::wire::ALL_NAMESPACES;
 use std::time::Duration;
@@ -109,10 +110,10 @@ impl MetastoreService {
             .map(|p| partition_pairs(Some(p)))
             .collect();
         let holder = caller.actor();
+        let ttl = self.catalog.read_lease_ttl(
+            ttl_of(r.lease_seconds, "lease_seconds")?.unwrap_or(Duration::from_secs(120)),
+        );
         let to = if r.lease_id.is_empty() {
-            let ttl = self
-                .catalog
-                .lease_ttl(ttl_of(r.lease_seconds, "lease_seconds")?)?;
             PinTo::New {
                 name: None,
                 holder: &holder,
@@ -123,6 +124,7 @@ impl MetastoreService {
             PinTo::Existing {
                 lease_id: &r.lease_id,
                 holder: &holder,
+                ttl,
             }
         };
         let (table, page, lease_id, expires_at) = self
@@ -284,6 +286,7 @@ impl MetastoreService {
                 more: !step.resume_token.is_empty(),
                 resume_token: step.resume_token,
                 remaining: step.remaining,
+                errors: step.errors,
             })
         })
         .await
@@ -312,6 +315,48 @@ impl MetastoreService {
                 total_bytes: report.total_bytes,
                 deleted: Vec::new(),
                 scanned: report.scanned,
+                unreadable: report.unreadable,
+                first_unreadable: report.first_unreadable.unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn do_set_schema_policy(
+        &self,
+        request: Request<pb::SetSchemaPolicyRequest>,
+    ) -> Reply<pb::SetSchemaPolicyResponse> {
+        self.guarded("SetSchemaPolicy", request, no_actor, async |caller, r| {
+            let (ns, table) = table_ref(r.table.as_ref())?;
+            caller.require_table(Permission::Admin, &ns, &table)?;
+            let policy = SchemaPolicy::parse(&r.schema_policy)?;
+            caller.note(policy.as_str());
+            let table = self.catalog.set_schema_policy(&ns, &table, policy).await?;
+            Ok(pb::SetSchemaPolicyResponse {
+                table: Some(table_to_pb(&table)),
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn do_get_schema_history(
+        &self,
+        request: Request<pb::GetSchemaHistoryRequest>,
+    ) -> Reply<pb::GetSchemaHistoryResponse> {
+        self.guarded("GetSchemaHistory", request, no_actor, async |caller, r| {
+            let (ns, table) = table_ref(r.table.as_ref())?;
+            caller.require_table(Permission::Read, &ns, &table)?;
+            let versions = self.catalog.schema_history(&ns, &table).await?;
+            Ok(pb::GetSchemaHistoryResponse {
+                versions: versions
+                    .into_iter()
+                    .map(|v| pb::SchemaVersion {
+                        version: v.version,
+                        arrow_schema: v.arrow_schema,
+                        changed_at_micros: v.changed_at,
+                        change: v.change,
+                    })
+                    .collect(),
             })
         })
         .await

@@ -13,6 +13,7 @@ pub mod status;
 use crate::access::{AuditFilter, Permission};
 use crate::catalog::Catalog;
 use crate::error::{CatalogError, CatalogResult};
+use crate::model::SchemaPolicy;
 use batchstore_proto::v1 as pb;
 use batchstore_proto::v1::metastore_server::Metastore;
 use batchstore_proto::wire::{ACTOR_KEY, ALL_NAMESPACES};
@@ -163,9 +164,10 @@ impl Metastore for MetastoreService {
                 .map(key_from_pb)
                 .collect::<CatalogResult<Vec<_>>>()?;
             let schema = (!r.arrow_schema.is_empty()).then_some(r.arrow_schema);
+            let policy = SchemaPolicy::parse(&r.schema_policy)?;
             let (table, created) = self
                 .catalog
-                .create_table(&ns, &table, keys, schema, r.if_not_exists)
+                .create_table(&ns, &table, keys, schema, policy, r.if_not_exists)
                 .await?;
             Ok(pb::CreateTableResponse {
                 table: Some(table_to_pb(&table)),
@@ -676,5 +678,19 @@ impl Metastore for MetastoreService {
         request: Request<pb::FindOrphansRequest>,
     ) -> Reply<pb::FindOrphansResponse> {
         self.do_find_orphans(request).await
+    }
+
+    async fn set_schema_policy(
+        &self,
+        request: Request<pb::SetSchemaPolicyRequest>,
+    ) -> Reply<pb::SetSchemaPolicyResponse> {
+        self.do_set_schema_policy(request).await
+    }
+
+    async fn get_schema_history(
+        &self,
+        request: Request<pb::GetSchemaHistoryRequest>,
+    ) -> Reply<pb::GetSchemaHistoryResponse> {
+        self.do_get_schema_history(request).await
     }
 }

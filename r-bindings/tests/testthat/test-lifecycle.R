@@ -60,3 +60,34 @@ test_that("durations and lease names are checked before anything changes", {
   expect_identical(sf_set_retention("lc", "t", keep_for = "7d")$keep_seconds, 7 * 86400)
   expect_identical(sf_set_retention("lc", "t", keep_for = 3600)$keep_seconds, 3600)
 })
+
+test_that("a table evolves additively; R reads every batch in the current schema", {
+  skip_without_python()
+  server <- start_metastore()
+  sf_writer(data.frame(a = c(1L, 1L), b = c("one", "one")), "lc", "e", partitions = c(ds = "1"))
+  err <- expect_error(
+    sf_writer(data.frame(a = c(2L, 2L), b = c("two", "two"), c = c(2.5, 2.5)), "lc", "e", partitions = c(ds = "2")),
+    class = "batchstore_schema_mismatch"
+  )
+  expect_match(conditionMessage(err), "additive schema policy would allow")
+  run_tablectl(server, "table", "set-schema-policy", "lc.e", "additive")
+  sf_writer(data.frame(a = c(2L, 2L), b = c("two", "two"), c = c(2.5, 2.5)), "lc", "e", partitions = c(ds = "2"))
+  sf_writer(data.frame(a = c(3L, 3L), b = c("three", "three")), "lc", "e", partitions = c(ds = "3"))
+  # The widened column comes from Python (R has no 64-bit integers of its own).
+  run_python(server, c(
+    "import batchstore as bs, pandas as pd",
+    "bs.store_dataframe(pd.DataFrame({'a': pd.array([4, 4], dtype='int64'), 'b': ['four', 'four'], 'c': [4.5, 4.5]}), 'lc', 'e', partitions={'ds': '3'})"
+  ))
+  read <- function() {
+    frame <- sf_reader("lc", "e")
+    frame[order(frame$ds), c("ds", "a", "b", "c")]
+  }
+  frame <- read()
+  expect_identical(frame$a, c(1L, 1L, 2L, 2L, 4L, 4L))
+  expect_identical(frame$c, c(NA, NA, 2.5, 2.5, 4.5, 4.5))
+  sf_rollback("lc", "e", c(ds = "3"), to_version = 1)
+  frame <- read()
+  expect_identical(frame$a[5:6], c(3L, 3L))
+  expect_identical(frame$b[5:6], c("three", "three"))
+  expect_identical(frame$c[5:6], c(NA_real_, NA_real_))
+})

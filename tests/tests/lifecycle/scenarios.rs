@@ -47,10 +47,10 @@ impl Env {
         Self::with(db, server, Storage::Local).await
     }
 
-    /// A metastore on SQLite with its warehouse on moto. The client reads S3 through this
+    /// A metastore on `backend` with its warehouse on moto. The client reads S3 through this
     /// process's `AWS_*` variables, which the caller has set.
-    pub async fn start_on_s3(s3: S3Server) -> anyhow::Result<Self> {
-        let db = TestDatabase::create(Backend::Sqlite)?;
+    pub async fn start_on_s3(backend: Backend, s3: S3Server) -> anyhow::Result<Self> {
+        let db = TestDatabase::create(backend)?;
         let server = Metastore::start_with_env(&db.url, "s3://lifecycle/wh", &[], &s3.env())?;
         Self::with(db, server, Storage::S3(s3)).await
     }
@@ -237,7 +237,8 @@ pub async fn read(
 pub async fn gc(client: &Client, dry_run: bool) -> anyhow::Result<GcCounts> {
     Ok(client
         .collect_garbage(&GcScope::Table(table()), dry_run, |_| {})
-        .await?)
+        .await?
+        .done)
 }
 
 pub async fn batch_location(client: &Client, batch_id: &str) -> anyhow::Result<String> {
@@ -770,7 +771,8 @@ pub async fn dropped_tables_come_back_until_purged(backend: Backend) -> anyhow::
 pub async fn gc_all(client: &Client) -> anyhow::Result<GcCounts> {
     Ok(client
         .collect_garbage(&GcScope::Namespace("lc".into()), false, |_| {})
-        .await?)
+        .await?
+        .done)
 }
 
 /// The metastore collects garbage on its own schedule.
@@ -888,5 +890,290 @@ pub async fn tablectl_runs_the_lifecycle(backend: Backend) -> anyhow::Result<()>
     anyhow::ensure!(dropped.contains("lc.t"), "{dropped}");
     t.ok(&["table", "undrop", "lc.t"])?;
     anyhow::ensure!(read(client, "c", Selector::Current).await? == vec![4; 50]);
+    Ok(())
+}
+
+/// Writes one batch of `columns` (name, array) into partition `ds` of `lc.e`.
+async fn write_columns(
+    client: &Client,
+    partition: &str,
+    columns: Vec<(&str, arrow_array::ArrayRef, bool)>,
+) -> Result<CommitInfo, ClientError> {
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(name, array, nullable)| Field::new(*name, array.data_type().clone(), *nullable))
+            .collect::<Vec<_>>(),
+    ));
+    let batch = RecordBatch::try_new(schema, columns.into_iter().map(|(_, a, _)| a).collect())
+        .expect("a valid batch");
+    client
+        .write(
+            &TableName::new("lc", "e"),
+            PartitionData {
+                partition: ds(partition),
+                expected: None,
+                data: Box::new(RecordBatchIterator::new(
+                    [Ok(batch.clone())],
+                    batch.schema(),
+                )),
+            },
+            "",
+            &WriteOptions::default(),
+            None,
+        )
+        .await
+}
+
+fn int32(v: i32) -> arrow_array::ArrayRef {
+    Arc::new(arrow_array::Int32Array::from(vec![v; 2]))
+}
+
+fn int64(v: i64) -> arrow_array::ArrayRef {
+    Arc::new(Int64Array::from(vec![v; 2]))
+}
+
+fn text(v: &str) -> arrow_array::ArrayRef {
+    Arc::new(arrow_array::StringArray::from(vec![v; 2]))
+}
+
+fn float(v: f64) -> arrow_array::ArrayRef {
+    Arc::new(arrow_array::Float64Array::from(vec![v; 2]))
+}
+
+/// `(ds, a, b, c)` of every row of `lc.e`, sorted.
+async fn read_e(client: &Client) -> anyhow::Result<Vec<(String, i64, String, Option<f64>)>> {
+    let result = client
+        .read(
+            &ReadRequest {
+                table: Some(TableName::new("lc", "e")),
+                ..Default::default()
+            },
+            None,
+        )
+        .await?;
+    let mut rows = Vec::new();
+    for batch in &result.batches {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| anyhow::anyhow!("no column {name}"))
+        };
+        let ds = column("ds")?
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .ok_or_else(|| anyhow::anyhow!("ds is not text"))?;
+        let a = column("a")?
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "a is {}",
+                    column("a")
+                        .map(|c| c.data_type().to_string())
+                        .unwrap_or_default()
+                )
+            })?;
+        let b = column("b")?
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .ok_or_else(|| anyhow::anyhow!("b is not text"))?;
+        let c = column("c")?
+            .as_any()
+            .downcast_ref::<arrow_array::Float64Array>()
+            .ok_or_else(|| anyhow::anyhow!("c is not float64"))?;
+        for i in 0..batch.num_rows() {
+            use arrow_array::Array;
+            rows.push((
+                ds.value(i).to_owned(),
+                a.value(i),
+                b.value(i).to_owned(),
+                (!c.is_null(i)).then(|| c.value(i)),
+            ));
+        }
+    }
+    rows.sort_by(|x, y| x.partial_cmp(y).expect("comparable"));
+    Ok(rows)
+}
+
+/// Schema evolution: a column added in partition 2, a column widened in partition 3; the
+/// whole table reads in the current schema (absent columns null) from the client and tablectl;
+/// partition 3 rolled back to a batch of the older schema reads the same way. Strict refuses,
+/// naming the column and the policy that would allow it; additive never drops or narrows.
+pub async fn schema_evolves_additively(backend: Backend) -> anyhow::Result<()> {
+    let env = Env::start(backend, &[]).await?;
+    let client = &env.client;
+    let e = TableName::new("lc", "e");
+    client
+        .create_table(
+            &e,
+            &[PartitionKey {
+                name: "ds".into(),
+                key_type: KeyType::String,
+            }],
+            None,
+            false,
+        )
+        .await?;
+    write_columns(
+        client,
+        "1",
+        vec![("a", int32(1), false), ("b", text("one"), true)],
+    )
+    .await?;
+    let strict = write_columns(
+        client,
+        "2",
+        vec![
+            ("a", int32(2), false),
+            ("b", text("two"), true),
+            ("c", float(2.5), true),
+        ],
+    )
+    .await;
+    match &strict {
+        Err(ClientError::SchemaMismatch(message))
+            if message.contains("\"c\"")
+                && message.contains("additive schema policy would allow") => {}
+        other => anyhow::bail!("strict took an added column: {other:?}"),
+    }
+    client.set_schema_policy(&e, "additive").await?;
+    write_columns(
+        client,
+        "2",
+        vec![
+            ("a", int32(2), false),
+            ("b", text("two"), true),
+            ("c", float(2.5), true),
+        ],
+    )
+    .await?;
+    write_columns(
+        client,
+        "3",
+        vec![("a", int32(3), false), ("b", text("three"), true)],
+    )
+    .await?;
+    write_columns(
+        client,
+        "3",
+        vec![
+            ("a", int64(4), false),
+            ("b", text("four"), true),
+            ("c", float(4.5), true),
+        ],
+    )
+    .await?;
+    // Never a narrowing of the table, a changed type, or a non-null column left out.
+    let changed = write_columns(
+        client,
+        "4",
+        vec![("a", text("x"), false), ("b", text("x"), true)],
+    )
+    .await;
+    anyhow::ensure!(
+        matches!(&changed, Err(ClientError::SchemaMismatch(m)) if m.contains("\"a\"")),
+        "a changed type: {changed:?}"
+    );
+    let dropped = write_columns(client, "4", vec![("b", text("x"), true)]).await;
+    anyhow::ensure!(
+        matches!(&dropped, Err(ClientError::SchemaMismatch(m)) if m.contains("only nullable")),
+        "a dropped non-null column: {dropped:?}"
+    );
+    // Two rows of each partition.
+    let twice = |rows: Vec<(String, i64, String, Option<f64>)>| {
+        rows.into_iter()
+            .flat_map(|r| [r.clone(), r])
+            .collect::<Vec<_>>()
+    };
+    let expected = twice(vec![
+        ("1".to_owned(), 1, "one".to_owned(), None),
+        ("2".to_owned(), 2, "two".to_owned(), Some(2.5)),
+        ("3".to_owned(), 4, "four".to_owned(), Some(4.5)),
+    ]);
+    anyhow::ensure!(
+        read_e(client).await? == expected,
+        "read {:?}",
+        read_e(client).await?
+    );
+    let history = client.schema_history(&e).await?;
+    let changes: Vec<&str> = history.iter().map(|v| v.change.as_str()).collect();
+    anyhow::ensure!(
+        changes.len() == 3
+            && changes[1].contains("added column \"c\"")
+            && changes[2].contains("widened \"a\" from Int32 to Int64"),
+        "schema history {changes:?}"
+    );
+    let shown = env
+        .tablectl()
+        .ok(&["table", "schema", "lc.e", "--history"])?;
+    anyhow::ensure!(
+        shown.contains("added column") && shown.contains("widened"),
+        "{shown}"
+    );
+
+    // Partition 3 back to its batch of the older schema: read in the current one.
+    client
+        .rollback(&e, &ds("3"), RollbackTo::Version(1), None, "")
+        .await?;
+    let mut expected = expected;
+    expected[4] = ("3".to_owned(), 3, "three".to_owned(), None);
+    expected[5] = expected[4].clone();
+    anyhow::ensure!(
+        read_e(client).await? == expected,
+        "after rollback: {:?}",
+        read_e(client).await?
+    );
+    let read = env.tablectl().json(&["read", "lc.e", "--limit", "100"])?;
+    let rows = read["rows"].as_array().cloned().unwrap_or_default();
+    anyhow::ensure!(rows.len() == 6, "tablectl read {read}");
+    anyhow::ensure!(
+        rows.iter().filter(|r| r["c"].is_null()).count() == 4,
+        "tablectl read {read}"
+    );
+    Ok(())
+}
+
+/// A batch GC cannot delete (its directory holds a name storage cannot list) is reported and
+/// skipped; the rest of the run goes on, and the next run tries it again.
+pub async fn gc_goes_on_past_a_batch_it_cannot_delete(backend: Backend) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::start(backend, &[]).await?;
+    let client = &env.client;
+    let mut rpc = env.server.client().await?;
+    let spec = spec(&[("ds", "x")]);
+    let poisoned = begin(&mut rpc, "lc", "t", &spec, 3600).await?;
+    env.put(&poisoned.location, "part-00000.parquet", 1, 5)?;
+    let dir = local_dir(&poisoned.location)?;
+    std::fs::write(
+        dir.join(std::ffi::OsStr::from_bytes(b"bad-\xff-name")),
+        b"x",
+    )?;
+    let fine = begin(&mut rpc, "lc", "t", &spec, 3600).await?;
+    env.put(&fine.location, "part-00000.parquet", 2, 5)?;
+    for batch_id in [&poisoned.batch_id, &fine.batch_id] {
+        rpc.abort_write(pb::AbortWriteRequest {
+            batch_id: batch_id.clone(),
+        })
+        .await?;
+    }
+    let run = client
+        .collect_garbage(&GcScope::Table(table()), false, |_| {})
+        .await?;
+    anyhow::ensure!(
+        run.done.batches_expired == 2
+            && run.done.batches_deleted == 1
+            && run.done.batches_failed == 1
+            && run.errors.iter().any(|e| e.contains(&poisoned.batch_id)),
+        "run: {run:?}"
+    );
+    anyhow::ensure!(
+        env.batch_objects(&fine.location)?.is_empty(),
+        "the fine batch was kept"
+    );
+    std::fs::remove_file(dir.join(std::ffi::OsStr::from_bytes(b"bad-\xff-name")))?;
+    let again = gc(client, false).await?;
+    anyhow::ensure!(again.batches_deleted == 1, "the next run: {again:?}");
+    anyhow::ensure!(env.batch_objects(&poisoned.location)?.is_empty());
     Ok(())
 }

@@ -21,7 +21,7 @@ use super::{Catalog, Dialect};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{
     BatchCheck, BatchRecord, BatchState, CommitOutcome, CommittedVersion, DataFile,
-    ExpectedCurrent, Micros, NamespaceCheck, PartitionUpdate,
+    ExpectedCurrent, Micros, NamespaceCheck, PartitionUpdate, SchemaPolicy,
 };
 use crate::schema;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
@@ -258,9 +258,10 @@ impl Catalog {
     /// Keeps each table's read schema right for the writes of this commit: a table without a
     /// schema gets all of this commit's schemas for it merged (same columns; nullable where any
     /// is; the widest dictionary index); a table whose schema another commit fixed meanwhile is
-    /// checked against it; and a table whose dictionary indexes are narrower than a write's is
-    /// widened. The table record a batch carries may be older than the table (it is remembered
-    /// from BeginWrite), but schemas only ever widen, so it can only ask for a check too many.
+    /// checked against it; and a write that changes the table's schema (a wider dictionary
+    /// index; under the additive policy a new column, a wider type) changes it, recorded in the
+    /// table's schema history. The table record a batch carries may be older than the table
+    /// (it is remembered from BeginWrite): what it says would change is checked again here.
     async fn fix_table_schemas(
         &self,
         conn: &mut AnyConnection,
@@ -275,9 +276,22 @@ impl Catalog {
                 .filter(|p| p.batch.table.id == table_id)
                 .collect();
             let first = updates[0];
-            let name = first.batch.table.qualified();
+            let table = &first.batch.table;
+            let name = table.qualified();
             match &first.table_schema {
                 None => {
+                    // Usually some commit fixed it since the batch began: read it without a
+                    // lock, so commits to one table do not queue on its row.
+                    let fixed: Option<Vec<u8>> =
+                        sqlx::query("SELECT arrow_schema FROM tables WHERE id = $1")
+                            .bind(table_id)
+                            .fetch_one(&mut *conn)
+                            .await?
+                            .try_get("arrow_schema")?;
+                    if fixed.is_some() {
+                        self.check_and_evolve(conn, table_id, &updates).await?;
+                        continue;
+                    }
                     let bytes = if updates.len() == 1 {
                         first.update.arrow_schema.clone()
                     } else {
@@ -290,21 +304,26 @@ impl Catalog {
                     let set = sqlx::query(
                         "UPDATE tables SET arrow_schema = $1 WHERE id = $2 AND arrow_schema IS NULL",
                     )
-                    .bind(bytes)
+                    .bind(&bytes)
                     .bind(table_id)
                     .execute(&mut *conn)
                     .await?;
                     if set.rows_affected() == 0 {
                         // Another commit fixed it meanwhile.
-                        self.check_and_widen(conn, table_id, &updates).await?;
+                        self.check_and_evolve(conn, table_id, &updates).await?;
+                    } else {
+                        self.record_schema(conn, table_id, &bytes, "fixed by the first write")
+                            .await?;
                     }
                 }
                 Some(known) => {
-                    if updates
-                        .iter()
-                        .any(|q| schema::widen(known, &q.schema).is_some())
-                    {
-                        self.check_and_widen(conn, table_id, &updates).await?;
+                    let mut changes = false;
+                    for q in &updates {
+                        changes |=
+                            schema::evolve(known, &q.schema, table.schema_policy, &name)?.is_some();
+                    }
+                    if changes {
+                        self.check_and_evolve(conn, table_id, &updates).await?;
                     }
                 }
             }
@@ -312,10 +331,10 @@ impl Catalog {
         Ok(())
     }
 
-    /// Checks the writes against the table's current schema and widens its dictionary indexes
-    /// where a write needs it. The table row is locked only when it must change, so commits
-    /// to one table do not wait for each other here.
-    async fn check_and_widen(
+    /// Checks the writes against the table's current schema and policy, and changes the schema
+    /// where a write changes it (recording the change). The table row is locked only when it
+    /// must change, so commits to one table do not wait for each other here.
+    async fn check_and_evolve(
         &self,
         conn: &mut AnyConnection,
         table_id: i64,
@@ -329,35 +348,61 @@ impl Catalog {
                 ""
             };
             let row = sqlx::query(AssertSqlSafe(format!(
-                "SELECT arrow_schema FROM tables WHERE id = $1{lock}"
+                "SELECT arrow_schema, schema_policy FROM tables WHERE id = $1{lock}"
             )))
             .bind(table_id)
             .fetch_one(&mut *conn)
             .await?;
             let mut table_schema = schema::decode(&row.try_get::<Vec<u8>, _>("arrow_schema")?)?;
-            let mut changed = false;
+            let policy = SchemaPolicy::parse(&row.try_get::<String, _>("schema_policy")?)?;
+            let mut changes = Vec::new();
             for q in updates {
-                schema::check_compatible(&table_schema, &q.schema, &q.batch.table.qualified())?;
-                if let Some(wider) = schema::widen(&table_schema, &q.schema) {
-                    table_schema = wider;
-                    changed = true;
+                let name = q.batch.table.qualified();
+                if let Some(evolved) = schema::evolve(&table_schema, &q.schema, policy, &name)? {
+                    table_schema = evolved.schema;
+                    changes.extend(evolved.changes);
                 }
             }
-            if !changed {
+            if changes.is_empty() {
                 return Ok(());
             }
             if !locked {
-                // Read it again under the lock: another commit may be widening it too.
+                // Read it again under the lock: another commit may be changing it too.
                 locked = true;
                 continue;
             }
+            let bytes = schema::encode(&table_schema);
             sqlx::query("UPDATE tables SET arrow_schema = $1 WHERE id = $2")
-                .bind(schema::encode(&table_schema))
+                .bind(&bytes)
                 .bind(table_id)
                 .execute(&mut *conn)
                 .await?;
+            self.record_schema(conn, table_id, &bytes, &changes.join("; "))
+                .await?;
             return Ok(());
         }
+    }
+
+    /// Appends a table's new schema to its schema history (the table row is locked, or was
+    /// just given its first schema, by this transaction).
+    async fn record_schema(
+        &self,
+        conn: &mut AnyConnection,
+        table_id: i64,
+        bytes: &[u8],
+        change: &str,
+    ) -> Result<(), TxStop> {
+        sqlx::query(self.sql(
+            "INSERT INTO table_schemas (table_id, version, arrow_schema, changed_at_us, change) \
+             SELECT $1, COALESCE(MAX(version), 0) + 1, $2, {now}, $3 FROM table_schemas \
+             WHERE table_id = $1",
+        ))
+        .bind(table_id)
+        .bind(bytes)
+        .bind(change)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 
     /// After the transaction stopped on a batch no longer pending or a failed compare-and-swap:

@@ -190,7 +190,14 @@ pub(super) fn prepare(
         let table_schema = match &batch.table.arrow_schema {
             Some(bytes) => {
                 let table_schema = schema::decode(bytes)?;
-                schema::check_compatible(&table_schema, &write_schema, &batch.table.qualified())?;
+                // Against the table as the batch remembers it: the commit checks again, under
+                // the table's current schema and policy, whatever would change it.
+                schema::evolve(
+                    &table_schema,
+                    &write_schema,
+                    batch.table.schema_policy,
+                    &batch.table.qualified(),
+                )?;
                 Some(table_schema)
             }
             None => None,

@@ -462,7 +462,7 @@ fn bs_collect_garbage(client: Robj, namespace: Robj, table: Robj, dry_run: Robj)
         };
         let dry_run = args::flag(&dry_run);
         let counts = run(async move { client.collect_garbage(&scope, dry_run, |_| {}).await })?;
-        records::gc_counts(&counts)
+        records::gc_counts(&counts.done)
     }))
 }
 

@@ -301,6 +301,7 @@ pub fn gc_counts(c: &GcCounts) -> Outcome<Robj> {
         nums([c.files_deleted].into_iter()),
         nums([c.bytes_deleted].into_iter()),
         nums([c.tables_purged].into_iter()),
+        nums([c.batches_failed].into_iter()),
     ];
     let names = [
         "batches_expired",
@@ -308,6 +309,7 @@ pub fn gc_counts(c: &GcCounts) -> Outcome<Robj> {
         "files_deleted",
         "bytes_deleted",
         "tables_purged",
+        "batches_failed",
     ];
     Ok(rvalues::data_frame(&names, columns, 1)?)
 }

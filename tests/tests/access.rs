@@ -135,9 +135,8 @@ fn needed(method: &str) -> Option<Option<Level>> {
         "BeginWrite" | "Commit" | "AbortWrite" | "RenewLease" | "Rollback" | "CreateTag"
         | "DeleteTag" => Some(Write),
         "CreateNamespace" | "DropNamespace" | "CreateTable" | "DropTable" | "Grant" | "Revoke"
-        | "ListGrants" | "ListAuditEvents" | "SetRetention" | "UndropTable" | "CollectGarbage" => {
-            Some(Admin)
-        }
+        | "ListGrants" | "ListAuditEvents" | "SetRetention" | "UndropTable" | "CollectGarbage"
+        | "SetSchemaPolicy" => Some(Admin),
         // The warehouse spans every namespace: admin on `*` only (no cell holds it).
         "FindOrphans" => Some(Global),
         _ => return None,

@@ -377,13 +377,26 @@ fn describe(field: &Field) -> String {
     format!("{}, {nullable}", field.data_type())
 }
 
+/// Equal types, up to the physical layout of the same values: dictionary index width, string
+/// and binary offset width or views (R writes `Utf8`, pandas `LargeUtf8`), list offset width.
 fn types_match(table: &DataType, write: &DataType) -> bool {
+    let text =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let bytes = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+        )
+    };
+    if (text(table) && text(write)) || (bytes(table) && bytes(write)) {
+        return true;
+    }
     match (table, write) {
         (DataType::Dictionary(_, a), DataType::Dictionary(_, b)) => types_match(a, b),
-        (DataType::List(a), DataType::List(b))
-        | (DataType::LargeList(a), DataType::LargeList(b)) => {
-            types_match(a.data_type(), b.data_type())
-        }
+        (
+            DataType::List(a) | DataType::LargeList(a),
+            DataType::List(b) | DataType::LargeList(b),
+        ) => types_match(a.data_type(), b.data_type()),
         (DataType::Struct(a), DataType::Struct(b)) => {
             a.len() == b.len()
                 && a.iter()
@@ -446,6 +459,15 @@ mod tests {
             false,
         )]);
         assert!(check_compatible(&table, &ts, "t").is_err());
+    }
+
+    #[test]
+    fn string_offsets_do_not_matter() {
+        let table = schema(vec![Field::new("s", DataType::Utf8, true)]);
+        let write = schema(vec![Field::new("s", DataType::LargeUtf8, true)]);
+        check_compatible(&table, &write, "t").expect("utf8 and large utf8 hold the same values");
+        let other = schema(vec![Field::new("s", DataType::Binary, true)]);
+        assert!(check_compatible(&table, &other, "t").is_err());
     }
 
     #[test]

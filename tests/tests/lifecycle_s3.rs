@@ -1,7 +1,7 @@
-//! Lifecycle on S3 (moto): garbage collection, retention, leases and orphans with the
-//! warehouse in a bucket, on SQLite and PostgreSQL. The client in the test process reads S3
-//! through `AWS_*` variables, so for each backend the test starts moto and runs itself again
-//! as a child process with them set.
+//! Lifecycle on S3 (moto): garbage collection (killed at random points too), retention, leases
+//! and orphans with the warehouse in a bucket, on SQLite and PostgreSQL. The client in the test
+//! process reads S3 through `AWS_*` variables, so for each backend the test starts moto and
+//! runs itself again as a child process with them set.
 
 #[allow(dead_code)]
 #[path = "lifecycle/scenarios.rs"]
@@ -10,7 +10,7 @@ mod scenarios;
 use anyhow::{Context, ensure};
 use batchstore_tests::Backend;
 use batchstore_tests::s3::S3Server;
-use scenarios::{Env, orphans_scenario, retention_scenario};
+use scenarios::{Env, killed_scenario, orphans_scenario, retention_scenario};
 
 /// Set in the child run: the moto endpoint the parent started, and the backend.
 const CHILD: &str = "BATCHSTORE_TEST_S3_ENDPOINT";
@@ -29,6 +29,8 @@ fn gc_and_orphans_on_s3() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(async {
+                // GC killed at random points converges on S3 too.
+                killed_scenario(backend, Some(&s3)).await?;
                 let env = Env::start_on_s3(backend, s3).await?;
                 orphans_scenario(&env).await?;
                 retention_scenario(env).await

@@ -600,6 +600,11 @@ pub async fn client_clock_skew_changes_nothing(backend: Backend) -> anyhow::Resu
 /// GC killed with SIGKILL at random points, then run again: it converges, nothing current,
 /// tagged or leased is lost, and every expired batch ends with no files.
 pub async fn gc_killed_at_random_converges(backend: Backend) -> anyhow::Result<()> {
+    killed_scenario(backend, None).await
+}
+
+/// [`gc_killed_at_random_converges`] with the warehouse on a local disk or on `s3`.
+pub async fn killed_scenario(backend: Backend, s3: Option<&S3Server>) -> anyhow::Result<()> {
     let db = TestDatabase::create(backend)?;
     let listen = format!(
         "127.0.0.1:{}",
@@ -608,8 +613,11 @@ pub async fn gc_killed_at_random_converges(backend: Backend) -> anyhow::Result<(
             .port()
     );
     let dir = tempfile::tempdir()?;
-    let warehouse = dir.path().join("warehouse").display().to_string();
-    let mut server = Metastore::start_at(&listen, &db.url, &warehouse, &[], &[])?;
+    let (warehouse, env) = match s3 {
+        Some(s3) => ("s3://lifecycle/killed".to_owned(), s3.env()),
+        None => (dir.path().join("warehouse").display().to_string(), vec![]),
+    };
+    let mut server = Metastore::start_at(&listen, &db.url, &warehouse, &[], &env)?;
     let client = Client::connect(Some(&server.endpoint())).await?;
     client.create_namespace("lc", true).await?;
     client
@@ -661,7 +669,7 @@ pub async fn gc_killed_at_random_converges(backend: Backend) -> anyhow::Result<(
         seed ^= seed << 17;
         tokio::time::sleep(Duration::from_millis(seed % 120)).await;
         drop(server);
-        server = Metastore::start_at(&listen, &db.url, &warehouse, &[], &[])?;
+        server = Metastore::start_at(&listen, &db.url, &warehouse, &[], &env)?;
         // The interrupted run either finished, resumed after the restart, or failed.
         let outcome = run.await?;
         eprintln!("round {round}: {outcome:?}");
@@ -702,11 +710,22 @@ pub async fn gc_killed_at_random_converges(backend: Backend) -> anyhow::Result<(
         "SELECT location FROM batches WHERE expired_at_us IS NOT NULL",
     )?;
     for location in expired_dirs.lines().filter(|l| !l.trim().is_empty()) {
-        let dir = local_dir(location.trim())?;
-        let left = if dir.exists() {
-            std::fs::read_dir(&dir)?.count()
-        } else {
-            0
+        let location = location.trim();
+        let left = match s3 {
+            Some(s3) => {
+                let key = location
+                    .strip_prefix("s3://lifecycle/")
+                    .ok_or_else(|| anyhow::anyhow!("unexpected location {location}"))?;
+                s3.list(&format!("{key}/"))?.len()
+            }
+            None => {
+                let dir = local_dir(location)?;
+                if dir.exists() {
+                    std::fs::read_dir(&dir)?.count()
+                } else {
+                    0
+                }
+            }
         };
         anyhow::ensure!(left == 0, "{location} still holds {left} files");
     }

@@ -29,11 +29,10 @@ pub async fn set_retention(
         keep_versions,
         keep_for: keep_for.map(parse_duration).transpose()?,
     };
-    let (namespace, table) = match target.split_once('.') {
-        Some((ns, t)) => (ns, Some(t)),
-        None => (target, None),
-    };
-    let effective = client.set_retention(namespace, table, &retention).await?;
+    let (namespace, table) = scope(target)?;
+    let effective = client
+        .set_retention(&namespace, table.as_deref(), &retention)
+        .await?;
     let what = match table {
         Some(_) => format!("table {target}"),
         None => format!("namespace {target} (its tables' default)"),
@@ -43,6 +42,16 @@ pub async fn set_retention(
         json!({ "target": target, "retention": retention, "effective_retention": effective }),
         format!("retention of {what}: {}", effective.describe()),
     )
+}
+
+/// `NAMESPACE` or `NAMESPACE.TABLE` (parsed as every other table name).
+fn scope(text: &str) -> Result<(String, Option<String>)> {
+    Ok(if text.contains('.') {
+        let table = TableName::parse(text)?;
+        (table.namespace, Some(table.table))
+    } else {
+        (text.to_owned(), None)
+    })
 }
 
 /// `tablectl table undrop TABLE`.
@@ -140,11 +149,16 @@ pub async fn lease(client: &Client, command: LeaseCommand, json: bool) -> Result
 
 /// `tablectl leases [SCOPE]`.
 pub async fn leases(client: &Client, scope: Option<&str>, reads: bool, json: bool) -> Result<()> {
-    let (namespace, table) = match scope.map(|s| s.split_once('.').unwrap_or((s, ""))) {
-        Some((ns, t)) => (Some(ns), (!t.is_empty()).then_some(t)),
+    let (namespace, table) = match scope {
+        Some(s) => {
+            let (ns, t) = self::scope(s)?;
+            (Some(ns), t)
+        }
         None => (None, None),
     };
-    let leases = client.leases(namespace, table, reads).await?;
+    let leases = client
+        .leases(namespace.as_deref(), table.as_deref(), reads)
+        .await?;
     if json {
         return output::json(&leases);
     }
@@ -175,9 +189,9 @@ pub async fn gc(client: &Client, args: GcArgs, json: bool) -> Result<()> {
     }
     let scope = match args.table.as_deref() {
         None => GcScope::All,
-        Some(s) => match s.split_once('.') {
-            Some(_) => GcScope::Table(TableName::parse(s)?),
-            None => GcScope::Namespace(s.to_owned()),
+        Some(s) => match self::scope(s)? {
+            (namespace, None) => GcScope::Namespace(namespace),
+            (namespace, Some(table)) => GcScope::Table(TableName::new(namespace, table)),
         },
     };
     let spinner = Spinner::new(if args.dry_run {

@@ -276,10 +276,7 @@ impl Catalog {
     /// Records that these batches' files are gone.
     async fn record_deleted(&self, ids: &[String]) -> CatalogResult<()> {
         for chunk in ids.chunks(500) {
-            let placeholders = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let placeholders = super::placeholders(1, chunk.len());
             let mut update = sqlx::query(AssertSqlSafe(format!(
                 "UPDATE batches SET deleted_at_us = {}, gc_error = NULL, gc_error_run = NULL \
                  WHERE batch_id IN ({placeholders})",
@@ -577,10 +574,7 @@ impl Catalog {
     /// Adds the recorded files and bytes of batches to a dry run's counts.
     async fn add_sizes(&self, batch_ids: &[String], counts: &mut GcCounts) -> CatalogResult<()> {
         for chunk in batch_ids.chunks(500) {
-            let placeholders = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let placeholders = super::placeholders(1, chunk.len());
             let mut query = sqlx::query(AssertSqlSafe(format!(
                 "SELECT COUNT(*) AS files, CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) AS bytes \
                  FROM batch_files WHERE batch_id IN ({placeholders})"

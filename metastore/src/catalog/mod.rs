@@ -321,6 +321,14 @@ fn partition_hash(values: &PartitionValues) -> String {
         .collect()
 }
 
+/// `$first, $first+1, …`: `count` bind parameters for an `IN (…)` list.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The GC expiry a row carries in `expired_at_us` and `expired_reason`, if any.
 fn expiry_from_row(row: &AnyRow) -> CatalogResult<Option<Expiry>> {
     let at: Option<Micros> = row.try_get("expired_at_us")?;

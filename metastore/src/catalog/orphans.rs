@@ -169,10 +169,7 @@ impl Catalog {
     async fn known_batches(&self, ids: &[String]) -> CatalogResult<HashMap<String, KnownBatch>> {
         let mut known = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
-            let placeholders = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let placeholders = super::placeholders(1, chunk.len());
             let mut query = sqlx::query(AssertSqlSafe(format!(
                 "SELECT batch_id, location, version, deleted_at_us FROM batches \
                  WHERE batch_id IN ({placeholders})"

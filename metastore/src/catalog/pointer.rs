@@ -55,10 +55,7 @@ impl Catalog {
         let mut ids = partition_ids.to_vec();
         ids.sort_unstable();
         ids.dedup();
-        let placeholders = (1..=ids.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let placeholders = super::placeholders(1, ids.len());
         let lock = match self.dialect {
             Dialect::Postgres => " FOR UPDATE OF p",
             Dialect::Sqlite => "",

@@ -211,10 +211,7 @@ impl Catalog {
         };
         let mut sql = format!("{RESOLVE_SELECT}{condition} AND p.id > $2");
         if !specs.is_empty() {
-            let hashes = (0..specs.len())
-                .map(|i| format!("${}", i + 5))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let hashes = super::placeholders(5, specs.len());
             sql.push_str(&format!(" AND p.partition_hash IN ({hashes})"));
         }
         sql.push_str(" ORDER BY p.id LIMIT $4");

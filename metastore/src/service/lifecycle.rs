@@ -4,7 +4,7 @@
 
 use super::convert::*;
 use super::guard::Caller;
-use super::{MetastoreService, Reply, no_actor};
+use super::{MetastoreService, Reply, no_actor, seconds_of};
 use crate::access::Permission;
 use crate::catalog::{LeaseRef, PinTo};
 use crate::error::{CatalogError, CatalogResult};
@@ -13,16 +13,6 @@ use batchstore_proto::v1 as pb;
 use batchstore_proto::wire::ALL_NAMESPACES;
 use std::time::Duration;
 use tonic::Request;
-
-/// A requested time to live: `None` (the default) for 0; negative is refused.
-fn ttl_of(seconds: i64, field: &str) -> CatalogResult<Option<Duration>> {
-    if seconds < 0 {
-        return Err(CatalogError::InvalidArgument(format!(
-            "{field} cannot be negative; use 0 for the default"
-        )));
-    }
-    Ok((seconds > 0).then(|| Duration::from_secs(seconds as u64)))
-}
 
 /// The lease a request names: by id, or by table and name.
 fn lease_ref<'a>(
@@ -111,7 +101,7 @@ impl MetastoreService {
             .collect();
         let holder = caller.actor();
         let ttl = self.catalog.read_lease_ttl(
-            ttl_of(r.lease_seconds, "lease_seconds")?.unwrap_or(Duration::from_secs(120)),
+            seconds_of(r.lease_seconds, "lease_seconds")?.unwrap_or(Duration::from_secs(120)),
         );
         let to = if r.lease_id.is_empty() {
             PinTo::New {
@@ -170,7 +160,7 @@ impl MetastoreService {
                     &selector,
                     &r.name,
                     &caller.actor(),
-                    ttl_of(r.ttl_seconds, "ttl_seconds")?,
+                    seconds_of(r.ttl_seconds, "ttl_seconds")?,
                 )
                 .await?;
             caller.note(format!("lease {}", r.name));
@@ -196,7 +186,7 @@ impl MetastoreService {
                     &lease,
                     &caller.actor(),
                     caller.can(Permission::Admin, &ns),
-                    ttl_of(r.ttl_seconds, "ttl_seconds")?,
+                    seconds_of(r.ttl_seconds, "ttl_seconds")?,
                 )
                 .await?;
             Ok(pb::ExtendLeaseResponse {

@@ -73,12 +73,13 @@ fn no_actor<T>(_: &T) -> &str {
     ""
 }
 
-/// A requested lease: `None` (the default) for 0; negative is refused.
-fn lease_of(seconds: i64) -> CatalogResult<Option<Duration>> {
+/// A requested duration in seconds (a lease, a time to live): `None` (the default) for 0;
+/// negative is refused, naming the request's `field`.
+fn seconds_of(seconds: i64, field: &str) -> CatalogResult<Option<Duration>> {
     if seconds < 0 {
-        return Err(CatalogError::InvalidArgument(
-            "lease_seconds cannot be negative; use 0 for the default".into(),
-        ));
+        return Err(CatalogError::InvalidArgument(format!(
+            "{field} cannot be negative; use 0 for the default"
+        )));
     }
     Ok((seconds > 0).then(|| Duration::from_secs(seconds as u64)))
 }
@@ -238,7 +239,7 @@ impl Metastore for MetastoreService {
         self.guarded("BeginWrite", request, no_actor, async |caller, r| {
             let (ns, table) = table_ref(r.table.as_ref())?;
             caller.require_table(Permission::Write, &ns, &table)?;
-            let lease = lease_of(r.lease_seconds)?;
+            let lease = seconds_of(r.lease_seconds, "lease_seconds")?;
             let began_by = caller.principal().map(|p| p.name.as_str());
             let pending = self
                 .catalog
@@ -315,7 +316,7 @@ impl Metastore for MetastoreService {
         request: Request<pb::RenewLeaseRequest>,
     ) -> Reply<pb::RenewLeaseResponse> {
         self.guarded("RenewLease", request, no_actor, async |caller, r| {
-            let lease = lease_of(r.lease_seconds)?;
+            let lease = seconds_of(r.lease_seconds, "lease_seconds")?;
             let check = caller.batch_check(Permission::Write, true);
             let lease_expires_at_micros =
                 self.catalog.renew_lease(&r.batch_id, lease, &check).await?;

@@ -4,6 +4,7 @@
 //! writes Parquet straight to storage (local disk or S3) for the data itself:
 //! - [`Client::write`] / [`Client::write_partitions`]: Arrow → Parquet (zstd) → a fresh batch →
 //!   one atomic commit, with optional compare-and-swap;
+//! - [`Client::manifest`]: the exact files of a selection, pinned, for query engines;
 //! - [`Client::read`]: a selection (current, version, batch, tag, as-of; projection; many
 //!   partitions with their keys as columns) → Arrow;
 //! - history, rollback, tags, tables and namespaces;
@@ -14,6 +15,7 @@ pub mod client;
 mod commit;
 pub mod error;
 mod lifecycle;
+pub mod manifest;
 pub mod partition;
 pub mod read;
 pub mod runtime;
@@ -29,8 +31,10 @@ pub use access::{AuditEntry, AuditQuery, GrantInfo, Grantee, Identity, Permissio
 pub use client::{Client, ConnectOptions, DEFAULT_ENDPOINT};
 pub use error::{ClientError, Missing, Result};
 pub use lifecycle::{GcCounts, GcProgress, GcScope, LeaseInfo, LeaseName, Orphan, OrphanReport};
-pub use partition::{PartitionSpec, PartitionValue, describe_partition};
+pub use manifest::{Manifest, ManifestFile};
+pub use partition::{KeyPredicate, PartitionSpec, PartitionValue, PredicateOp, describe_partition};
 pub use read::{PartitionColumns, ReadRequest, ReadResult};
+pub use storage::EngineStorage;
 pub use tokio_util::sync::CancellationToken;
 pub use types::*;
 pub use versions::{RollbackTo, TagTarget};

@@ -393,6 +393,9 @@ pub(crate) struct ReadLease {
     rpc: Rpc,
     lease_id: String,
     renewer: Option<tokio::task::JoinHandle<()>>,
+    /// The runtime the lease was taken on, to release it from any thread (a Python or R
+    /// object holding a manifest is dropped outside the runtime).
+    runtime: tokio::runtime::Handle,
 }
 
 impl ReadLease {
@@ -420,7 +423,14 @@ impl ReadLease {
             rpc,
             lease_id,
             renewer,
+            runtime: tokio::runtime::Handle::current(),
         }
+    }
+}
+
+impl ReadLease {
+    pub(crate) fn lease_id(&self) -> &str {
+        &self.lease_id
     }
 }
 
@@ -433,18 +443,16 @@ impl Drop for ReadLease {
             return;
         }
         // Released in the background; if the process ends first, the lease simply runs out.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let mut rpc = self.rpc.clone();
-            let lease_id = std::mem::take(&mut self.lease_id);
-            runtime.spawn(async move {
-                let _ = rpc
-                    .release_lease(pb::ReleaseLeaseRequest {
-                        lease_id,
-                        ..Default::default()
-                    })
-                    .await;
-            });
-        }
+        let mut rpc = self.rpc.clone();
+        let lease_id = std::mem::take(&mut self.lease_id);
+        self.runtime.spawn(async move {
+            let _ = rpc
+                .release_lease(pb::ReleaseLeaseRequest {
+                    lease_id,
+                    ..Default::default()
+                })
+                .await;
+        });
     }
 }
 

@@ -190,6 +190,205 @@ pub fn describe_partition(partition: &[(String, String)]) -> String {
         .join("/")
 }
 
+/// How a [`KeyPredicate`] compares a partition key's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PredicateOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+}
+
+impl PredicateOp {
+    /// `=` (or `==`), `!=` (or `<>`), `<`, `<=`, `>`, `>=`, `in`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for anything else.
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(match text.trim().to_ascii_lowercase().as_str() {
+            "=" | "==" => PredicateOp::Eq,
+            "!=" | "<>" => PredicateOp::Ne,
+            "<" => PredicateOp::Lt,
+            "<=" => PredicateOp::Le,
+            ">" => PredicateOp::Gt,
+            ">=" => PredicateOp::Ge,
+            "in" => PredicateOp::In,
+            other => {
+                return Err(ClientError::InvalidArgument(format!(
+                    "unknown comparison {}; use =, !=, <, <=, >, >= or in",
+                    quote(other)
+                )));
+            }
+        })
+    }
+
+    /// The operator as users write it.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            PredicateOp::Eq => "==",
+            PredicateOp::Ne => "!=",
+            PredicateOp::Lt => "<",
+            PredicateOp::Le => "<=",
+            PredicateOp::Gt => ">",
+            PredicateOp::Ge => ">=",
+            PredicateOp::In => "in",
+        }
+    }
+}
+
+/// A condition on one partition key (`ds >= 2024-01-01`, `region in (eu, us)`), resolved by
+/// the metastore: a read with conditions resolves only the partitions satisfying all of them,
+/// comparing as the key's type. Values are canonical texts, named as partition values are.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyPredicate {
+    pub key: String,
+    pub op: PredicateOp,
+    pub values: Vec<String>,
+}
+
+impl KeyPredicate {
+    /// A condition from a front end's values (one, or one or more for `in`).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a refused value, an empty key or a wrong number of values.
+    pub fn new(key: &str, op: PredicateOp, values: Vec<PartitionValue>) -> Result<Self> {
+        if key.is_empty() {
+            return Err(ClientError::InvalidArgument(
+                "a partition filter names an empty key".to_owned(),
+            ));
+        }
+        let ok = match op {
+            PredicateOp::In => !values.is_empty(),
+            _ => values.len() == 1,
+        };
+        if !ok {
+            return Err(ClientError::InvalidArgument(format!(
+                "the filter on {key} has {} values; `in` takes one or more, every other \
+                 comparison exactly one",
+                values.len()
+            )));
+        }
+        Ok(KeyPredicate {
+            key: key.to_owned(),
+            op,
+            values: values
+                .iter()
+                .map(PartitionValue::canonical)
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// Parses `KEY OP VALUE` or `KEY in (V1, V2, …)`, as written on the command line and in
+    /// R: `ds >= 2024-01-01`, `region == 'eu'`, `ds in (1, 2)`. Values may be quoted with `'`
+    /// or `"` (needed for a value holding a comma or a parenthesis).
+    ///
+    /// # Errors
+    /// `InvalidArgument` saying what is wrong with the text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            ClientError::InvalidArgument(format!(
+                "cannot read the partition filter {}: {why}; write it as KEY OP VALUE (OP one \
+                 of =, !=, <, <=, >, >=) or KEY in (V1, V2, …)",
+                quote(text)
+            ))
+        };
+        let trimmed = text.trim();
+        let key_end = trimmed
+            .find(|c: char| c.is_whitespace() || "=!<>".contains(c))
+            .ok_or_else(|| bad("no comparison"))?;
+        let (key, rest) = trimmed.split_at(key_end);
+        let rest = rest.trim_start();
+        let op_len = rest
+            .char_indices()
+            .find(|(_, c)| !"=!<>".contains(*c))
+            .map_or(rest.len(), |(i, _)| i);
+        let (op, rest) = if op_len > 0 {
+            rest.split_at(op_len)
+        } else if rest.len() >= 2 && rest[..2].eq_ignore_ascii_case("in") {
+            rest.split_at(2)
+        } else {
+            return Err(bad("no comparison after the key"));
+        };
+        let op = PredicateOp::parse(op)?;
+        let rest = rest.trim();
+        let values = if op == PredicateOp::In {
+            let inner = rest
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .or_else(|| rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')))
+                .unwrap_or(rest);
+            split_values(inner).map_err(|why| bad(&why))?
+        } else {
+            vec![unquote(rest).map_err(|why| bad(&why))?]
+        };
+        if values.iter().any(String::is_empty) && op == PredicateOp::In {
+            return Err(bad("an empty value in the list"));
+        }
+        KeyPredicate::new(
+            key,
+            op,
+            values.into_iter().map(PartitionValue::Text).collect(),
+        )
+    }
+}
+
+impl std::fmt::Display for KeyPredicate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.op {
+            PredicateOp::In => write!(f, "{} in ({})", self.key, self.values.join(", ")),
+            op => write!(f, "{} {} {}", self.key, op.symbol(), self.values[0]),
+        }
+    }
+}
+
+/// A value without its quotes (`'eu'`, `"eu"`), or as written when unquoted.
+fn unquote(text: &str) -> std::result::Result<String, String> {
+    let text = text.trim();
+    for q in ['\'', '"'] {
+        if let Some(inner) = text.strip_prefix(q) {
+            return inner
+                .strip_suffix(q)
+                .filter(|inner| !inner.contains(q))
+                .map(str::to_owned)
+                .ok_or_else(|| format!("unbalanced quote {q}"));
+        }
+    }
+    if text.is_empty() {
+        return Err("no value".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
+/// Comma-separated values, each maybe quoted (a quoted value may hold commas).
+fn split_values(text: &str) -> std::result::Result<Vec<String>, String> {
+    let mut values = Vec::new();
+    let mut current = String::new();
+    let mut quote_char: Option<char> = None;
+    for c in text.chars() {
+        match (quote_char, c) {
+            (Some(q), c) if c == q => {
+                quote_char = None;
+                current.push(c);
+            }
+            (None, '\'' | '"') => {
+                quote_char = Some(c);
+                current.push(c);
+            }
+            (None, ',') => values.push(unquote(&std::mem::take(&mut current))?),
+            _ => current.push(c),
+        }
+    }
+    if quote_char.is_some() {
+        return Err("unbalanced quote".to_owned());
+    }
+    values.push(unquote(&current)?);
+    Ok(values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +455,60 @@ mod tests {
         let positional = PartitionSpec::from_values(vec![(None, PartitionValue::Int(3))]).unwrap();
         assert!(positional.suggested_keys().is_none());
         assert_eq!(PartitionSpec::default().suggested_keys(), Some(Vec::new()));
+    }
+
+    #[test]
+    fn filters_parse_as_written_and_refuse_what_they_cannot_read() {
+        let cases = [
+            (
+                "ds >= 2024-01-01",
+                "ds",
+                PredicateOp::Ge,
+                vec!["2024-01-01"],
+            ),
+            ("ds>=3", "ds", PredicateOp::Ge, vec!["3"]),
+            ("region == 'eu'", "region", PredicateOp::Eq, vec!["eu"]),
+            ("region = \"a, b\"", "region", PredicateOp::Eq, vec!["a, b"]),
+            ("ds != 1", "ds", PredicateOp::Ne, vec!["1"]),
+            ("ds in (1, 2,3)", "ds", PredicateOp::In, vec!["1", "2", "3"]),
+            ("ds IN [1]", "ds", PredicateOp::In, vec!["1"]),
+            (
+                "r in ('x,y', \"z\")",
+                "r",
+                PredicateOp::In,
+                vec!["x,y", "z"],
+            ),
+            ("ds < 5", "ds", PredicateOp::Lt, vec!["5"]),
+        ];
+        for (text, key, op, values) in cases {
+            let p = KeyPredicate::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!((p.key.as_str(), p.op), (key, op), "{text}");
+            assert_eq!(p.values, values, "{text}");
+            // What Display writes reads back the same (values without commas).
+            if !p.values.iter().any(|v| v.contains(',')) {
+                assert_eq!(KeyPredicate::parse(&p.to_string()).unwrap(), p, "{text}");
+            }
+        }
+        for text in [
+            "",
+            "ds",
+            "ds ~ 3",
+            "ds ==",
+            "ds in ()",
+            "ds in (1,,2)",
+            "ds = 'x",
+            "= 3",
+        ] {
+            let error = KeyPredicate::parse(text).unwrap_err().to_string();
+            assert!(
+                error.contains("partition filter") || error.contains("comparison"),
+                "{text}: {error}"
+            );
+        }
+        assert!(KeyPredicate::new("ds", PredicateOp::Eq, vec![]).is_err());
+        assert!(
+            KeyPredicate::new("ds", PredicateOp::Lt, vec![PartitionValue::Float(1.5)]).is_err()
+        );
     }
 
     proptest! {

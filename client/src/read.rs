@@ -13,9 +13,9 @@ use crate::client::Client;
 use crate::commit::repeat_while_unknown;
 use crate::error::{ClientError, Result};
 use crate::lifecycle::{READ_LEASE, ReadLease};
-use crate::partition::{PartitionSpec, describe_partition};
+use crate::partition::{KeyPredicate, PartitionSpec, describe_partition};
 use crate::types::{KeyType, Selector, TableInfo, TableName, from_micros};
-use crate::wire::{pairs, spec_to_pb, table_ref};
+use crate::wire::{pairs, predicate_to_pb, spec_to_pb, table_ref};
 use crate::write::Progress;
 use arrow_array::{ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef};
@@ -51,6 +51,8 @@ pub struct ReadRequest {
     /// Only these columns, in this order.
     pub columns: Option<Vec<String>>,
     pub partition_columns: PartitionColumns,
+    /// Only partitions satisfying every condition (resolved by the metastore).
+    pub filter: Vec<KeyPredicate>,
     /// Files fetched and decoded at once; 0 = twice the cores.
     pub parallelism: usize,
 }
@@ -139,39 +141,8 @@ impl Client {
             // resolving and fetching, while garbage collection runs.
             tokio::time::sleep(pause).await;
         }
-        let key_types: Vec<(String, KeyType)> = table_info
-            .as_ref()
-            .map(|t| {
-                t.partition_keys
-                    .iter()
-                    .map(|k| (k.name.clone(), k.key_type))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let add_keys = match request.partition_columns {
-            PartitionColumns::Always => true,
-            PartitionColumns::Never => false,
-            PartitionColumns::Auto => request.partitions.len() != 1,
-        } && !key_types.is_empty();
-
-        // The table's read schema: the metastore keeps it nullable where any batch is and
-        // with the widest dictionary index any batch uses.
-        let stored_schema = match &table_info {
-            Some(t) if !t.arrow_schema.is_empty() => crate::schema::decode(&t.arrow_schema)?,
-            _ => Schema::empty(),
-        };
-        let mut fields = project(&stored_schema, request.columns.as_deref())?;
-        if add_keys {
-            fields.extend(
-                key_types
-                    .iter()
-                    .map(|(name, t)| Arc::new(Field::new(name, key_data_type(*t), false))),
-            );
-        }
-        let schema = Arc::new(Schema::new_with_metadata(
-            fields,
-            stored_schema.metadata().clone(),
-        ));
+        let shape = ReadShape::new(table_info.as_ref(), request)?;
+        let (schema, key_types, add_keys) = (shape.schema, shape.key_types, shape.add_keys);
         let data_columns = schema.fields().len() - if add_keys { key_types.len() } else { 0 };
 
         let mut tasks = Vec::new();
@@ -223,10 +194,59 @@ impl Client {
     }
 }
 
+/// The columns a read returns: the table's read schema projected to the asked-for columns,
+/// with the partition keys appended when the read adds them.
+pub(crate) struct ReadShape {
+    pub schema: SchemaRef,
+    pub key_types: Vec<(String, KeyType)>,
+    pub add_keys: bool,
+}
+
+impl ReadShape {
+    pub(crate) fn new(table_info: Option<&TableInfo>, request: &ReadRequest) -> Result<Self> {
+        let key_types: Vec<(String, KeyType)> = table_info
+            .map(|t| {
+                t.partition_keys
+                    .iter()
+                    .map(|k| (k.name.clone(), k.key_type))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let add_keys = match request.partition_columns {
+            PartitionColumns::Always => true,
+            PartitionColumns::Never => false,
+            PartitionColumns::Auto => request.partitions.len() != 1,
+        } && !key_types.is_empty();
+        // The table's read schema: the metastore keeps it nullable where any batch is and
+        // with the widest dictionary index any batch uses.
+        let stored_schema = match table_info {
+            Some(t) if !t.arrow_schema.is_empty() => crate::schema::decode(&t.arrow_schema)?,
+            _ => Schema::empty(),
+        };
+        let mut fields = project(&stored_schema, request.columns.as_deref())?;
+        if add_keys {
+            fields.extend(
+                key_types
+                    .iter()
+                    .map(|(name, t)| Arc::new(Field::new(name, key_data_type(*t), false))),
+            );
+        }
+        let schema = Arc::new(Schema::new_with_metadata(
+            fields,
+            stored_schema.metadata().clone(),
+        ));
+        Ok(ReadShape {
+            schema,
+            key_types,
+            add_keys,
+        })
+    }
+}
+
 impl Client {
     /// Resolves a read's selection, following pages (all pages show one moment of the table),
     /// under one read lease (its id is returned; "" from a metastore without leases).
-    async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         table: &TableName,
         request: &ReadRequest,
@@ -245,6 +265,7 @@ impl Client {
                 page_token,
                 lease_seconds: READ_LEASE.as_secs() as i64,
                 lease_id: lease_id.clone(),
+                partition_filter: request.filter.iter().map(predicate_to_pb).collect(),
             };
             let page = repeat_while_unknown(|| {
                 let mut rpc = self.rpc.clone();

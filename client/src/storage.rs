@@ -88,9 +88,60 @@ impl Stores {
     }
 }
 
+/// Where an engine finds a manifest's files, and the S3 settings this client uses (the same
+/// `AWS_*` rules), so an engine reading them needs nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum EngineStorage {
+    Local,
+    S3 {
+        /// `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`, `AWS_ENDPOINT_URL_S3`) when set.
+        endpoint: Option<String>,
+        /// `AWS_REGION` or `AWS_DEFAULT_REGION` when set.
+        region: Option<String>,
+    },
+}
+
+/// The path an engine opens for a file of a batch location (a local path, or `bucket/key`
+/// on S3), and which storage it is on.
+///
+/// # Errors
+/// `InvalidArgument` for an unsupported scheme or a name that is not a plain file name.
+pub fn engine_path(location: &str, name: &str) -> Result<(String, EngineStorage)> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(ClientError::InvalidArgument(format!(
+            "bad file name {name:?} in batch {location}"
+        )));
+    }
+    let location = location.trim_end_matches('/');
+    if let Some(rest) = location.strip_prefix("s3://") {
+        let storage = EngineStorage::S3 {
+            endpoint: s3_endpoint(),
+            region: first_env(&["AWS_REGION", "AWS_DEFAULT_REGION"]),
+        };
+        return Ok((format!("{rest}/{name}"), storage));
+    }
+    if let Some(path) = location.strip_prefix("file://") {
+        return Ok((
+            format!("/{}/{name}", path.trim_start_matches('/')),
+            EngineStorage::Local,
+        ));
+    }
+    Err(ClientError::InvalidArgument(format!(
+        "unsupported storage location {location}; expected file:// or s3://"
+    )))
+}
+
+fn first_env(keys: &[&str]) -> Option<String> {
+    keys.iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+}
+
+/// The S3-compatible server's address from the environment, if one is set.
+fn s3_endpoint() -> Option<String> {
+    first_env(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"])
+}
+
 fn endpoint_is_plain_http() -> bool {
-    ["AWS_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .any(|v| v.starts_with("http://"))
+    s3_endpoint().is_some_and(|v| v.starts_with("http://"))
 }

@@ -2,7 +2,7 @@
 //! place.
 
 use crate::error::Result;
-use crate::partition::PartitionSpec;
+use crate::partition::{KeyPredicate, PartitionSpec, PredicateOp};
 use crate::types::*;
 use batchstore_proto::v1 as pb;
 pub(crate) use batchstore_proto::wire::partition_pairs as pairs;
@@ -136,5 +136,22 @@ pub(crate) fn spec_to_pb(spec: &PartitionSpec) -> pb::PartitionSpec {
                 value: v.clone(),
             })
             .collect(),
+    }
+}
+
+pub(crate) fn predicate_to_pb(p: &KeyPredicate) -> pb::KeyPredicate {
+    let op = match p.op {
+        PredicateOp::Eq => pb::PredicateOp::Eq,
+        PredicateOp::Ne => pb::PredicateOp::Ne,
+        PredicateOp::Lt => pb::PredicateOp::Lt,
+        PredicateOp::Le => pb::PredicateOp::Le,
+        PredicateOp::Gt => pb::PredicateOp::Gt,
+        PredicateOp::Ge => pb::PredicateOp::Ge,
+        PredicateOp::In => pb::PredicateOp::In,
+    };
+    pb::KeyPredicate {
+        key: p.key.clone(),
+        op: op as i32,
+        values: p.values.clone(),
     }
 }

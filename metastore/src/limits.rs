@@ -17,6 +17,8 @@ pub const MAX_COLUMNS: usize = 10_000;
 pub const MAX_LINEAGE_INPUTS: usize = 1_000;
 /// Most partitions one read may name.
 pub const MAX_PARTITIONS_PER_REQUEST: usize = 10_000;
+/// Most conditions in one read's partition filter.
+pub const MAX_FILTER_PREDICATES: usize = 64;
 /// Most batches one named lease may pin.
 pub const MAX_LEASE_BATCHES: usize = 100_000;
 /// Most orphans one FindOrphans call lists or deletes.

@@ -199,6 +199,124 @@ impl PartitionValues {
     }
 }
 
+/// How a [`KeyPredicate`] compares a partition's value with its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PredicateOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+}
+
+/// A condition on a partition key as a request gives it: key, comparison, values as text.
+pub type KeyCondition = (String, PredicateOp, Vec<String>);
+
+/// One condition on one partition key, its values canonical for the key's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeyPredicate {
+    key_index: usize,
+    key_type: PartitionKeyType,
+    op: PredicateOp,
+    values: Vec<String>,
+}
+
+/// Conditions on partition keys that every resolved partition must satisfy (AND), compared as
+/// the key's type: int64 numerically, dates (canonical `YYYY-MM-DD`) and strings in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionFilter(Vec<KeyPredicate>);
+
+impl PartitionFilter {
+    /// Checks `(key, op, values)` conditions against the table's keys.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for an unknown key, a value not of the key's type, a wrong number of
+    /// values, or more conditions or values than [`crate::limits`] allows.
+    pub fn new(keys: &[PartitionKeyDef], predicates: &[KeyCondition]) -> CatalogResult<Self> {
+        use crate::limits::{MAX_FILTER_PREDICATES, MAX_PARTITIONS_PER_REQUEST};
+        if predicates.len() > MAX_FILTER_PREDICATES {
+            return Err(CatalogError::InvalidArgument(format!(
+                "a partition filter has at most {MAX_FILTER_PREDICATES} conditions; {} were given",
+                predicates.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(predicates.len());
+        for (key, op, values) in predicates {
+            let Some(key_index) = keys.iter().position(|k| &k.name == key) else {
+                return Err(CatalogError::InvalidArgument(format!(
+                    "the partition filter names {}, which is not a partition key of this table \
+                     (its keys are: {})",
+                    names::quote_for_message(key),
+                    key_list(keys)
+                )));
+            };
+            let def = &keys[key_index];
+            let count_ok = match op {
+                PredicateOp::In => (1..=MAX_PARTITIONS_PER_REQUEST).contains(&values.len()),
+                _ => values.len() == 1,
+            };
+            if !count_ok {
+                return Err(CatalogError::InvalidArgument(format!(
+                    "the partition filter on {key} has {} values; `in` takes 1 to \
+                     {MAX_PARTITIONS_PER_REQUEST}, every other comparison exactly one",
+                    values.len()
+                )));
+            }
+            let values = values
+                .iter()
+                .map(|v| def.key_type.canonical(&def.name, v))
+                .collect::<CatalogResult<Vec<_>>>()?;
+            out.push(KeyPredicate {
+                key_index,
+                key_type: def.key_type,
+                op: *op,
+                values,
+            });
+        }
+        Ok(PartitionFilter(out))
+    }
+
+    /// True when no condition was given.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether a partition (its values in key order) satisfies every condition.
+    pub fn matches(&self, values: &[String]) -> bool {
+        self.0.iter().all(|p| {
+            let Some(value) = values.get(p.key_index) else {
+                return false;
+            };
+            let order = |other: &String| compare_key_values(p.key_type, value, other);
+            match p.op {
+                PredicateOp::In => p.values.iter().any(|v| order(v).is_eq()),
+                op => {
+                    let ordering = order(&p.values[0]);
+                    match op {
+                        PredicateOp::Eq => ordering.is_eq(),
+                        PredicateOp::Ne => ordering.is_ne(),
+                        PredicateOp::Lt => ordering.is_lt(),
+                        PredicateOp::Le => ordering.is_le(),
+                        PredicateOp::Gt => ordering.is_gt(),
+                        PredicateOp::Ge | PredicateOp::In => ordering.is_ge(),
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Orders two canonical values of one key type: int64 numerically, others as text (a
+/// canonical date's text order is its calendar order).
+fn compare_key_values(key_type: PartitionKeyType, a: &str, b: &str) -> std::cmp::Ordering {
+    match (key_type, a.parse::<i64>(), b.parse::<i64>()) {
+        (PartitionKeyType::Int64, Ok(a), Ok(b)) => a.cmp(&b),
+        _ => a.cmp(b),
+    }
+}
+
 fn key_list(keys: &[PartitionKeyDef]) -> String {
     if keys.is_empty() {
         "no keys at all: give no partition values".to_owned()

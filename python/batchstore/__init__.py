@@ -53,8 +53,10 @@ __all__ = [
     "create_table",
     "history",
     "load_dataframe",
+    "manifest",
     "partitions",
     "rollback",
+    "scan",
     "set_retention",
     "store_dataframe",
 ]
@@ -111,6 +113,16 @@ def store_dataframe(df, namespace: str, table: str, partitions=None, **kwargs):
 def load_dataframe(namespace: str, table: str, partitions=None, **kwargs):
     """Load partitions as a data frame; see :meth:`Client.load_dataframe`."""
     return _client().load_dataframe(namespace, table, partitions, **kwargs)
+
+
+def scan(namespace: str, table: str, partitions=None, **kwargs):
+    """A pyarrow dataset over a pinned selection, for DuckDB, Polars, Dask; see :meth:`Client.scan`."""
+    return _client().scan(namespace, table, partitions, **kwargs)
+
+
+def manifest(namespace: str, table: str, partitions=None, **kwargs) -> dict:
+    """The exact files of a selection; see :meth:`Client.manifest`."""
+    return _client().manifest(namespace, table, partitions, **kwargs)
 
 
 def history(namespace: str, table: str, partitions):

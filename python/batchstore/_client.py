@@ -153,6 +153,7 @@ class Client:
         tag: str | None = None,
         as_of: _dt.datetime | _dt.date | str | None = None,
         columns: list[str] | None = None,
+        filter: list[tuple] | None = None,
         as_: Literal["pandas", "arrow", "polars"] = "pandas",
         partition_columns: Literal["auto", "always", "never"] = "auto",
     ) -> Any:
@@ -163,12 +164,93 @@ class Client:
         (a time; naive times are UTC) picks which version; by default the current one.
         ``columns`` reads only those columns. One named partition comes back exactly as it
         was stored; a load spanning several partitions adds the partition keys as columns
-        (``partition_columns="always"`` or ``"never"`` decides it yourself).
+        (``partition_columns="always"`` or ``"never"`` decides it yourself). ``filter``: a
+        list of ``(key, op, value)`` conditions on partition keys that must all hold (``=``,
+        ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``in`` with a list), resolved by the metastore so
+        only matching partitions are fetched; for conditions on data columns use :meth:`scan`.
         """
         arrow = self._native.read(
-            namespace, table, partitions, version, batch_id, tag, as_of, columns, partition_columns
+            namespace, table, partitions, version, batch_id, tag, as_of, columns, partition_columns,
+            list(filter or []),
         )
         return _frames.from_arrow(arrow, as_)
+
+    # -- engines ---------------------------------------------------------------------------
+
+    def scan(
+        self,
+        namespace: str,
+        table: str,
+        partitions: Any = None,
+        *,
+        version: int | None = None,
+        batch_id: str | None = None,
+        tag: str | None = None,
+        as_of: _dt.datetime | _dt.date | str | None = None,
+        columns: list[str] | None = None,
+        filter: Any = None,
+    ):
+        """A ``pyarrow.dataset.Dataset`` over exactly the files of a selection, for query engines.
+
+        Selects like :meth:`load_dataframe`, but reads nothing yet: DuckDB
+        (``duckdb.sql("SELECT … FROM ds")``), Polars (``pl.scan_pyarrow_dataset(ds)``),
+        Dask and pyarrow stream the files themselves, with projection and predicate pushdown.
+        The partition keys are columns (typed as the table declares them) and every file is
+        read with the table's read schema, matching columns by name. ``columns`` limits the
+        data columns (the keys are always there).
+
+        ``filter``: a list of ``(column, op, value)`` tuples that must all hold (``=``, ``!=``,
+        ``<``, ``<=``, ``>``, ``>=``, ``in``): conditions on partition keys are resolved by the
+        metastore, so only matching partitions are in the dataset; the others are pushed into
+        the Parquet scan. A ``pyarrow.compute.Expression`` is applied by the scan instead.
+
+        The dataset is a snapshot: later writes and rollbacks do not change what it reads, and
+        its files are pinned against garbage collection (a read lease, renewed in the
+        background) for as long as the dataset object lives.
+        """
+        from . import _scan
+
+        keys = []
+        if filter is not None and not isinstance(filter, _scan.pc.Expression):
+            keys = [name for name, _ in self.describe_table(namespace, table)["partition_keys"]]
+        on_keys, rest = _scan.split_filter(filter, keys)
+        native = self._native.manifest(
+            namespace, table, partitions, version, batch_id, tag, as_of, columns, on_keys
+        )
+        return _scan.dataset(native, rest)
+
+    def manifest(
+        self,
+        namespace: str,
+        table: str,
+        partitions: Any = None,
+        *,
+        version: int | None = None,
+        batch_id: str | None = None,
+        tag: str | None = None,
+        as_of: _dt.datetime | _dt.date | str | None = None,
+        columns: list[str] | None = None,
+        filter: list[tuple] | None = None,
+    ) -> dict:
+        """The exact files of a selection, for any engine that reads Parquet (Spark:
+        ``spark.read.parquet(*[f["path"] for f in m["files"]])``).
+
+        Returns a dict: ``table``, ``schema`` (fields with name, Arrow type and nullability,
+        partition keys last), ``partition_keys``, ``storage`` (local, or S3 with its endpoint
+        and region), ``lease_id`` and ``files`` (each with ``uri``, ``path``, ``size_bytes``,
+        ``rows``, ``partition``, ``batch_id``, ``version``, ``committed_at``). ``filter``: the
+        ``(key, op, value)`` conditions on partition keys of :meth:`scan`. The files are pinned
+        only while this call runs; hold a :meth:`lease` to keep them for a job.
+        """
+        import json
+
+        native = self._native.manifest(
+            namespace, table, partitions, version, batch_id, tag, as_of, columns, list(filter or [])
+        )
+        try:
+            return json.loads(native.to_json())
+        finally:
+            native.release()
 
     # -- history ---------------------------------------------------------------------------
 

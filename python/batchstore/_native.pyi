@@ -18,6 +18,11 @@ class Unauthenticated(Error): ...
 class DataError(Error): ...
 class OutcomeUnknown(Error): ...
 
+class NativeManifest:
+    def to_json(self) -> str: ...
+    def schema(self) -> Any: ...
+    def release(self) -> None: ...
+
 class NativeClient:
     def __init__(
         self,
@@ -47,6 +52,18 @@ class NativeClient:
         columns: list[str] | None = None,
         partition_columns: str = "auto",
     ) -> Any: ...
+    def manifest(
+        self,
+        namespace: str,
+        table: str,
+        partitions: Any = None,
+        version: int | None = None,
+        batch_id: str | None = None,
+        tag: str | None = None,
+        as_of: Any = None,
+        columns: list[str] | None = None,
+        filter: list[tuple[str, str, Any]] = ...,
+    ) -> NativeManifest: ...
     def history(self, namespace: str, table: str, partition: Pairs) -> list[dict[str, Any]]: ...
     def rollback(
         self,

@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<native::NativeClient>()?;
+    m.add_class::<native::NativeManifest>()?;
     m.add("Error", py.get_type::<errors::Error>())?;
     m.add("NotFound", py.get_type::<errors::NotFound>())?;
     m.add("AlreadyExists", py.get_type::<errors::AlreadyExists>())?;

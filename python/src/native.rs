@@ -6,9 +6,9 @@ use crate::values;
 use arrow_array::ffi_stream::RecordBatchStreamReader;
 use arrow_pyarrow::{FromPyArrow, IntoPyArrow, Table};
 use batchstore_client::{
-    Client, ConnectOptions, Expected, GcScope, KeyType, LeaseName, PartitionColumns, PartitionData,
-    PartitionKey, ReadRequest, Retention, RollbackTo, TableName, TagTarget, WriteOptions,
-    WriteRequest,
+    Client, ConnectOptions, Expected, GcScope, KeyType, LeaseName, Manifest, PartitionColumns,
+    PartitionData, PartitionKey, ReadRequest, Retention, RollbackTo, TableName, TagTarget,
+    WriteOptions, WriteRequest,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -22,6 +22,51 @@ pub struct NativeClient {
 
 fn expected(text: Option<String>) -> Option<Expected> {
     text.as_deref().map(Expected::parse)
+}
+
+/// A resolved selection's files, holding a read lease until released or dropped.
+#[pyclass(module = "batchstore._native", frozen)]
+pub struct NativeManifest {
+    manifest: std::sync::Mutex<Option<Manifest>>,
+}
+
+impl NativeManifest {
+    fn with<T>(&self, f: impl FnOnce(&Manifest) -> PyResult<T>) -> PyResult<T> {
+        let guard = self
+            .manifest
+            .lock()
+            .map_err(|_| crate::errors::Error::new_err("manifest lock poisoned"))?;
+        match guard.as_ref() {
+            Some(m) => f(m),
+            None => Err(crate::errors::InvalidArgument::new_err(
+                "this manifest was released; resolve the selection again",
+            )),
+        }
+    }
+}
+
+#[pymethods]
+impl NativeManifest {
+    /// The manifest as JSON text (see `tablectl manifest --json`).
+    fn to_json(&self) -> PyResult<String> {
+        self.with(|m| Ok(m.to_json().to_string()))
+    }
+
+    /// The read schema, partition keys last, as a `pyarrow.Schema`.
+    fn schema<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.with(|m| m.schema.as_ref().clone().into_pyarrow(py))
+    }
+
+    /// Releases the lease now (otherwise when the manifest is dropped).
+    fn release(&self) -> PyResult<()> {
+        let taken = self
+            .manifest
+            .lock()
+            .map_err(|_| crate::errors::Error::new_err("manifest lock poisoned"))?
+            .take();
+        drop(taken);
+        Ok(())
+    }
 }
 
 #[pymethods]
@@ -188,7 +233,7 @@ impl NativeClient {
 
     /// Reads partitions (None = all) as a `pyarrow.Table`; at most one of version, batch_id,
     /// tag and as_of.
-    #[pyo3(signature = (namespace, table, partitions=None, version=None, batch_id=None, tag=None, as_of=None, columns=None, partition_columns="auto"))]
+    #[pyo3(signature = (namespace, table, partitions=None, version=None, batch_id=None, tag=None, as_of=None, columns=None, partition_columns="auto", filter=Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn read<'py>(
         &self,
@@ -202,6 +247,7 @@ impl NativeClient {
         as_of: Option<Bound<'py, PyAny>>,
         columns: Option<Vec<String>>,
         partition_columns: &str,
+        filter: Vec<(String, String, Bound<'py, PyAny>)>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let request = ReadRequest {
             table: Some(TableName::new(namespace, table)),
@@ -218,6 +264,7 @@ impl NativeClient {
                     )));
                 }
             },
+            filter: values::key_predicates(filter)?,
             parallelism: 0,
         };
         let client = self.client.clone();
@@ -225,6 +272,39 @@ impl NativeClient {
         let table = Table::try_new(result.batches, result.schema)
             .map_err(|e| crate::errors::DataError::new_err(e.to_string()))?;
         table.into_pyarrow(py)
+    }
+
+    /// The exact files of a selection, pinned against garbage collection while the returned
+    /// manifest lives (see `batchstore.Client.scan`). `filter`: `(key, op, value)` conditions
+    /// on partition keys, resolved by the metastore.
+    #[pyo3(signature = (namespace, table, partitions=None, version=None, batch_id=None, tag=None, as_of=None, columns=None, filter=Vec::new()))]
+    #[allow(clippy::too_many_arguments)]
+    fn manifest<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        table: String,
+        partitions: Option<Bound<'py, PyAny>>,
+        version: Option<i64>,
+        batch_id: Option<String>,
+        tag: Option<String>,
+        as_of: Option<Bound<'py, PyAny>>,
+        columns: Option<Vec<String>>,
+        filter: Vec<(String, String, Bound<'py, PyAny>)>,
+    ) -> PyResult<NativeManifest> {
+        let request = ReadRequest {
+            table: Some(TableName::new(namespace, table)),
+            partitions: values::partitions(partitions.as_ref())?,
+            selector: values::selector(version, batch_id, tag, as_of.as_ref())?,
+            columns,
+            filter: values::key_predicates(filter)?,
+            ..ReadRequest::default()
+        };
+        let client = self.client.clone();
+        let manifest = run(py, async move { client.manifest(&request).await })?;
+        Ok(NativeManifest {
+            manifest: std::sync::Mutex::new(Some(manifest)),
+        })
     }
 
     fn history<'py>(

@@ -4,8 +4,8 @@
 
 use crate::errors::to_py;
 use batchstore_client::{
-    CommitInfo, GcCounts, HistoryEntry, LeaseInfo, PartitionInfo, PartitionSpec, PartitionValue,
-    Selector, TagInfo, describe_partition, parse_duration, parse_time,
+    CommitInfo, GcCounts, HistoryEntry, KeyPredicate, LeaseInfo, PartitionInfo, PartitionSpec,
+    PartitionValue, PredicateOp, Selector, TagInfo, describe_partition, parse_duration, parse_time,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use pyo3::prelude::*;
@@ -180,6 +180,29 @@ pub fn time(obj: &Bound<'_, PyAny>) -> PyResult<DateTime<Utc>> {
 }
 
 /// The version to read: at most one of the four (the client's one rule).
+/// Conditions on partition keys: `(key, op, value)` tuples, the value a list for `in`.
+pub fn key_predicates(
+    items: Vec<(String, String, Bound<'_, PyAny>)>,
+) -> PyResult<Vec<KeyPredicate>> {
+    items
+        .into_iter()
+        .map(|(key, op, v)| {
+            let op = PredicateOp::parse(&op).map_err(to_py)?;
+            let values = if op == PredicateOp::In
+                && (is_sequence(&v) || v.hasattr("__iter__")?)
+                && !v.is_instance_of::<PyString>()
+            {
+                v.try_iter()?
+                    .map(|item| value(&item?))
+                    .collect::<PyResult<Vec<_>>>()?
+            } else {
+                vec![value(&v)?]
+            };
+            KeyPredicate::new(&key, op, values).map_err(to_py)
+        })
+        .collect()
+}
+
 pub fn selector(
     version: Option<i64>,
     batch_id: Option<String>,

@@ -63,8 +63,28 @@ sf_writer <- function(data, namespace, resource, partitions = NULL, expected_bat
 }
 
 sf_reader <- function(namespace, resource, partitions = NULL, version = NULL, batch_id = NULL,
-                      tag = NULL, as_of = NULL, columns = NULL, progress = interactive(), con = NULL) {
+                      tag = NULL, as_of = NULL, columns = NULL, filter = NULL, progress = interactive(),
+                      con = NULL) {
   call <- sys.call()
+  sel <- bs_selection(namespace, resource, version, batch_id, tag, as_of, columns, filter, call)
+  bs_check(bs_native$read(
+    bs_pointer(con), sel$namespace, sel$resource, bs_many_partitions(partitions, call), version, batch_id, tag,
+    sel$as_of, sel$columns, sel$filter, bs_progress_delay(progress, call)
+  ), call)
+}
+
+sf_scan <- function(namespace, resource, partitions = NULL, version = NULL, batch_id = NULL,
+                    tag = NULL, as_of = NULL, columns = NULL, filter = NULL, con = NULL) {
+  call <- sys.call()
+  sel <- bs_selection(namespace, resource, version, batch_id, tag, as_of, columns, filter, call)
+  bs_check(bs_native$manifest(
+    bs_pointer(con), sel$namespace, sel$resource, bs_many_partitions(partitions, call), version, batch_id, tag,
+    sel$as_of, sel$columns, sel$filter
+  ), call)
+}
+
+# The checked arguments that choose what sf_reader and sf_scan read.
+bs_selection <- function(namespace, resource, version, batch_id, tag, as_of, columns, filter, call) {
   namespace <- bs_name(namespace, "namespace", call)
   resource <- bs_name(resource, "resource", call)
   for (given in list(list("version", version), list("batch_id", batch_id), list("tag", tag), list("as_of", as_of))) {
@@ -77,10 +97,13 @@ sf_reader <- function(namespace, resource, partitions = NULL, version = NULL, ba
     if (!is.character(columns) || anyNA(columns)) bs_invalid("columns must be a character vector of column names", call)
     columns <- enc2utf8(columns)
   }
-  bs_check(bs_native$read(
-    bs_pointer(con), namespace, resource, bs_many_partitions(partitions, call), version, batch_id, tag,
-    as_of, columns, bs_progress_delay(progress, call)
-  ), call)
+  if (!is.null(filter)) {
+    if (!is.character(filter) || anyNA(filter)) {
+      bs_invalid('filter must be a character vector of conditions on partition keys, such as "ds >= 20240101"', call)
+    }
+    filter <- enc2utf8(filter)
+  }
+  list(namespace = namespace, resource = resource, as_of = as_of, columns = columns, filter = filter)
 }
 
 # TRUE: show progress after a second; FALSE: never; a number: after that many seconds.

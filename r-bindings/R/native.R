@@ -17,8 +17,12 @@ bs_native <- list(
     .Call(wrap__bs_write, client, namespace, table, frame, rows, partition, expected_batch, message, inputs,
           progress)
   },
-  read = function(client, namespace, table, partitions, version, batch_id, tag, as_of, columns, progress) {
-    .Call(wrap__bs_read, client, namespace, table, partitions, version, batch_id, tag, as_of, columns, progress)
+  read = function(client, namespace, table, partitions, version, batch_id, tag, as_of, columns, filter, progress) {
+    .Call(wrap__bs_read, client, namespace, table, partitions, version, batch_id, tag, as_of, columns, filter,
+          progress)
+  },
+  manifest = function(client, namespace, table, partitions, version, batch_id, tag, as_of, columns, filter) {
+    .Call(wrap__bs_manifest, client, namespace, table, partitions, version, batch_id, tag, as_of, columns, filter)
   },
   history = function(client, namespace, table, partition) {
     .Call(wrap__bs_history, client, namespace, table, partition)

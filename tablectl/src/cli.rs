@@ -58,6 +58,11 @@ pub enum Command {
     Write(WriteArgs),
     /// Read partitions: print the first rows, or save them with -o.
     Read(ReadArgs),
+    /// List the exact Parquet files of a selection (with sizes, rows, partition values, batch
+    /// ids and the schema), for Spark, DuckDB or any engine that reads Parquet itself. Files are
+    /// pinned against garbage collection only while tablectl runs: pin them for longer with
+    /// `tablectl lease acquire`.
+    Manifest(SelectionArgs),
     /// List a table's partitions with their current batch.
     Partitions(TableArg),
     /// Show a partition's history, newest first.
@@ -319,8 +324,9 @@ pub struct WriteArgs {
     pub rows_per_file: usize,
 }
 
+/// What a read or a manifest selects: partitions, a version selector, columns, a filter.
 #[derive(Debug, Args)]
-pub struct ReadArgs {
+pub struct SelectionArgs {
     /// NAMESPACE.TABLE
     pub table: String,
     /// Partition to read (repeat -p for each key); none = every partition.
@@ -341,6 +347,16 @@ pub struct ReadArgs {
     /// Only these columns: a,b,c
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
+    /// Only partitions whose keys satisfy CONDITION, resolved by the metastore: "ds >= 2024-01-01",
+    /// "region in (eu, us)" (=, !=, <, <=, >, >=, in; compared as the key's type). Repeat: all must hold.
+    #[arg(short = 'w', long = "where", value_name = "CONDITION")]
+    pub filter: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
     /// Save to FILE.parquet or FILE.csv instead of printing.
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,

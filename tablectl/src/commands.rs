@@ -7,9 +7,10 @@ use crate::output::{self, partition_object, size, time};
 use crate::progress::Bar;
 use anyhow::{Result, bail};
 use batchstore_client::{
-    AuditQuery, Client, CommitInfo, ConnectOptions, Expected, Grantee, KeyType, PartitionData,
-    PartitionKey, PartitionSpec, PartitionValue, Permission, Progress, ReadRequest, RollbackTo,
-    Selector, TableName, TagTarget, WriteOptions, WriteRequest, describe_partition, parse_time,
+    AuditQuery, Client, CommitInfo, ConnectOptions, Expected, Grantee, KeyPredicate, KeyType,
+    PartitionData, PartitionKey, PartitionSpec, PartitionValue, Permission, Progress, ReadRequest,
+    RollbackTo, Selector, TableName, TagTarget, WriteOptions, WriteRequest, describe_partition,
+    parse_time,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Table(command) => table(&client, command, json).await,
         Command::Write(args) => write(&client, args, json).await,
         Command::Read(args) => read(&client, args, json).await,
+        Command::Manifest(args) => manifest(&client, args, json).await,
         Command::Partitions(args) => {
             partitions(&client, &TableName::parse(&args.table)?, json).await
         }
@@ -389,26 +391,65 @@ async fn write(client: &Client, args: WriteArgs, json: bool) -> Result<()> {
     print_commit("wrote", &table, &committed?, json)
 }
 
-fn selector(args: &ReadArgs) -> Result<Selector> {
+/// The read request a selection's arguments describe.
+fn read_request(args: &SelectionArgs) -> Result<ReadRequest> {
     let as_of = args.as_of.as_deref().map(parse_time).transpose()?;
-    Ok(Selector::choose(
-        args.version,
-        args.batch.clone(),
-        args.tag.clone(),
-        as_of,
-    )?)
+    Ok(ReadRequest {
+        table: Some(TableName::parse(&args.table)?),
+        partitions: partition_specs(&args.partition)?,
+        selector: Selector::choose(args.version, args.batch.clone(), args.tag.clone(), as_of)?,
+        columns: args.columns.clone(),
+        filter: args
+            .filter
+            .iter()
+            .map(|text| KeyPredicate::parse(text))
+            .collect::<batchstore_client::Result<_>>()?,
+        ..ReadRequest::default()
+    })
+}
+
+async fn manifest(client: &Client, args: SelectionArgs, json: bool) -> Result<()> {
+    let manifest = client.manifest(&read_request(&args)?).await?;
+    if json {
+        return output::json(&manifest.to_json());
+    }
+    let rows = manifest
+        .files
+        .iter()
+        .map(|f| {
+            vec![
+                f.path.clone(),
+                describe_partition(&f.partition),
+                f.version.to_string(),
+                f.batch_id.clone(),
+                f.rows.to_string(),
+                size(f.size_bytes),
+            ]
+        })
+        .collect();
+    output::table(
+        &["file", "partition", "version", "batch", "rows", "size"],
+        rows,
+    );
+    let rows: i64 = manifest.files.iter().map(|f| f.rows).sum();
+    let bytes: i64 = manifest.files.iter().map(|f| f.size_bytes).sum();
+    println!(
+        "{} file(s), {rows} rows, {} (schema: {})",
+        manifest.files.len(),
+        size(bytes),
+        manifest
+            .schema
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
 }
 
 async fn read(client: &Client, args: ReadArgs, json: bool) -> Result<()> {
-    let table = TableName::parse(&args.table)?;
-    let partitions = partition_specs(&args.partition)?;
-    let request = ReadRequest {
-        table: Some(table.clone()),
-        partitions,
-        selector: selector(&args)?,
-        columns: args.columns.clone(),
-        ..ReadRequest::default()
-    };
+    let request = read_request(&args.selection)?;
     let bar = Bar::rows(None, "reading").map(Arc::new);
     let result = client
         .read(&request, bar.clone().map(|b| b as Arc<dyn Progress>))

@@ -16,7 +16,9 @@
 use super::{Catalog, format_micros};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::limits;
-use crate::model::{Expiry, LeaseRecord, Micros, Page, ResolvedPartition, Selector, TableRecord};
+use crate::model::{
+    Expiry, KeyCondition, LeaseRecord, Micros, Page, ResolvedPartition, Selector, TableRecord,
+};
 use crate::names::{quote_for_message, validate_lease_name};
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use std::time::Duration;
@@ -108,6 +110,7 @@ impl Catalog {
         table: &str,
         partitions: &[Vec<(String, String)>],
         selector: &Selector,
+        filter: &[KeyCondition],
         page_size: i32,
         page_token: &str,
         lease: PinTo<'_>,
@@ -117,7 +120,7 @@ impl Catalog {
             attempt += 1;
             let (record, page) = self
                 .resolve(
-                    namespace, table, partitions, selector, page_size, page_token,
+                    namespace, table, partitions, selector, filter, page_size, page_token,
                 )
                 .await?;
             let ids: Vec<String> = page.items.iter().map(|r| r.batch_id.clone()).collect();
@@ -211,7 +214,7 @@ impl Catalog {
         let mut batch_ids = Vec::new();
         loop {
             let (record, page) = self
-                .resolve(namespace, table, partitions, selector, 0, &token)
+                .resolve(namespace, table, partitions, selector, &[], 0, &token)
                 .await?;
             batch_ids.extend(page.items.into_iter().map(|r| r.batch_id));
             if batch_ids.len() > limits::MAX_LEASE_BATCHES {

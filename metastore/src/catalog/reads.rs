@@ -8,11 +8,16 @@ use super::{Catalog, expiry_from_row, format_micros, partition_hash};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::limits;
 use crate::model::{
-    Page, PartitionSummary, PartitionValues, ResolvedPartition, Selector, TableRecord,
+    KeyCondition, Page, PartitionFilter, PartitionSummary, PartitionValues, ResolvedPartition,
+    Selector, TableRecord,
 };
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::{HashMap, HashSet};
+
+/// Pages of partitions one filtered whole-table page scans at most before it returns what it
+/// found (with a token to go on), so a selective filter cannot hold a call for long.
+const FILTER_SCAN_PAGES: usize = 16;
 
 /// Named partitions read in one statement (more are read as of one moment, in chunks).
 const ONE_STATEMENT_PARTITIONS: usize = 500;
@@ -33,15 +38,21 @@ impl Catalog {
     /// its first page (the page token carries that moment).
     ///
     /// # Errors
+    /// With a partition filter, only partitions satisfying it are returned (named ones that
+    /// do not are left out, not refused); a whole-table page may then hold fewer than a page.
+    ///
+    /// # Errors
     /// `NotFound` for a missing table, partition, version, batch or tag, or a partition that
     /// had no data at an as-of time; `InvalidArgument` for bad partition values, too many
-    /// partitions, a bad page token or an as-of time in the future.
+    /// partitions, a bad filter, a bad page token or an as-of time in the future.
+    #[allow(clippy::too_many_arguments)]
     pub async fn resolve(
         &self,
         namespace: &str,
         table: &str,
         partitions: &[Vec<(String, String)>],
         selector: &Selector,
+        filter: &[KeyCondition],
         page_size_requested: i32,
         page_token: &str,
     ) -> CatalogResult<(TableRecord, Page<ResolvedPartition>)> {
@@ -54,6 +65,7 @@ impl Catalog {
             )));
         }
         let table = self.table(namespace, table).await?;
+        let filter = PartitionFilter::new(&table.keys, filter)?;
         // A partition named twice is read once.
         let mut seen = HashSet::with_capacity(partitions.len());
         let mut specs = Vec::with_capacity(partitions.len());
@@ -80,14 +92,14 @@ impl Catalog {
             _ if specs.is_empty() => {
                 let limit = page_size(page_size_requested);
                 let mut page = self
-                    .resolve_page(&table, &selector, token.after, limit)
+                    .resolve_page(&table, &selector, &filter, token.after, limit)
                     .await?;
                 if selector == Selector::Current && !page.next_page_token.is_empty() {
                     // More than a page: read every page as of one moment instead.
                     let moment = self.now().await?;
                     self.as_of_horizon(table.id, moment).await?;
                     page = self
-                        .resolve_page(&table, &Selector::AsOf(moment), 0, limit)
+                        .resolve_page(&table, &Selector::AsOf(moment), &filter, 0, limit)
                         .await?;
                     if !page.next_page_token.is_empty() {
                         page.next_page_token = format!("{}@{moment}", page.next_page_token);
@@ -132,6 +144,12 @@ impl Catalog {
                 whole(out)
             }
         };
+        if !filter.is_empty() {
+            page.items.retain(|r| {
+                let values: Vec<String> = r.partition.iter().map(|(_, v)| v.clone()).collect();
+                filter.matches(&values)
+            });
+        }
         let ids: Vec<String> = page.items.iter().map(|r| r.batch_id.clone()).collect();
         let mut files = self.files_of(&ids).await?;
         for r in &mut page.items {
@@ -140,30 +158,52 @@ impl Catalog {
         Ok((table, page))
     }
 
-    /// One page of a whole-table resolution, after partition id `after`.
+    /// One page of a whole-table resolution, after partition id `after`: at most `limit`
+    /// partitions satisfying the filter. With a filter, more rows are scanned until the page
+    /// is full or [`FILTER_SCAN_PAGES`] pages were scanned; the token then continues after
+    /// the last partition scanned.
     async fn resolve_page(
         &self,
         table: &TableRecord,
         selector: &Selector,
-        after: i64,
+        filter: &PartitionFilter,
+        mut after: i64,
         limit: i64,
     ) -> CatalogResult<Page<ResolvedPartition>> {
-        let rows = self
-            .history_query(table, selector, &[], after, limit + 1)
-            .await?;
-        let mut items = rows
-            .iter()
-            .map(|row| {
-                Ok((
-                    row.try_get::<i64, _>("partition_id")?,
-                    resolved_from_row(table, row)?,
-                ))
-            })
-            .collect::<CatalogResult<Vec<_>>>()?;
-        let page = paginate(&mut items, limit, |(id, _)| id.to_string());
+        let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut items = Vec::new();
+        for _ in 0..FILTER_SCAN_PAGES {
+            let rows = self
+                .history_query(table, selector, &[], after, limit + 1)
+                .await?;
+            let more = rows.len() > wanted;
+            let mut unscanned = rows.len().min(wanted);
+            for row in rows.iter().take(wanted) {
+                unscanned -= 1;
+                after = row.try_get::<i64, _>("partition_id")?;
+                let values =
+                    PartitionValues::from_json(&row.try_get::<String, _>("partition_values")?)?;
+                if filter.matches(&values.0) {
+                    items.push(resolved_from_row(table, row)?);
+                    if items.len() == wanted {
+                        break;
+                    }
+                }
+            }
+            if !more && unscanned == 0 {
+                // Everything after the token was scanned.
+                return Ok(Page {
+                    items,
+                    next_page_token: String::new(),
+                });
+            }
+            if items.len() == wanted {
+                break;
+            }
+        }
         Ok(Page {
-            items: page.items.into_iter().map(|(_, r)| r).collect(),
-            next_page_token: page.next_page_token,
+            items,
+            next_page_token: after.to_string(),
         })
     }
 

@@ -5,9 +5,9 @@ use crate::access::{AuditEvent, GrantRecord, Grantee, Permission};
 use crate::error::{CatalogError, CatalogResult};
 use crate::model::{
     BatchRecord, BatchState, CommittedVersion, DataFile, ExpectedCurrent, GcCounts, HistoryRecord,
-    LeaseRecord, NamespaceRecord, Orphan, PartitionKeyDef, PartitionKeyType, PartitionSummary,
-    PartitionUpdate, ResolvedPartition, Retention, RollbackTarget, Selector, TableRecord,
-    TagRecord, TagTarget,
+    KeyCondition, LeaseRecord, NamespaceRecord, Orphan, PartitionKeyDef, PartitionKeyType,
+    PartitionSummary, PartitionUpdate, PredicateOp, ResolvedPartition, Retention, RollbackTarget,
+    Selector, TableRecord, TagRecord, TagTarget,
 };
 use crate::names::{NameKind, validate_name};
 use batchstore_proto::v1 as pb;
@@ -234,6 +234,34 @@ pub fn batch_to_pb(b: &BatchRecord) -> pb::Batch {
             .unwrap_or_default(),
         deleted_at_micros: b.deleted_at.unwrap_or_default(),
     }
+}
+
+/// A read's partition filter, as conditions for the catalog to check against the table.
+///
+/// # Errors
+/// `InvalidArgument` for a condition without a comparison.
+pub fn filter_from_pb(predicates: &[pb::KeyPredicate]) -> CatalogResult<Vec<KeyCondition>> {
+    predicates
+        .iter()
+        .map(|p| {
+            let op = match pb::PredicateOp::try_from(p.op) {
+                Ok(pb::PredicateOp::Eq) => PredicateOp::Eq,
+                Ok(pb::PredicateOp::Ne) => PredicateOp::Ne,
+                Ok(pb::PredicateOp::Lt) => PredicateOp::Lt,
+                Ok(pb::PredicateOp::Le) => PredicateOp::Le,
+                Ok(pb::PredicateOp::Gt) => PredicateOp::Gt,
+                Ok(pb::PredicateOp::Ge) => PredicateOp::Ge,
+                Ok(pb::PredicateOp::In) => PredicateOp::In,
+                Ok(pb::PredicateOp::Unspecified) | Err(_) => {
+                    return Err(CatalogError::InvalidArgument(format!(
+                        "the partition filter on {} has no comparison (=, !=, <, <=, >, >= or in)",
+                        crate::names::quote_for_message(&p.key)
+                    )));
+                }
+            };
+            Ok((p.key.clone(), op, p.values.clone()))
+        })
+        .collect()
 }
 
 pub fn selector_from_pb(selector: Option<&pb::Selector>) -> CatalogResult<Selector> {

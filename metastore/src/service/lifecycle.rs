@@ -124,6 +124,7 @@ impl MetastoreService {
                 &table,
                 &specs,
                 &selector,
+                &filter_from_pb(&r.partition_filter)?,
                 r.page_size,
                 &r.page_token,
                 to,

@@ -357,9 +357,18 @@ impl Metastore for MetastoreService {
                 .iter()
                 .map(|p| partition_pairs(Some(p)))
                 .collect();
+            let filter = filter_from_pb(&r.partition_filter)?;
             let (table, page) = self
                 .catalog
-                .resolve(&ns, &table, &specs, &selector, r.page_size, &r.page_token)
+                .resolve(
+                    &ns,
+                    &table,
+                    &specs,
+                    &selector,
+                    &filter,
+                    r.page_size,
+                    &r.page_token,
+                )
                 .await?;
             Ok(pb::ResolvePartitionsResponse {
                 partitions: page.items.into_iter().map(resolved_to_pb).collect(),

@@ -18,7 +18,8 @@ mod rvalues;
 
 use arrow_array::RecordBatchIterator;
 use batchstore_client::{
-    Client, ConnectOptions, GcScope, KeyType, LeaseName, PartitionColumns, PartitionData,
+    Client, ConnectOptions, GcScope, KeyPredicate, KeyType, LeaseName, PartitionColumns,
+    PartitionData,
     PartitionKey, ReadRequest, Retention, RollbackTo, Selector, TableName, TagTarget, WriteOptions,
     WriteRequest,
 };
@@ -200,6 +201,44 @@ fn bs_write(
     })
 }
 
+/// The read request of `sf_reader`/`sf_scan`'s arguments. `filter`: conditions on partition
+/// keys as text (`"ds >= 2024-01-01"`), parsed by the client.
+#[allow(clippy::too_many_arguments)]
+fn read_request(
+    name: TableName,
+    partitions: &Robj,
+    version: &Robj,
+    batch_id: &Robj,
+    tag: &Robj,
+    as_of: &Robj,
+    columns: &Robj,
+    filter: &Robj,
+) -> Outcome<ReadRequest> {
+    let selector = Selector::choose(
+        args::optional_number(version, "version")?,
+        args::optional_text(batch_id),
+        args::optional_text(tag),
+        args::optional_time(as_of)?,
+    )?;
+    let columns = if columns.is_null() {
+        None
+    } else {
+        Some(args::texts(columns, "columns")?)
+    };
+    Ok(ReadRequest {
+        table: Some(name),
+        partitions: records::partitions(partitions)?,
+        selector,
+        columns,
+        filter: args::texts(filter, "filter")?
+            .iter()
+            .map(|text| KeyPredicate::parse(text))
+            .collect::<batchstore_client::Result<_>>()?,
+        partition_columns: PartitionColumns::Auto,
+        parallelism: 0,
+    })
+}
+
 /// Reads partitions (empty list: all) as a data.frame. `selector`: current, version, batch,
 /// tag or as_of (value in seconds since the epoch).
 #[extendr]
@@ -214,37 +253,20 @@ fn bs_read(
     tag: Robj,
     as_of: Robj,
     columns: Robj,
+    filter: Robj,
     progress: Robj,
 ) -> Robj {
     on_table(&client, &namespace, &table, |client, name| {
-        let selector = Selector::choose(
-            args::optional_number(&version, "version")?,
-            args::optional_text(&batch_id),
-            args::optional_text(&tag),
-            args::optional_time(&as_of)?,
+        let request = read_request(
+            name,
+            &partitions,
+            &version,
+            &batch_id,
+            &tag,
+            &as_of,
+            &columns,
+            &filter,
         )?;
-        let columns = if columns.is_null() {
-            None
-        } else {
-            Some(
-                columns
-                    .as_str_vector()
-                    .ok_or_else(|| {
-                        BindingError::InvalidArgument("columns must be a character vector".into())
-                    })?
-                    .iter()
-                    .map(|c| (*c).to_owned())
-                    .collect(),
-            )
-        };
-        let request = ReadRequest {
-            table: Some(name),
-            partitions: records::partitions(&partitions)?,
-            selector,
-            columns,
-            partition_columns: PartitionColumns::Auto,
-            parallelism: 0,
-        };
         let counter = args::progress_delay(&progress).map(|d| Arc::new(Counter::new("reading", d)));
         let shown = counter
             .clone()
@@ -255,6 +277,37 @@ fn bs_read(
             None,
         )?;
         frame_out::to_data_frame(&result.schema, &result.batches)
+    })
+}
+
+/// The files of a selection as a data.frame (one row per file), its schema as an attribute.
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn bs_manifest(
+    client: Robj,
+    namespace: Robj,
+    table: Robj,
+    partitions: Robj,
+    version: Robj,
+    batch_id: Robj,
+    tag: Robj,
+    as_of: Robj,
+    columns: Robj,
+    filter: Robj,
+) -> Robj {
+    on_table(&client, &namespace, &table, |client, name| {
+        let request = read_request(
+            name,
+            &partitions,
+            &version,
+            &batch_id,
+            &tag,
+            &as_of,
+            &columns,
+            &filter,
+        )?;
+        let manifest = run(async move { client.manifest(&request).await })?;
+        records::manifest(&manifest)
     })
 }
 
@@ -476,6 +529,7 @@ extendr_module! {
     fn bs_list_tables;
     fn bs_write;
     fn bs_read;
+    fn bs_manifest;
     fn bs_history;
     fn bs_rollback;
     fn bs_partitions;

@@ -4,8 +4,8 @@
 use crate::errors::{BindingError, Outcome};
 use crate::rvalues;
 use batchstore_client::{
-    CommitInfo, GcCounts, HistoryEntry, LeaseInfo, PartitionInfo, PartitionSpec, PartitionValue,
-    TagInfo, describe_partition,
+    CommitInfo, EngineStorage, GcCounts, HistoryEntry, LeaseInfo, Manifest, PartitionInfo,
+    PartitionSpec, PartitionValue, TagInfo, describe_partition,
 };
 use chrono::{DateTime, Utc};
 use extendr_api::prelude::*;
@@ -312,6 +312,61 @@ pub fn gc_counts(c: &GcCounts) -> Outcome<Robj> {
         "batches_failed",
     ];
     Ok(rvalues::data_frame(&names, columns, 1)?)
+}
+
+/// A manifest: one row per file (path, uri, size_bytes, rows, batch_id, version,
+/// committed_at, then one character column per partition key), with its schema (name, type,
+/// nullable) as the attribute `schema` and its storage as `storage`.
+pub fn manifest(m: &Manifest) -> Outcome<Robj> {
+    let files = &m.files;
+    let mut columns = vec![
+        texts(files.iter().map(|f| f.path.as_str())),
+        texts(files.iter().map(|f| f.uri.as_str())),
+        nums(files.iter().map(|f| f.size_bytes)),
+        nums(files.iter().map(|f| f.rows)),
+        texts(files.iter().map(|f| f.batch_id.as_str())),
+        ints(files.iter().map(|f| f.version)),
+        utc_times(files.iter().map(|f| micros_to_seconds(&f.committed_at)))?,
+    ];
+    let mut names: Vec<&str> = vec![
+        "path",
+        "uri",
+        "size_bytes",
+        "rows",
+        "batch_id",
+        "version",
+        "committed_at",
+    ];
+    for key in &m.partition_keys {
+        columns.push(texts(files.iter().map(|f| {
+            f.partition
+                .iter()
+                .find(|(k, _)| k == &key.name)
+                .map_or("", |(_, v)| v.as_str())
+        })));
+        names.push(&key.name);
+    }
+    let mut frame = rvalues::data_frame(&names, columns, files.len())?;
+    let fields = m.schema.fields();
+    let schema = rvalues::data_frame(
+        &["name", "type", "nullable"],
+        vec![
+            texts(fields.iter().map(|f| f.name().as_str())),
+            texts(fields.iter().map(|f| f.data_type().to_string())),
+            Logicals::from_values(fields.iter().map(|f| Rbool::from_bool(f.is_nullable()))).into(),
+        ],
+        fields.len(),
+    )?;
+    frame.set_attrib("schema", schema)?;
+    let (kind, endpoint, region) = match &m.storage {
+        EngineStorage::Local => ("local", None, None),
+        EngineStorage::S3 { endpoint, region } => ("s3", endpoint.as_deref(), region.as_deref()),
+    };
+    let storage = Strings::from_values([kind, endpoint.unwrap_or(""), region.unwrap_or("")]);
+    let mut storage: Robj = storage.into();
+    storage.set_names(["kind", "endpoint", "region"])?;
+    frame.set_attrib("storage", storage)?;
+    Ok(frame)
 }
 
 /// A time as R's POSIXct (UTC).

@@ -92,25 +92,50 @@ fn check_exposure(options: &ServeOptions) -> anyhow::Result<()> {
     )
 }
 
+/// Where the server takes connections.
+pub enum Listener {
+    /// A TCP address (`options.listen`), announced on stdout once bound.
+    Tcp(SocketAddr),
+    /// A local home's Unix socket, already bound (see `home`).
+    Home(crate::home::Incoming),
+}
+
 /// Serves until `shutdown` resolves, then drains in-flight requests.
 ///
 /// # Errors
 /// When the database, the warehouse or the address cannot be used.
 pub async fn serve(
     options: ServeOptions,
+    listener: Listener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    check_exposure(&options)?;
+    if matches!(listener, Listener::Tcp(_)) {
+        check_exposure(&options)?;
+    }
     let tls = options.tls.as_ref().map(TlsOptions::config).transpose()?;
     let warehouse = Warehouse::open(&options.warehouse)
         .with_context(|| format!("opening the warehouse {}", options.warehouse))?;
     let catalog = Catalog::connect(&options.database_url, warehouse, options.settings.clone())
         .await
         .context("opening the catalog")?;
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("binding {}", options.listen))?;
-    let address = listener.local_addr().context("reading the bound address")?;
+    let listener = match listener {
+        Listener::Tcp(address) => {
+            let tcp = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding {address}"))?;
+            let bound = tcp.local_addr().context("reading the bound address")?;
+            announce(bound)?;
+            tracing::info!(address = %bound, warehouse = catalog.warehouse().root_url(), "metastore serving");
+            Ok(tcp)
+        }
+        Listener::Home(incoming) => {
+            tracing::info!(
+                warehouse = catalog.warehouse().root_url(),
+                "metastore serving a local home"
+            );
+            Err(incoming)
+        }
+    };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -138,13 +163,11 @@ pub async fn serve(
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(256 * 1024 * 1024);
 
-    announce(address)?;
-    tracing::info!(%address, warehouse = catalog.warehouse().root_url(), "metastore serving");
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).context("configuring TLS")?;
     }
-    let served = builder
+    let router = builder
         .timeout(options.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -155,12 +178,18 @@ pub async fn serve(
         ))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await;
+        .add_service(service);
+    let served = match listener {
+        Ok(tcp) => {
+            router
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(tcp).with_nodelay(Some(true)),
+                    shutdown,
+                )
+                .await
+        }
+        Err(home) => router.serve_with_incoming_shutdown(home, shutdown).await,
+    };
     sweeper.abort();
     if let Some(collector) = collector {
         collector.abort();

@@ -122,3 +122,25 @@ pub fn decode_schema(bytes: &[u8]) -> Result<arrow_schema::Schema, arrow_schema:
         arrow_ipc::convert::try_schema_from_flatbuffer_bytes(bytes)
     }
 }
+
+/// The layout of a local home: the directory where a metastore started on demand keeps its
+/// catalog and warehouse, and where clients of the same user find it. Clients choose the
+/// directory and start the server; the server serves the socket in it and exits when idle.
+pub mod home {
+    /// The home directory, when set (else the user's data directory, `…/batchstore`).
+    pub const HOME_ENV: &str = "BATCHSTORE_HOME";
+    /// Seconds without a connected client after which the home's server exits.
+    pub const IDLE_ENV: &str = "BATCHSTORE_IDLE_SECONDS";
+    /// The Unix socket the home's server listens on (only its user can reach it).
+    pub const SOCKET: &str = "metastore.sock";
+    /// Held (an exclusive file lock) by the home's server for as long as it runs.
+    pub const SERVER_LOCK: &str = "metastore.lock";
+    /// Held by a client while it starts the home's server, so one starts at a time.
+    pub const START_LOCK: &str = "start.lock";
+    /// The SQLite catalog.
+    pub const CATALOG: &str = "catalog.db";
+    /// The warehouse directory.
+    pub const WAREHOUSE: &str = "warehouse";
+    /// The server's log (its standard error).
+    pub const LOG: &str = "metastore.log";
+}

@@ -6,6 +6,7 @@
 //! path). A `Client` is cheap to clone and safe to share between tasks.
 
 use crate::error::{ClientError, Result};
+use crate::home::LocalHome;
 use crate::storage::Stores;
 use batchstore_proto::v1::metastore_client::MetastoreClient;
 use batchstore_proto::wire::{ACTOR_KEY, AUTHORIZATION_KEY, BEARER_PREFIX};
@@ -47,6 +48,10 @@ pub struct ConnectOptions {
     /// A client certificate and key (PEM), for a metastore that requires them (mutual TLS).
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+    /// How this front end runs a local metastore (`metastore serve-home`): with it, a client
+    /// given no endpoint (and no `BATCHSTORE_ENDPOINT`) that finds nothing at the default
+    /// address uses the user's local home, starting its server when none runs (see `home`).
+    pub local_server: Option<Vec<String>>,
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
@@ -237,6 +242,12 @@ impl Client {
     /// `Unavailable` when nothing answers there (or the TLS handshake fails).
     pub async fn connect_with(options: ConnectOptions) -> Result<Self> {
         let options = options.with_environment();
+        if options.endpoint.is_none()
+            && let Some(start) = options.local_server.clone()
+            && !default_endpoint_answers().await
+        {
+            return Self::connect_home(LocalHome::from_env(start)?).await;
+        }
         let endpoint = options
             .endpoint
             .clone()
@@ -280,20 +291,73 @@ impl Client {
                 crate::error::error_chain(&e)
             ))
         })?;
+        Ok(Self::over(channel, credentials, endpoint))
+    }
+
+    /// Connects to the local home's metastore, starting it when none runs. The endpoint reads
+    /// `local:HOME`.
+    ///
+    /// # Errors
+    /// `Unavailable` when its server cannot be reached or started.
+    pub async fn connect_home(home: LocalHome) -> Result<Self> {
+        let home = Arc::new(home);
+        let endpoint = format!("local:{}", home.dir().display());
+        let connector = {
+            let home = home.clone();
+            tower::service_fn(move |_: tonic::codegen::http::Uri| {
+                let home = home.clone();
+                async move {
+                    home.connect()
+                        .await
+                        .map(hyper_util::rt::TokioIo::new)
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                }
+            })
+        };
+        let channel = Endpoint::from_static("http://localhost")
+            .timeout(call_limit())
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE)
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| {
+                ClientError::Unavailable(format!(
+                    "cannot reach the local metastore in {} ({})",
+                    home.dir().display(),
+                    crate::error::error_chain(&e)
+                ))
+            })?;
+        Ok(Self::over(channel, Credentials::new(None)?, endpoint))
+    }
+
+    fn over(channel: Channel, credentials: Credentials, endpoint: String) -> Self {
         let rpc = MetastoreClient::with_interceptor(channel, credentials)
             .max_decoding_message_size(512 * 1024 * 1024)
             .max_encoding_message_size(64 * 1024 * 1024);
-        Ok(Client {
+        Client {
             rpc,
             stores: Arc::new(Stores::default()),
             endpoint,
-        })
+        }
     }
 
     /// The endpoint this client talks to.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
+}
+
+/// Whether a metastore listens at the default address (a quick loopback probe).
+async fn default_endpoint_answers() -> bool {
+    let address = DEFAULT_ENDPOINT.trim_start_matches("http://");
+    matches!(
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(address)
+        )
+        .await,
+        Ok(Ok(_))
+    )
 }
 
 /// A bearer token goes in clear text only to this machine: anyone on the path to another host

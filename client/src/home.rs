@@ -68,25 +68,29 @@ impl LocalHome {
     /// # Errors
     /// `Storage` when the directory cannot be created.
     pub fn prepare(&self) -> Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
         if self.dir.is_dir() {
             return Ok(());
         }
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .map_err(|e| {
-                ClientError::Storage(format!(
-                    "cannot create the local batchstore home {}: {e}",
-                    self.dir.display()
-                ))
-            })?;
-        eprintln!(
-            "batchstore: no metastore configured; tables are kept in {} (set \
-             BATCHSTORE_ENDPOINT to use a team's server)",
-            self.dir.display()
-        );
+        let failed = |e: std::io::Error| {
+            ClientError::Storage(format!(
+                "cannot create the local batchstore home {}: {e}",
+                self.dir.display()
+            ))
+        };
+        if let Some(parent) = self.dir.parent() {
+            std::fs::create_dir_all(parent).map_err(failed)?;
+        }
+        // Only the process that creates the home says so, however many start at once.
+        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+            Ok(()) => eprintln!(
+                "batchstore: no metastore configured; tables are kept in {} (set \
+                 BATCHSTORE_ENDPOINT to use a team's server)",
+                self.dir.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(failed(e)),
+        }
         Ok(())
     }
 

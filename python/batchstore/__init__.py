@@ -8,8 +8,10 @@ can pin the exact batch it read.
     >>> bs.store_dataframe(df, "sales", "sold_items", partitions={"ds": "20161031"})
     >>> df = bs.load_dataframe("sales", "sold_items", partitions=["20161031"])
 
-Module-level functions use a default client connected to ``BATCHSTORE_ENDPOINT`` (or
-``http://127.0.0.1:50051``); call :func:`connect` to choose another, or use :class:`Client`.
+Module-level functions use a default client connected to ``BATCHSTORE_ENDPOINT`` (or a
+metastore at ``http://127.0.0.1:50051``, else a local one in ``~/.local/share/batchstore``
+started on demand: nothing to set up); call :func:`connect` to choose another, or use
+:class:`Client`.
 """
 
 from __future__ import annotations

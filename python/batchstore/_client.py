@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import sys
 from dataclasses import dataclass, field
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -35,6 +36,10 @@ class CommitInfo:
         )
 
 
+# How this interpreter runs a local metastore when none is configured (see Client).
+_LOCAL_SERVER = [sys.executable, "-c", "from batchstore._native import serve_home; serve_home()"]
+
+
 def _from_micros(micros: int) -> _dt.datetime:
     return _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(microseconds=micros)
 
@@ -42,8 +47,11 @@ def _from_micros(micros: int) -> _dt.datetime:
 class Client:
     """A connection to a batchstore metastore.
 
-    ``endpoint`` defaults to ``BATCHSTORE_ENDPOINT``, else ``http://127.0.0.1:50051``; an
-    ``https://`` endpoint uses TLS. For a metastore that authenticates, ``token`` (default
+    ``endpoint`` defaults to ``BATCHSTORE_ENDPOINT``, else ``http://127.0.0.1:50051`` when a
+    metastore listens there, else a local one: a SQLite catalog and a warehouse in
+    ``BATCHSTORE_HOME`` (default ``~/.local/share/batchstore``), served by a process started on
+    demand, shared by every process of the user, and stopped when no client has been connected
+    for a minute (``BATCHSTORE_IDLE_SECONDS``). An ``https://`` endpoint uses TLS. For a metastore that authenticates, ``token`` (default
     ``BATCHSTORE_TOKEN``, else the first line of ``token_file`` or ``BATCHSTORE_TOKEN_FILE``)
     proves who you are; prefer the variables to writing a token into code. ``ca_file``
     (default ``BATCHSTORE_CA_FILE``) adds the CA that signed the metastore's certificate to the
@@ -66,7 +74,9 @@ class Client:
         client_cert: str | os.PathLike | None = None,
         client_key: str | os.PathLike | None = None,
     ) -> None:
-        self._native = NativeClient(endpoint, token, token_file, ca_file, client_cert, client_key)
+        self._native = NativeClient(
+            endpoint, token, token_file, ca_file, client_cert, client_key, _LOCAL_SERVER
+        )
 
     @property
     def endpoint(self) -> str:

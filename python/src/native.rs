@@ -24,6 +24,14 @@ fn expected(text: Option<String>) -> Option<Expected> {
     text.as_deref().map(Expected::parse)
 }
 
+/// Serves the local home named by `BATCHSTORE_HOME` until it is idle (the server a client
+/// starts on demand: `python -c "from batchstore._native import serve_home; serve_home()"`).
+#[pyfunction]
+pub fn serve_home(py: Python<'_>) -> PyResult<()> {
+    py.detach(batchstore_metastore::home::serve_home)
+        .map_err(|e| crate::errors::Error::new_err(format!("{e:#}")))
+}
+
 /// A resolved selection's files, holding a read lease until released or dropped.
 #[pyclass(module = "batchstore._native", frozen)]
 pub struct NativeManifest {
@@ -73,7 +81,10 @@ impl NativeManifest {
 impl NativeClient {
     /// Credentials left `None` come from the environment, as the client decides.
     #[new]
-    #[pyo3(signature = (endpoint=None, token=None, token_file=None, ca_file=None, client_cert=None, client_key=None))]
+    /// `local_server`: how this interpreter runs a local metastore (see `serve_home`), used
+    /// when no endpoint is configured and nothing listens at the default address.
+    #[pyo3(signature = (endpoint=None, token=None, token_file=None, ca_file=None, client_cert=None, client_key=None, local_server=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         endpoint: Option<String>,
@@ -82,6 +93,7 @@ impl NativeClient {
         ca_file: Option<PathBuf>,
         client_cert: Option<PathBuf>,
         client_key: Option<PathBuf>,
+        local_server: Option<Vec<String>>,
     ) -> PyResult<Self> {
         let options = ConnectOptions {
             endpoint,
@@ -90,6 +102,7 @@ impl NativeClient {
             ca_file,
             client_cert,
             client_key,
+            local_server,
         };
         let client = run(py, async move { Client::connect_with(options).await })?;
         Ok(NativeClient { client })

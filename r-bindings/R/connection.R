@@ -18,7 +18,8 @@ sf_connect <- function(endpoint = NULL, default = TRUE, token = NULL, token_file
       bs_invalid(paste0(name, " must be a single string or NULL"))
     }
   }
-  pointer <- bs_check(bs_native$connect(endpoint, token, token_file, ca_file, client_cert, client_key))
+  pointer <- bs_check(bs_native$connect(endpoint, token, token_file, ca_file, client_cert, client_key,
+                                        bs_local_server()))
   con <- structure(
     list(pointer = pointer, endpoint = bs_check(bs_native$endpoint(pointer))),
     class = "batchstore_connection"
@@ -26,6 +27,17 @@ sf_connect <- function(endpoint = NULL, default = TRUE, token = NULL, token_file
   if (isTRUE(default)) bs_state$default <- con
   invisible(con)
 }
+
+# How this R runs a local metastore when none is configured: Rscript serving the home
+# (BATCHSTORE_HOME) with this very package.
+bs_local_server <- function() {
+  library_dir <- dirname(system.file(package = "batchstore"))
+  c(file.path(R.home("bin"), "Rscript"), "--vanilla", "-e",
+    sprintf("library(batchstore, lib.loc = %s); batchstore:::bs_serve_home()", deparse(library_dir)))
+}
+
+# Serves the local home until it is idle (what bs_local_server() runs).
+bs_serve_home <- function() invisible(bs_check(bs_native$serve_home()))
 
 # The default connection, made from BATCHSTORE_ENDPOINT on first use.
 bs_default_connection <- function() {

@@ -2,8 +2,9 @@
 # `batchstore_native_error` that bs_check() (errors.R) raises as a classed condition.
 
 bs_native <- list(
-  connect = function(endpoint, token, token_file, ca_file, client_cert, client_key)
-    .Call(wrap__bs_connect, endpoint, token, token_file, ca_file, client_cert, client_key),
+  connect = function(endpoint, token, token_file, ca_file, client_cert, client_key, local_server)
+    .Call(wrap__bs_connect, endpoint, token, token_file, ca_file, client_cert, client_key, local_server),
+  serve_home = function() .Call(wrap__bs_serve_home),
   endpoint = function(client) .Call(wrap__bs_endpoint, client),
   create_namespace = function(client, name, if_not_exists) {
     .Call(wrap__bs_create_namespace, client, name, if_not_exists)

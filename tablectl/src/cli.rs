@@ -11,7 +11,9 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "tablectl", version, about, long_about = None)]
 pub struct Cli {
-    /// Metastore address (default: $BATCHSTORE_ENDPOINT, else http://127.0.0.1:50051).
+    /// Metastore address (default: $BATCHSTORE_ENDPOINT, else http://127.0.0.1:50051 when a
+    /// metastore listens there, else a local one in $BATCHSTORE_HOME or ~/.local/share/batchstore,
+    /// started on demand and stopped when idle).
     #[arg(long, global = true, env = "BATCHSTORE_ENDPOINT")]
     pub endpoint: Option<String>,
 

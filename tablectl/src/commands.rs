@@ -27,6 +27,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         ca_file: cli.ca_file.clone(),
         client_cert: cli.client_cert.clone(),
         client_key: cli.client_key.clone(),
+        local_server: local_server(),
     })
     .await?;
     let json = cli.json;
@@ -389,6 +390,12 @@ async fn write(client: &Client, args: WriteArgs, json: bool) -> Result<()> {
         bar.finish();
     }
     print_commit("wrote", &table, &committed?, json)
+}
+
+/// This program serving the local home (`tablectl serve-home`), when it can name itself.
+fn local_server() -> Option<Vec<String>> {
+    let me = std::env::current_exe().ok()?;
+    Some(vec![me.to_str()?.to_owned(), crate::SERVE_HOME.to_owned()])
 }
 
 /// The read request a selection's arguments describe.

@@ -18,10 +18,9 @@ mod rvalues;
 
 use arrow_array::RecordBatchIterator;
 use batchstore_client::{
-    Client, ConnectOptions, GcScope, KeyPredicate, KeyType, LeaseName, PartitionColumns,
-    PartitionData,
-    PartitionKey, ReadRequest, Retention, RollbackTo, Selector, TableName, TagTarget, WriteOptions,
-    WriteRequest,
+    Client, ClientError, ConnectOptions, GcScope, KeyPredicate, KeyType, LeaseName,
+    PartitionColumns, PartitionData, PartitionKey, ReadRequest, Retention, RollbackTo, Selector,
+    TableName, TagTarget, WriteOptions, WriteRequest,
 };
 use errors::{BindingError, Outcome, to_r};
 use extendr_api::prelude::*;
@@ -51,6 +50,7 @@ fn bs_connect(
     ca_file: Robj,
     client_cert: Robj,
     client_key: Robj,
+    local_server: Robj,
 ) -> Robj {
     to_r((|| {
         let path = |value: &Robj| args::optional_text(value).map(std::path::PathBuf::from);
@@ -61,10 +61,23 @@ fn bs_connect(
             ca_file: path(&ca_file),
             client_cert: path(&client_cert),
             client_key: path(&client_key),
+            local_server: Some(args::texts(&local_server, "local_server")?)
+                .filter(|c| !c.is_empty()),
         };
         let client = run(async move { Client::connect_with(options).await })?;
         Ok(ExternalPtr::new(client).into())
     })())
+}
+
+/// Serves the local home named by `BATCHSTORE_HOME` until it is idle: the server a client
+/// starts on demand (`Rscript -e 'batchstore:::bs_serve_home()'`).
+#[extendr]
+fn bs_serve_home() -> Robj {
+    to_r(
+        batchstore_metastore::home::serve_home()
+            .map(|()| Robj::from(true))
+            .map_err(|e| BindingError::Client(ClientError::Unavailable(format!("{e:#}")))),
+    )
 }
 
 #[extendr]
@@ -522,6 +535,7 @@ fn bs_collect_garbage(client: Robj, namespace: Robj, table: Robj, dry_run: Robj)
 extendr_module! {
     mod batchstore;
     fn bs_connect;
+    fn bs_serve_home;
     fn bs_endpoint;
     fn bs_create_namespace;
     fn bs_create_table;

@@ -127,6 +127,12 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     lifecycle: LifecycleArgs,
+
+    /// Serve Prometheus metrics at http://ADDRESS/metrics (RPC counts and latency by method
+    /// and code, commits, rollbacks, database pool). Off by default; the page holds no table
+    /// data, but keep it on a trusted network.
+    #[arg(long, env = "BATCHSTORE_METRICS_LISTEN", value_name = "ADDRESS")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Garbage collection, dropped tables and leases.
@@ -250,6 +256,7 @@ impl ServeArgs {
             },
             gc_interval: (!args.lifecycle.no_gc)
                 .then(|| Duration::from_secs(args.lifecycle.gc_interval_seconds.max(1))),
+            metrics_listen: args.metrics_listen,
         })
     }
 }

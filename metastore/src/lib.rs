@@ -13,6 +13,7 @@ pub mod footer;
 pub mod home;
 pub mod layout;
 pub mod limits;
+pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod schema;

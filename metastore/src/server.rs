@@ -46,6 +46,8 @@ pub struct ServeOptions {
     pub audit_retention: Option<Duration>,
     /// How often garbage collection runs (`None`: only on demand).
     pub gc_interval: Option<Duration>,
+    /// Where `/metrics` is served (Prometheus text), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The server's certificate and key (PEM), and a CA whose client certificates it requires.
@@ -137,6 +139,9 @@ pub async fn serve(
         }
     };
 
+    if let Some(listen) = options.metrics_listen {
+        crate::metrics::install(listen, catalog.clone())?;
+    }
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<MetastoreServer<MetastoreService>>()

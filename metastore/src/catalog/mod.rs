@@ -102,6 +102,11 @@ const TABLE_COLUMNS: &str = "t.id, n.name AS namespace, t.name, t.partition_keys
 const BEGAN_LIMIT: usize = 100_000;
 
 impl Catalog {
+    /// Connections the catalog's pool holds open, and how many of them are idle.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
     /// Connects to the database and applies pending migrations.
     ///
     /// # Errors

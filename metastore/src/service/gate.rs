@@ -95,7 +95,9 @@ where
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("anonymous");
                     self.guard.audit_refused(method, actor, &error);
-                    let refusal = status::to_status(error).into_http();
+                    let refusal = status::to_status(error);
+                    crate::metrics::rpc(method, refusal.code(), std::time::Duration::ZERO);
+                    let refusal = refusal.into_http();
                     return Box::pin(async move { Ok(refusal) });
                 }
             }

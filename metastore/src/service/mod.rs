@@ -35,8 +35,26 @@ impl MetastoreService {
         MetastoreService { catalog, guard }
     }
 
-    /// Runs one call: authenticate, run `body` (which authorizes what it touches), audit.
+    /// Runs one call: authenticate, run `body` (which authorizes what it touches), audit, and
+    /// count it in the metrics.
     async fn guarded<Req, Resp>(
+        &self,
+        method: &'static str,
+        request: Request<Req>,
+        claimed_actor: impl FnOnce(&Req) -> &str,
+        body: impl AsyncFnOnce(&Caller, Req) -> CatalogResult<Resp>,
+    ) -> Reply<Resp> {
+        let started = std::time::Instant::now();
+        let reply = self.answer(method, request, claimed_actor, body).await;
+        let code = reply
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        crate::metrics::rpc(method, code, started.elapsed());
+        reply
+    }
+
+    /// [`Self::guarded`]'s work, unmeasured.
+    async fn answer<Req, Resp>(
         &self,
         method: &'static str,
         request: Request<Req>,
@@ -290,6 +308,9 @@ impl Metastore for MetastoreService {
                         .collect::<Vec<_>>()
                         .join(", "),
                 );
+                if !outcome.already_committed {
+                    crate::metrics::committed(outcome.committed.len());
+                }
                 Ok(pb::CommitResponse {
                     committed: outcome.committed.iter().map(committed_to_pb).collect(),
                     already_committed: outcome.already_committed,
@@ -444,6 +465,7 @@ impl Metastore for MetastoreService {
                     )
                     .await?;
                 caller.note(format!("{} v{}", committed.batch_id, committed.version));
+                crate::metrics::rolled_back();
                 Ok(pb::RollbackResponse {
                     committed: Some(committed_to_pb(&committed)),
                 })

@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/batchstore-target
 export CARGO_TERM_COLOR ?= never
 CARGO ?= cargo
 
-.PHONY: run build test test-long test-rust test-python test-r lint lint-r fmt deps bench-metastore bench-data bench-access bench-gc bench-python bench-r clean-data
+.PHONY: run build test test-long test-rust test-python test-r lint lint-r fmt deps bench-metastore bench-data bench-access bench-gc bench-python bench-scan bench-r clean-data
 
 ## run: the metastore on SQLite (./batchstore.db) and a local warehouse (./warehouse), 127.0.0.1:50051
 run:
@@ -95,6 +95,13 @@ bench-python: deps
 	python3 bench/python/store_load.py $(BENCH_ARGS)
 
 ## bench-r: sf_writer/sf_reader of a 2,000,000-row data.frame vs saveRDS/readRDS
+## bench-scan: DuckDB and Polars aggregates over a 10,000,000-row, 20-partition table through
+## bs.scan, next to the same engines over the same Parquet files read directly
+bench-scan: deps
+	$(CARGO) build --release -p batchstore-metastore
+	python3 -m pip install --force-reinstall --no-deps --quiet --disable-pip-version-check ./python
+	BATCHSTORE_METASTORE_BIN=$(CARGO_TARGET_DIR)/release/metastore python3 bench/python/scan.py $(BENCH_ARGS)
+
 bench-r: deps
 	$(CARGO) build --release -p batchstore-metastore
 	R CMD INSTALL --no-multiarch --preclean r-bindings

@@ -24,10 +24,12 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
 fi
 
-# Python packages the Python suite and package need (PyPI).
-if ! python3 -c "import pyarrow, pandas, polars, pytest" >/dev/null 2>&1; then
-  echo "installing pyarrow, pandas, polars, pytest from PyPI"
-  python3 -m pip install --quiet --disable-pip-version-check "pyarrow>=14" "pandas>=2" "polars>=1" "pytest>=8"
+# Python packages the Python suite and package need (PyPI); DuckDB and Dask read scans in the
+# engine tests.
+if ! python3 -c "import pyarrow, pandas, polars, pytest, duckdb, dask.dataframe" >/dev/null 2>&1; then
+  echo "installing pyarrow, pandas, polars, pytest, duckdb, dask from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check "pyarrow>=14" "pandas>=2" "polars>=1" \
+    "pytest>=8" "duckdb>=1" "dask[dataframe]>=2024"
 fi
 
 # moto's S3-compatible server, for the S3 tests (bound to 127.0.0.1 by the tests).

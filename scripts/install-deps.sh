@@ -32,6 +32,17 @@ if ! python3 -c "import pyarrow, pandas, polars, pytest, duckdb, dask.dataframe"
     "pytest>=8" "duckdb>=1" "dask[dataframe]>=2024"
 fi
 
+# PySpark reads manifests in the engine tests (it runs on the machine's Java 17).
+if ! python3 -c "import pyspark" >/dev/null 2>&1; then
+  echo "installing pyspark from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check "pyspark>=3.5"
+fi
+if ! command -v java >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless
+fi
+
 # moto's S3-compatible server, for the S3 tests (bound to 127.0.0.1 by the tests).
 if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c "import moto.server, flask" >/dev/null 2>&1; then
   echo "installing moto[server] from PyPI"

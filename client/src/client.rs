@@ -347,16 +347,39 @@ impl Client {
     }
 }
 
-/// Whether a metastore listens at the default address (a quick loopback probe).
+/// Whether a metastore answers at the default address: something must accept a connection
+/// there and answer a gRPC call as the metastore does (a refusal of credentials counts), each
+/// within a second, so a port taken by something else falls back to the local home.
 async fn default_endpoint_answers() -> bool {
     let address = DEFAULT_ENDPOINT.trim_start_matches("http://");
+    let open = tokio::time::timeout(
+        Duration::from_millis(500),
+        tokio::net::TcpStream::connect(address),
+    )
+    .await;
+    if !matches!(open, Ok(Ok(_))) {
+        return false;
+    }
+    let probe = async {
+        let channel = Endpoint::from_static(DEFAULT_ENDPOINT)
+            .connect_timeout(Duration::from_secs(1))
+            .connect()
+            .await
+            .ok()?;
+        let answer = MetastoreClient::new(channel)
+            .who_am_i(batchstore_proto::v1::WhoAmIRequest::default())
+            .await;
+        Some(match answer {
+            Ok(_) => true,
+            Err(status) => matches!(
+                status.code(),
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+            ),
+        })
+    };
     matches!(
-        tokio::time::timeout(
-            Duration::from_millis(500),
-            tokio::net::TcpStream::connect(address)
-        )
-        .await,
-        Ok(Ok(_))
+        tokio::time::timeout(Duration::from_secs(1), probe).await,
+        Ok(Some(true))
     )
 }
 

@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 
+/// The longest socket path the kernel takes (`sun_path` holds 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
 /// How long a client waits for the server it started to listen.
 const START_WAIT: Duration = Duration::from_secs(30);
 
@@ -100,6 +103,13 @@ impl LocalHome {
     /// `Unavailable` when the server cannot be started (with the end of its log).
     pub async fn connect(&self) -> Result<UnixStream> {
         let socket = self.dir.join(SOCKET);
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(ClientError::InvalidArgument(format!(
+                "the local batchstore home {} is too deep for its socket (Unix sockets take at \
+                 most {MAX_SOCKET_PATH} bytes of path): set BATCHSTORE_HOME to a shorter path",
+                self.dir.display()
+            )));
+        }
         if let Ok(stream) = UnixStream::connect(&socket).await {
             return Ok(stream);
         }
@@ -124,6 +134,7 @@ impl LocalHome {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
+                let _ = child.wait();
                 return Err(self.failed("it did not listen within 30 s"));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -144,6 +155,8 @@ impl LocalHome {
         std::process::Command::new(&self.start[0])
             .args(&self.start[1..])
             .env(HOME_ENV, &self.dir)
+            // Not the caller's directory: a Python started there could import a source tree.
+            .current_dir(&self.dir)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log)

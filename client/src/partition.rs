@@ -306,9 +306,14 @@ impl KeyPredicate {
             .char_indices()
             .find(|(_, c)| !"=!<>".contains(*c))
             .map_or(rest.len(), |(i, _)| i);
+        let is_in = rest.get(..2).is_some_and(|w| w.eq_ignore_ascii_case("in"))
+            && rest[2..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_whitespace() || c == '(' || c == '[');
         let (op, rest) = if op_len > 0 {
             rest.split_at(op_len)
-        } else if rest.len() >= 2 && rest[..2].eq_ignore_ascii_case("in") {
+        } else if is_in {
             rest.split_at(2)
         } else {
             return Err(bad("no comparison after the key"));
@@ -316,11 +321,12 @@ impl KeyPredicate {
         let op = PredicateOp::parse(op)?;
         let rest = rest.trim();
         let values = if op == PredicateOp::In {
-            let inner = rest
-                .strip_prefix('(')
-                .and_then(|r| r.strip_suffix(')'))
-                .or_else(|| rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')))
-                .unwrap_or(rest);
+            let inner = match rest.chars().next() {
+                Some('(') => rest.strip_prefix('(').and_then(|r| r.strip_suffix(')')),
+                Some('[') => rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')),
+                _ => Some(rest),
+            }
+            .ok_or_else(|| bad("the list is not closed"))?;
             split_values(inner).map_err(|why| bad(&why))?
         } else {
             vec![unquote(rest).map_err(|why| bad(&why))?]
@@ -498,6 +504,10 @@ mod tests {
             "ds in (1,,2)",
             "ds = 'x",
             "= 3",
+            "s 漢字",
+            "s inx",
+            "s in (a, b",
+            "s in [a",
         ] {
             let error = KeyPredicate::parse(text).unwrap_err().to_string();
             assert!(

@@ -215,14 +215,20 @@ impl ServeArgs {
         Ok(Wrapper::try_parse_from(all)?.serve)
     }
 
-    /// Where the catalog lives.
-    pub fn set_database_url(&mut self, url: String) {
-        self.database.database_url = url;
-    }
-
-    /// Where batches are stored.
-    pub fn set_warehouse(&mut self, warehouse: String) {
+    /// The settings of a local home's server: its catalog and warehouse, and no
+    /// authentication or TLS, whatever the environment says (the home's socket is reachable
+    /// by its user only, and its clients send no credentials).
+    pub fn for_home(&mut self, database_url: String, warehouse: String) {
+        self.database.database_url = database_url;
         self.warehouse = warehouse;
+        let access = &mut self.access;
+        access.token_file = None;
+        access.jwks_file = None;
+        access.jwks_url = None;
+        access.admins.clear();
+        access.tls_cert = None;
+        access.tls_key = None;
+        access.tls_client_ca = None;
     }
 
     /// The server's options.

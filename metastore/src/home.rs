@@ -61,11 +61,10 @@ pub async fn serve_home_with(mut args: ServeArgs) -> anyhow::Result<()> {
     let lock = File::create(home.join(SERVER_LOCK)).context("opening the server lock")?;
     let lock = tokio::task::spawn_blocking(move || take_lock(lock)).await??;
 
-    args.set_database_url(format!(
-        "sqlite://{}?mode=rwc",
-        home.join(CATALOG).display()
-    ));
-    args.set_warehouse(home.join(WAREHOUSE).display().to_string());
+    args.for_home(
+        format!("sqlite://{}?mode=rwc", home.join(CATALOG).display()),
+        home.join(WAREHOUSE).display().to_string(),
+    );
     let options = args.options()?;
 
     let socket = home.join(SOCKET);

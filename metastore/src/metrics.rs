@@ -72,9 +72,15 @@ pub fn install(listen: SocketAddr, catalog: Catalog) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One answered RPC.
+/// One answered RPC. A method the service does not have (a path a client made up) is
+/// counted as `unknown`, so clients cannot grow the label set.
 pub fn rpc(method: &str, code: tonic::Code, elapsed: Duration) {
     let code = code_name(code);
+    let method = if known_method(method) {
+        method
+    } else {
+        "unknown"
+    };
     let labels = [
         ("grpc_method", method.to_owned()),
         ("grpc_code", code.to_owned()),
@@ -94,6 +100,27 @@ pub fn committed(partitions: usize) {
 /// A rollback that created a version.
 pub fn rolled_back() {
     metrics::counter!(ROLLBACKS).increment(1);
+}
+
+/// Whether `method` is a method of the service, as the wire contract declares it.
+fn known_method(method: &str) -> bool {
+    use prost::Message;
+    static KNOWN: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    KNOWN
+        .get_or_init(|| {
+            prost_types::FileDescriptorSet::decode(batchstore_proto::FILE_DESCRIPTOR_SET)
+                .map(|set| {
+                    set.file
+                        .iter()
+                        .flat_map(|f| &f.service)
+                        .flat_map(|s| &s.method)
+                        .filter_map(|m| m.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .contains(method)
 }
 
 /// The gRPC name of a code, as gRPC's own tools write it (`OK`, `NotFound`, ...).
@@ -117,5 +144,20 @@ fn code_name(code: tonic::Code) -> &'static str {
         Code::Unavailable => "Unavailable",
         Code::DataLoss => "DataLoss",
         Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::known_method;
+
+    #[test]
+    fn only_the_services_methods_are_labels() {
+        for method in ["Commit", "ResolvePartitions", "BeginWrite", "WhoAmI"] {
+            assert!(known_method(method), "{method}");
+        }
+        for made_up in ["", "commit", "Commit2", "unknown", &"x".repeat(300)] {
+            assert!(!known_method(made_up), "{made_up}");
+        }
     }
 }

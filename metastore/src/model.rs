@@ -41,10 +41,13 @@ impl PartitionKeyType {
                     ))
                 }),
             PartitionKeyType::Date => chrono::NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
+                .ok()
+                .filter(|d| (1..=9999).contains(&chrono::Datelike::year(d)))
                 .map(|d| d.format("%Y-%m-%d").to_string())
+                .ok_or(())
                 .map_err(|_| {
                     CatalogError::InvalidArgument(format!(
-                        "partition key {key} is a date key, but the value {} is not a date in the form YYYY-MM-DD",
+                        "partition key {key} is a date key, but the value {} is not a date in the form YYYY-MM-DD (years 0001 to 9999)",
                         names::quote_for_message(value)
                     ))
                 }),
@@ -214,13 +217,41 @@ pub enum PredicateOp {
 /// A condition on a partition key as a request gives it: key, comparison, values as text.
 pub type KeyCondition = (String, PredicateOp, Vec<String>);
 
-/// One condition on one partition key, its values canonical for the key's type.
+/// One condition on one partition key, its values canonical for the key's type and parsed
+/// once: `in` as a set of canonical texts (a value has exactly one), the others as one
+/// ordered value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct KeyPredicate {
     key_index: usize,
     key_type: PartitionKeyType,
-    op: PredicateOp,
-    values: Vec<String>,
+    test: Test,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Test {
+    In(std::collections::HashSet<String>),
+    Compare(PredicateOp, Ordered),
+}
+
+/// A key value in its type's order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Ordered {
+    Int(i64),
+    Date(chrono::NaiveDate),
+    Text(String),
+}
+
+impl Ordered {
+    fn of(key_type: PartitionKeyType, canonical: &str) -> Self {
+        let parsed = match key_type {
+            PartitionKeyType::Int64 => canonical.parse().ok().map(Ordered::Int),
+            PartitionKeyType::Date => chrono::NaiveDate::parse_from_str(canonical, "%Y-%m-%d")
+                .ok()
+                .map(Ordered::Date),
+            PartitionKeyType::String => None,
+        };
+        parsed.unwrap_or_else(|| Ordered::Text(canonical.to_owned()))
+    }
 }
 
 /// Conditions on partition keys that every resolved partition must satisfy (AND), compared as
@@ -240,6 +271,13 @@ impl PartitionFilter {
             return Err(CatalogError::InvalidArgument(format!(
                 "a partition filter has at most {MAX_FILTER_PREDICATES} conditions; {} were given",
                 predicates.len()
+            )));
+        }
+        let values: usize = predicates.iter().map(|(_, _, v)| v.len()).sum();
+        if values > MAX_PARTITIONS_PER_REQUEST {
+            return Err(CatalogError::InvalidArgument(format!(
+                "a partition filter holds at most {MAX_PARTITIONS_PER_REQUEST} values in all; \
+                 {values} were given"
             )));
         }
         let mut out = Vec::with_capacity(predicates.len());
@@ -268,11 +306,14 @@ impl PartitionFilter {
                 .iter()
                 .map(|v| def.key_type.canonical(&def.name, v))
                 .collect::<CatalogResult<Vec<_>>>()?;
+            let test = match op {
+                PredicateOp::In => Test::In(values.into_iter().collect()),
+                op => Test::Compare(*op, Ordered::of(def.key_type, &values[0])),
+            };
             out.push(KeyPredicate {
                 key_index,
                 key_type: def.key_type,
-                op: *op,
-                values,
+                test,
             });
         }
         Ok(PartitionFilter(out))
@@ -289,11 +330,10 @@ impl PartitionFilter {
             let Some(value) = values.get(p.key_index) else {
                 return false;
             };
-            let order = |other: &String| compare_key_values(p.key_type, value, other);
-            match p.op {
-                PredicateOp::In => p.values.iter().any(|v| order(v).is_eq()),
-                op => {
-                    let ordering = order(&p.values[0]);
+            match &p.test {
+                Test::In(set) => set.contains(value),
+                Test::Compare(op, bound) => {
+                    let ordering = Ordered::of(p.key_type, value).cmp(bound);
                     match op {
                         PredicateOp::Eq => ordering.is_eq(),
                         PredicateOp::Ne => ordering.is_ne(),
@@ -305,15 +345,6 @@ impl PartitionFilter {
                 }
             }
         })
-    }
-}
-
-/// Orders two canonical values of one key type: int64 numerically, others as text (a
-/// canonical date's text order is its calendar order).
-fn compare_key_values(key_type: PartitionKeyType, a: &str, b: &str) -> std::cmp::Ordering {
-    match (key_type, a.parse::<i64>(), b.parse::<i64>()) {
-        (PartitionKeyType::Int64, Ok(a), Ok(b)) => a.cmp(&b),
-        _ => a.cmp(b),
     }
 }
 

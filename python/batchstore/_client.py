@@ -216,7 +216,9 @@ class Client:
 
         The dataset is a snapshot: later writes and rollbacks do not change what it reads, and
         its files are pinned against garbage collection (a read lease, renewed in the
-        background) for as long as the dataset object lives.
+        background) for as long as the dataset object lives: keep a reference to it while
+        anything reads from it (a scanner or batch iterator taken from it, or a dataset made
+        by its ``filter``, does not hold the lease by itself).
         """
         from . import _scan
 

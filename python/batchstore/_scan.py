@@ -61,8 +61,8 @@ def _filesystem(storage: dict) -> pafs.FileSystem:
     endpoint = storage.get("endpoint")
     if endpoint:
         scheme, _, host = endpoint.rpartition("://")
-        options["endpoint_override"] = host.rstrip("/")
-        options["scheme"] = scheme or "https"
+        options["endpoint_override"] = host.split("/", 1)[0]
+        options["scheme"] = scheme.lower() or "https"
     if storage.get("region"):
         options["region"] = storage["region"]
     return pafs.S3FileSystem(**options)
@@ -98,6 +98,7 @@ def dataset(native_manifest: Any, rest: Any = None) -> ds.Dataset:
     )
     if rest is not None:
         result = result.filter(rest)
-    # The lease lives as long as the dataset: released when it is garbage collected.
+    # The lease lives as long as the dataset: released when it is garbage collected. (A
+    # scanner or batch iterator taken from it does not keep it alive: keep the dataset.)
     weakref.finalize(result, native_manifest.release)
     return result

@@ -161,3 +161,22 @@ def test_a_server_that_cannot_start_is_reported(tmp_path):
     )
     assert ran.returncode != 0
     assert "blocked" in ran.stderr and "batchstore" in ran.stderr
+
+
+def test_something_else_at_the_default_address_is_not_taken_for_a_metastore(tmp_path):
+    """A port 50051 held by a program that is not a metastore does not capture the client: it
+    answers no gRPC, so the client uses the local home."""
+    env = _clean_env(tmp_path)
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", 50051))
+        squatter.listen(16)
+        started = time.monotonic()
+        ran = subprocess.run(
+            [sys.executable, "-c", "import batchstore as bs; print(bs.Client().endpoint)"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == f"local:{_home(tmp_path)}"
+    assert time.monotonic() - started < 20
+    _wait_stopped(_home(tmp_path))

@@ -153,3 +153,41 @@ def test_columns_through_a_scan(client, metastore):
     assert dataset.to_table().column("a").to_pylist() == [1, 2]
     with pytest.raises(bs.InvalidArgument, match="not in the table"):
         bs.scan("sc", "e", columns=["nope"])
+
+
+def test_spark_reads_a_manifest(tmp_path):
+    """Spark reads a manifest's files (`spark.read.parquet(*paths)`) and finds exactly the rows
+    `load_dataframe` finds (on local disk: Spark reads S3 through Hadoop's AWS jars, which are
+    not installed here)."""
+    from pyspark.sql import SparkSession
+
+    from conftest import Metastore
+
+    server = Metastore(tmp_path, str(tmp_path / "warehouse"), {})
+    try:
+        bs.connect(server.endpoint)
+        _spark_reads(SparkSession)
+    finally:
+        server.stop()
+
+
+def _spark_reads(SparkSession) -> None:
+    for ds in (1, 2, 3):
+        bs.store_dataframe(_frame(ds, 1, reorder=ds == 2), "sc", "spark", partitions={"ds": ds})
+    bs.store_dataframe(_frame(3, 2), "sc", "spark", partitions={"ds": 3})
+    manifest = bs.manifest("sc", "spark", filter=[("ds", ">=", 2)])
+    paths = [f["path"] for f in manifest["files"]]
+    assert len(paths) == 2
+    spark = (
+        SparkSession.builder.master("local[1]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    try:
+        frame = spark.read.parquet(*paths)
+        got = sorted((r["x"], r["y"]) for r in frame.select("x", "y").collect())
+    finally:
+        spark.stop()
+    loaded = bs.load_dataframe("sc", "spark", filter=[("ds", ">=", 2)])
+    assert got == sorted(zip(loaded["x"].tolist(), loaded["y"].tolist()))

@@ -310,6 +310,20 @@ async fn bad_filters_are_refused(backend: Backend) -> anyhow::Result<()> {
         ),
         (vec![predicate("r", pb::PredicateOp::Eq, &["a\0b"])], ""),
         (many, "at most 64"),
+        (
+            vec![predicate("d", pb::PredicateOp::Gt, &["+10000-01-01"])],
+            "0001 to 9999",
+        ),
+        (
+            (0..3)
+                .map(|_| pb::KeyPredicate {
+                    key: "n".into(),
+                    op: pb::PredicateOp::In as i32,
+                    values: (0..4_000).map(|i| i.to_string()).collect(),
+                })
+                .collect(),
+            "10000 values in all",
+        ),
     ];
     for (filter, why) in cases {
         for lease_seconds in [0, 60] {

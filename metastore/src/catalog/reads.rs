@@ -173,6 +173,8 @@ impl Catalog {
         let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
         let mut items = Vec::new();
         for _ in 0..FILTER_SCAN_PAGES {
+            // Checking a filter is CPU work: let other requests run between pages.
+            tokio::task::yield_now().await;
             let rows = self
                 .history_query(table, selector, &[], after, limit + 1)
                 .await?;

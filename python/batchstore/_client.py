@@ -199,6 +199,8 @@ class Client:
         as_of: _dt.datetime | _dt.date | str | None = None,
         columns: list[str] | None = None,
         filter: Any = None,
+        engine: Literal["pyarrow", "duckdb", "polars"] = "pyarrow",
+        connection: Any = None,
     ):
         """A ``pyarrow.dataset.Dataset`` over exactly the files of a selection, for query engines.
 
@@ -219,16 +221,30 @@ class Client:
         background) for as long as the dataset object lives: keep a reference to it while
         anything reads from it (a scanner or batch iterator taken from it, or a dataset made
         by its ``filter``, does not hold the lease by itself).
+
+        ``engine="duckdb"`` returns a DuckDB relation (on ``connection``, default DuckDB's
+        default connection) and ``engine="polars"`` a Polars LazyFrame instead, reading the
+        files with the engine's own Parquet reader (on local disk; on S3 through the pyarrow
+        dataset), which is faster than through the dataset; the same keys, schema, snapshot
+        and pin, for as long as the returned object lives. Their ``filter`` is a list of
+        tuples (``not in`` too).
         """
         from . import _scan
 
+        if engine not in ("pyarrow", "duckdb", "polars"):
+            raise ValueError(f'engine is "pyarrow", "duckdb" or "polars", not {engine!r}')
+        native_engine = engine != "pyarrow"
+        if native_engine and isinstance(filter, _scan.pc.Expression):
+            raise TypeError(f"engine={engine!r} takes its filter as (column, op, value) tuples")
         keys = []
         if filter is not None and not isinstance(filter, _scan.pc.Expression):
             keys = [name for name, _ in self.describe_table(namespace, table)["partition_keys"]]
-        on_keys, rest = _scan.split_filter(filter, keys)
+        on_keys, rest = _scan.split_filter(filter, keys, as_tuples=native_engine)
         native = self._native.manifest(
             namespace, table, partitions, version, batch_id, tag, as_of, columns, on_keys
         )
+        if native_engine:
+            return _scan.engine_frame(engine, native, rest or [], connection)
         return _scan.dataset(native, rest)
 
     def manifest(

@@ -37,8 +37,9 @@ def _rows(table: pa.Table) -> list[tuple]:
     return sorted(map(tuple, frame[columns].itertuples(index=False)))
 
 
-def _engines(dataset) -> dict[str, pa.Table]:
-    """What each engine reads from a dataset, as Arrow."""
+def _engines(dataset, selection=None) -> dict[str, pa.Table]:
+    """What each engine reads from a dataset (and, given the selection, from the engines' own
+    readers: ``engine="duckdb"`` / ``"polars"``), as Arrow."""
     import duckdb
     import polars as pl
     import dask.dataframe as dd
@@ -52,10 +53,21 @@ def _engines(dataset) -> dict[str, pa.Table]:
     schema = dataset.schema
     frame = dd.from_map(lambda f: f.to_table(schema=schema).to_pandas(), fragments).compute()
     out["dask"] = pa.Table.from_pandas(frame, preserve_index=False)
+    if selection is not None:
+        relation = bs.scan("sc", "t", engine="duckdb", **selection)
+        out["duckdb-native"] = relation.arrow()
+        if hasattr(out["duckdb-native"], "read_all"):
+            out["duckdb-native"] = out["duckdb-native"].read_all()
+        out["polars-native"] = bs.scan("sc", "t", engine="polars", **selection).collect().to_arrow()
     return out
 
 
-def test_engines_read_exactly_what_load_dataframe_reads(client, metastore):
+@pytest.mark.parametrize("case_files", [64, 0])
+def test_engines_read_exactly_what_load_dataframe_reads(client, metastore, case_files, monkeypatch):
+    from batchstore import _scan
+
+    # Both ways DuckDB's reader is given the keys: by file name (few files) or a join.
+    monkeypatch.setattr(_scan, "CASE_FILES", case_files)
     for ds in (1, 2, 3):
         bs.store_dataframe(_frame(ds, 1, reorder=ds == 2), "sc", "t", partitions={"ds": ds})
     tag_batch = bs.store_dataframe(_frame(2, 2), "sc", "t", partitions={"ds": 2})
@@ -76,7 +88,7 @@ def test_engines_read_exactly_what_load_dataframe_reads(client, metastore):
         expected = _rows(bs.load_dataframe("sc", "t", as_="arrow", partition_columns="always", **selection))
         assert expected, selection
         dataset = bs.scan("sc", "t", **selection)
-        for engine, table in _engines(dataset).items():
+        for engine, table in _engines(dataset, selection).items():
             assert _rows(table) == expected, (engine, selection)
             assert table.column("ds").type == pa.int64(), engine
         scans.append((selection, dataset, expected))
@@ -143,6 +155,32 @@ def test_partition_filters_are_resolved_by_the_metastore(client, metastore):
         bs.load_dataframe("sc", "f", filter=[("x", "=", 1)])
     with pytest.raises(TypeError):
         bs.scan("sc", "f", filter="ds > 1")
+
+
+def test_engine_readers_filter_and_pin(client, metastore):
+    for ds in range(1, 5):
+        bs.store_dataframe(_frame(ds, 1, reorder=ds == 3), "sc", "n", partitions={"ds": ds})
+    relation = bs.scan("sc", "n", engine="duckdb", filter=[("ds", "in", [2, 3]), ("x", ">", 301)])
+    frame = bs.scan("sc", "n", engine="polars", filter=[("ds", "in", [2, 3]), ("x", "not in", [302])])
+    assert len(client.leases("sc", include_reads=True)) == 2
+    # Columns in the table's order (the first write's), the key last; x = ds*100 + 10 + i.
+    assert relation.columns == ["x", "label", "y", "ds"]
+    assert sorted((r[0], r[3]) for r in relation.fetchall()) == [(310 + i, 3) for i in range(5)]
+    both = sorted([210 + i for i in range(5)] + [310 + i for i in range(5)])
+    assert sorted(frame.collect()["x"].to_list()) == both
+    # A snapshot: a later write of ds=2 changes nothing the frame reads.
+    bs.store_dataframe(_frame(2, 9), "sc", "n", partitions={"ds": 2})
+    assert sorted(frame.collect()["x"].to_list()) == both
+    del relation, frame
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while client.leases("sc", include_reads=True) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.leases("sc", include_reads=True) == []
+    with pytest.raises(TypeError):
+        bs.scan("sc", "n", engine="duckdb", filter=pc.field("x") > 1)
+    with pytest.raises(ValueError):
+        bs.scan("sc", "n", engine="spark")
 
 
 def test_columns_through_a_scan(client, metastore):

@@ -73,7 +73,7 @@ impl LocalHome {
     pub fn prepare(&self) -> Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         if self.dir.is_dir() {
-            return Ok(());
+            return self.check_private();
         }
         let failed = |e: std::io::Error| {
             ClientError::Storage(format!(
@@ -97,6 +97,33 @@ impl LocalHome {
         Ok(())
     }
 
+    /// An existing home must be the user's own and closed to others for writing: its socket
+    /// admits whoever can reach it, and its catalog decides what every read returns.
+    fn check_private(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let refuse = |why: String| {
+            ClientError::FailedPrecondition(format!(
+                "the local batchstore home {} {why}; make it yours with `chmod 700`, or set \
+                 BATCHSTORE_HOME to a directory of your own",
+                self.dir.display()
+            ))
+        };
+        let meta = std::fs::metadata(&self.dir).map_err(|e| self.unavailable(&e))?;
+        // This process's user: the owner of its own /proc entry (Linux); elsewhere unchecked.
+        if let Ok(me) = std::fs::metadata("/proc/self")
+            && meta.uid() != me.uid()
+        {
+            return Err(refuse(format!("belongs to user {}", meta.uid())));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(refuse(format!(
+                "can be written by other users (mode {:o})",
+                meta.mode() & 0o777
+            )));
+        }
+        Ok(())
+    }
+
     /// A connection to the home's server, started if none runs.
     ///
     /// # Errors
@@ -110,10 +137,10 @@ impl LocalHome {
                 self.dir.display()
             )));
         }
+        self.prepare()?;
         if let Ok(stream) = UnixStream::connect(&socket).await {
             return Ok(stream);
         }
-        self.prepare()?;
         let lock = File::create(self.dir.join(START_LOCK)).map_err(|e| self.unavailable(&e))?;
         let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
             .await

@@ -32,6 +32,33 @@ pub fn serve_home(py: Python<'_>) -> PyResult<()> {
         .map_err(|e| crate::errors::Error::new_err(format!("{e:#}")))
 }
 
+/// The version arguments of a read: version, batch id, tag, as-of (at most one).
+type Which<'a, 'py> = (
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<&'a Bound<'py, PyAny>>,
+);
+
+/// What `read` and `manifest` select, from their Python arguments.
+fn read_request<'py>(
+    namespace: String,
+    table: String,
+    partitions: Option<&Bound<'py, PyAny>>,
+    (version, batch_id, tag, as_of): Which<'_, 'py>,
+    columns: Option<Vec<String>>,
+    filter: Vec<(String, String, Bound<'py, PyAny>)>,
+) -> PyResult<ReadRequest> {
+    Ok(ReadRequest {
+        table: Some(TableName::new(namespace, table)),
+        partitions: values::partitions(partitions)?,
+        selector: values::selector(version, batch_id, tag, as_of)?,
+        columns,
+        filter: values::key_predicates(filter)?,
+        ..ReadRequest::default()
+    })
+}
+
 /// A resolved selection's files, holding a read lease until released or dropped.
 #[pyclass(module = "batchstore._native", frozen)]
 pub struct NativeManifest {
@@ -262,23 +289,23 @@ impl NativeClient {
         partition_columns: &str,
         filter: Vec<(String, String, Bound<'py, PyAny>)>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let request = ReadRequest {
-            table: Some(TableName::new(namespace, table)),
-            partitions: values::partitions(partitions.as_ref())?,
-            selector: values::selector(version, batch_id, tag, as_of.as_ref())?,
+        let mut request = read_request(
+            namespace,
+            table,
+            partitions.as_ref(),
+            (version, batch_id, tag, as_of.as_ref()),
             columns,
-            partition_columns: match partition_columns {
-                "auto" => PartitionColumns::Auto,
-                "always" => PartitionColumns::Always,
-                "never" => PartitionColumns::Never,
-                other => {
-                    return Err(crate::errors::InvalidArgument::new_err(format!(
-                        "partition_columns must be \"auto\", \"always\" or \"never\", not {other:?}"
-                    )));
-                }
-            },
-            filter: values::key_predicates(filter)?,
-            parallelism: 0,
+            filter,
+        )?;
+        request.partition_columns = match partition_columns {
+            "auto" => PartitionColumns::Auto,
+            "always" => PartitionColumns::Always,
+            "never" => PartitionColumns::Never,
+            other => {
+                return Err(crate::errors::InvalidArgument::new_err(format!(
+                    "partition_columns must be \"auto\", \"always\" or \"never\", not {other:?}"
+                )));
+            }
         };
         let client = self.client.clone();
         let result = run(py, async move { client.read(&request, None).await })?;
@@ -305,14 +332,14 @@ impl NativeClient {
         columns: Option<Vec<String>>,
         filter: Vec<(String, String, Bound<'py, PyAny>)>,
     ) -> PyResult<NativeManifest> {
-        let request = ReadRequest {
-            table: Some(TableName::new(namespace, table)),
-            partitions: values::partitions(partitions.as_ref())?,
-            selector: values::selector(version, batch_id, tag, as_of.as_ref())?,
+        let request = read_request(
+            namespace,
+            table,
+            partitions.as_ref(),
+            (version, batch_id, tag, as_of.as_ref()),
             columns,
-            filter: values::key_predicates(filter)?,
-            ..ReadRequest::default()
-        };
+            filter,
+        )?;
         let client = self.client.clone();
         let manifest = run(py, async move { client.manifest(&request).await })?;
         Ok(NativeManifest {

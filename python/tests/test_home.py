@@ -180,3 +180,27 @@ def test_something_else_at_the_default_address_is_not_taken_for_a_metastore(tmp_
     assert ran.stdout.strip() == f"local:{_home(tmp_path)}"
     assert time.monotonic() - started < 20
     _wait_stopped(_home(tmp_path))
+
+
+def test_a_home_others_can_write_is_refused(tmp_path):
+    """The home decides what every read returns: one that other users can write is not used."""
+    env = _clean_env(tmp_path)
+    home = tmp_path / "shared-home"
+    home.mkdir()
+    home.chmod(0o777)
+    env["BATCHSTORE_HOME"] = str(home)
+    ran = subprocess.run(
+        [sys.executable, "-c", "import batchstore as bs; bs.Client()"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert ran.returncode != 0
+    assert "can be written by other users" in ran.stderr and "chmod 700" in ran.stderr
+    assert not (home / "catalog.db").exists()
+    home.chmod(0o700)
+    ran = subprocess.run(
+        [sys.executable, "-c", "import batchstore as bs; print(bs.Client().endpoint)"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == f"local:{home}"
+    _wait_stopped(home)

@@ -142,7 +142,7 @@ pub fn catalog_query(db: &TestDatabase, sql: &str) -> Result<String> {
         .args([
             "-c",
             "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
-             [print(*r, sep='|') for r in c.execute(sys.argv[2])]",
+             [print(*r, sep='|') for r in c.execute(sys.argv[2])]; c.commit()",
             path,
             sql,
         ])

@@ -34,6 +34,7 @@ on_both_backends!(
     leases_are_renewed_only_while_pending_and_live,
     an_upload_longer_than_its_lease_still_commits,
     footers_are_checked_on_s3,
+    a_commit_of_a_batch_the_catalog_lost_is_not_found,
 );
 
 async fn setup(backend: Backend) -> anyhow::Result<(TestDatabase, Metastore, Rpc)> {
@@ -1183,5 +1184,36 @@ async fn footers_are_checked_on_s3(backend: Backend) -> anyhow::Result<()> {
         .into_inner();
     assert_eq!(committed.committed[0].rows, 2);
     assert_eq!(committed.committed[0].version, 1);
+    Ok(())
+}
+
+/// A batch whose row the catalog lost (PostgreSQL restarted before BeginWrite's row reached
+/// disk; here deleted behind the server's back) while the server still remembers it: its
+/// commit says the batch does not exist, changes nothing, and the server goes on serving.
+async fn a_commit_of_a_batch_the_catalog_lost_is_not_found(backend: Backend) -> anyhow::Result<()> {
+    let (db, _server, mut client) = setup(backend).await?;
+    let updates = staged(&mut client, &["1"], &[("part-00000.parquet", 3)]).await?;
+    let batch_id = updates[0].batch_id.clone();
+    catalog_query(
+        &db,
+        &format!("DELETE FROM batches WHERE batch_id = '{batch_id}'"),
+    )?;
+    let refused = client
+        .commit(commit_of(updates, "lost"))
+        .await
+        .expect_err("the batch is gone");
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+    assert!(
+        refused.message().contains(&batch_id),
+        "{}",
+        refused.message()
+    );
+    let files = catalog_query(&db, "SELECT count(*) FROM batch_files")?;
+    assert_eq!(files.trim(), "0", "nothing of the commit stays");
+    let history = catalog_query(&db, "SELECT count(*) FROM history")?;
+    assert_eq!(history.trim(), "0");
+    // The next write of the partition commits as version 1.
+    let committed = write_once(&mut client, "sales", "items", &ds("1"), None).await?;
+    assert_eq!(committed.version, 1);
     Ok(())
 }

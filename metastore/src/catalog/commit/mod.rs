@@ -231,7 +231,8 @@ impl Catalog {
             .bind(p.bytes)
             .bind(&p.update.arrow_schema)
             .execute(&mut *conn)
-            .await?
+            .await
+            .map_err(|e| lost_batch(e, &p.batch.batch_id))?
         } else {
             self.append_history(conn, change, version, stamp, "write", actor, message)
                 .await?;
@@ -570,9 +571,25 @@ async fn insert_files(conn: &mut AnyConnection, p: &PreparedUpdate) -> Result<()
                 .bind(file.rows)
                 .bind(*stats);
         }
-        query.execute(&mut *conn).await?;
+        query
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| lost_batch(e, &p.batch.batch_id))?;
     }
     Ok(())
+}
+
+/// A foreign-key violation naming the batch means its row is gone: the catalog lost it (a
+/// database restarted before the row was durable, see `writes`) although this process still
+/// remembers it. The commit stops and says what became of the batch, instead of failing with
+/// an internal error.
+fn lost_batch(error: sqlx::Error, batch_id: &str) -> TxStop {
+    match &error {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            TxStop::BatchNotPending(batch_id.to_owned())
+        }
+        _ => error.into(),
+    }
 }
 
 /// The state a batch must have reached for a request naming it to be a retry.

@@ -347,19 +347,10 @@ impl Client {
     }
 }
 
-/// Whether a metastore answers at the default address: something must accept a connection
-/// there and answer a gRPC call as the metastore does (a refusal of credentials counts), each
-/// within a second, so a port taken by something else falls back to the local home.
+/// Whether a metastore answers at the default address: it must answer a gRPC call as the
+/// metastore does (a refusal of credentials counts) within a second, so a port taken by
+/// something else falls back to the local home, and nothing listening is known at once.
 async fn default_endpoint_answers() -> bool {
-    let address = DEFAULT_ENDPOINT.trim_start_matches("http://");
-    let open = tokio::time::timeout(
-        Duration::from_millis(500),
-        tokio::net::TcpStream::connect(address),
-    )
-    .await;
-    if !matches!(open, Ok(Ok(_))) {
-        return false;
-    }
     let probe = async {
         let channel = Endpoint::from_static(DEFAULT_ENDPOINT)
             .connect_timeout(Duration::from_secs(1))

@@ -9,7 +9,7 @@ use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::lifecycle::ReadLease;
 use crate::read::{PartitionColumns, ReadRequest, ReadShape};
-use crate::storage::{EngineStorage, engine_path};
+use crate::storage::{EngineStorage, engine_path, engine_storage};
 use crate::types::{PartitionKey, TableName, from_micros};
 use crate::wire::pairs;
 use arrow_schema::SchemaRef;
@@ -94,13 +94,15 @@ impl Client {
             ..request.clone()
         };
         let shape = ReadShape::new(info.as_ref(), &shaped)?;
-        let mut storage = EngineStorage::Local;
+        // One warehouse: the first location says where every file is.
+        let storage = resolved
+            .first()
+            .map_or(EngineStorage::Local, |p| engine_storage(&p.location));
         let mut files = Vec::new();
         for p in &resolved {
             let partition = pairs(p.partition.as_ref());
             for file in &p.files {
-                let (path, where_) = engine_path(&p.location, &file.path)?;
-                storage = where_;
+                let path = engine_path(&p.location, &file.path)?;
                 files.push(ManifestFile {
                     uri: format!("{}/{}", p.location.trim_end_matches('/'), file.path),
                     path,

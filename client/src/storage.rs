@@ -102,12 +102,12 @@ pub enum EngineStorage {
     },
 }
 
-/// The path an engine opens for a file of a batch location (a local path, or `bucket/key`
-/// on S3), and which storage it is on.
+/// The path an engine opens for a file of a batch location: a local path, or `bucket/key`
+/// on S3.
 ///
 /// # Errors
 /// `InvalidArgument` for an unsupported scheme or a name that is not a plain file name.
-pub fn engine_path(location: &str, name: &str) -> Result<(String, EngineStorage)> {
+pub fn engine_path(location: &str, name: &str) -> Result<String> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err(ClientError::InvalidArgument(format!(
             "bad file name {name:?} in batch {location}"
@@ -115,21 +115,26 @@ pub fn engine_path(location: &str, name: &str) -> Result<(String, EngineStorage)
     }
     let location = location.trim_end_matches('/');
     if let Some(rest) = location.strip_prefix("s3://") {
-        let storage = EngineStorage::S3 {
-            endpoint: s3_endpoint(),
-            region: first_env(&["AWS_REGION", "AWS_DEFAULT_REGION"]),
-        };
-        return Ok((format!("{rest}/{name}"), storage));
+        return Ok(format!("{rest}/{name}"));
     }
     if let Some(path) = location.strip_prefix("file://") {
-        return Ok((
-            format!("/{}/{name}", path.trim_start_matches('/')),
-            EngineStorage::Local,
-        ));
+        return Ok(format!("/{}/{name}", path.trim_start_matches('/')));
     }
     Err(ClientError::InvalidArgument(format!(
         "unsupported storage location {location}; expected file:// or s3://"
     )))
+}
+
+/// Which storage a batch location is on, with the S3 settings this client uses.
+pub fn engine_storage(location: &str) -> EngineStorage {
+    if location.starts_with("s3://") {
+        EngineStorage::S3 {
+            endpoint: s3_endpoint(),
+            region: first_env(&["AWS_REGION", "AWS_DEFAULT_REGION"]),
+        }
+    } else {
+        EngineStorage::Local
+    }
 }
 
 fn first_env(keys: &[&str]) -> Option<String> {

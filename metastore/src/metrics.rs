@@ -1,7 +1,7 @@
 //! Prometheus metrics, named in one place: every RPC by method and code (count and latency
 //! histogram), commits, rollbacks and the database pool. Served as text at `/metrics` on the
-//! optional `--metrics-listen` address; without it nothing is recorded (the calls below are
-//! then no-ops).
+//! optional `--metrics-listen` address; without it nothing is recorded (the calls below
+//! return at once).
 
 use crate::catalog::Catalog;
 use anyhow::Context;
@@ -22,6 +22,9 @@ const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Set once `/metrics` is served: until then nothing is recorded, and an RPC pays nothing.
+static INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// How often the pool gauges are sampled.
 const POOL_SAMPLE: Duration = Duration::from_secs(1);
 
@@ -36,6 +39,7 @@ pub fn install(listen: SocketAddr, catalog: Catalog) -> anyhow::Result<()> {
         .context("configuring the latency buckets")?
         .install()
         .with_context(|| format!("serving metrics on {listen}"))?;
+    INSTALLED.store(true, std::sync::atomic::Ordering::Relaxed);
     for (name, help) in [
         (
             RPC_REQUESTS,
@@ -75,6 +79,9 @@ pub fn install(listen: SocketAddr, catalog: Catalog) -> anyhow::Result<()> {
 /// One answered RPC. A method the service does not have (a path a client made up) is
 /// counted as `unknown`, so clients cannot grow the label set.
 pub fn rpc(method: &str, code: tonic::Code, elapsed: Duration) {
+    if !INSTALLED.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let code = code_name(code);
     let method = if known_method(method) {
         method

@@ -324,10 +324,11 @@ impl PartitionFilter {
         self.0.is_empty()
     }
 
-    /// Whether a partition (its values in key order) satisfies every condition.
-    pub fn matches(&self, values: &[String]) -> bool {
+    /// Whether a partition satisfies every condition; `value_of(i)` is its value for the
+    /// table's `i`-th key.
+    pub fn matches<'a>(&self, value_of: impl Fn(usize) -> Option<&'a str>) -> bool {
         self.0.iter().all(|p| {
-            let Some(value) = values.get(p.key_index) else {
+            let Some(value) = value_of(p.key_index) else {
                 return false;
             };
             match &p.test {

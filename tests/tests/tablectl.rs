@@ -959,7 +959,6 @@ fn manifest_lists_exactly_the_files_a_selection_reads(storage: Storage) -> Resul
         .iter()
         .filter_map(|r| r.split(',').nth(ds_index).map(str::to_owned))
         .collect();
-    seen.dedup();
     seen.sort();
     seen.dedup();
     assert_eq!(seen, ["1", "4"]);

@@ -145,10 +145,8 @@ impl Catalog {
             }
         };
         if !filter.is_empty() {
-            page.items.retain(|r| {
-                let values: Vec<String> = r.partition.iter().map(|(_, v)| v.clone()).collect();
-                filter.matches(&values)
-            });
+            page.items
+                .retain(|r| filter.matches(|i| r.partition.get(i).map(|(_, v)| v.as_str())));
         }
         let ids: Vec<String> = page.items.iter().map(|r| r.batch_id.clone()).collect();
         let mut files = self.files_of(&ids).await?;
@@ -183,13 +181,17 @@ impl Catalog {
             for row in rows.iter().take(wanted) {
                 unscanned -= 1;
                 after = row.try_get::<i64, _>("partition_id")?;
-                let values =
-                    PartitionValues::from_json(&row.try_get::<String, _>("partition_values")?)?;
-                if filter.matches(&values.0) {
-                    items.push(resolved_from_row(table, row)?);
-                    if items.len() == wanted {
-                        break;
+                // Filtered before it is resolved: a partition left out may not be readable.
+                if !filter.is_empty() {
+                    let values =
+                        PartitionValues::from_json(&row.try_get::<String, _>("partition_values")?)?;
+                    if !filter.matches(|i| values.0.get(i).map(String::as_str)) {
+                        continue;
                     }
+                }
+                items.push(resolved_from_row(table, row)?);
+                if items.len() == wanted {
+                    break;
                 }
             }
             if !more && unscanned == 0 {

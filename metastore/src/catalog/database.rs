@@ -181,6 +181,47 @@ pub(super) async fn connect_pool(
     Ok((pool, dialect))
 }
 
+/// Read-only SQLite connections beside the one writer.
+const SQLITE_READERS: u32 = 4;
+
+/// The pool the hot read path (resolving partitions) runs on. On SQLite a read must not queue
+/// behind the one writer connection (a commit, the audit log's batched insert): in WAL mode
+/// readers see every committed transaction without waiting for the writer, so reads get
+/// connections of their own, opened read-only. PostgreSQL (and an in-memory SQLite database,
+/// which exists only on its own connection) reads on the writer's pool.
+///
+/// What must be ordered after every commit in flight (the as-of horizon) stays on the writer.
+pub(super) async fn connect_readers(
+    database_url: &str,
+    dialect: Dialect,
+    writer: &AnyPool,
+) -> CatalogResult<AnyPool> {
+    if dialect == Dialect::Postgres
+        || database_url.contains(":memory:")
+        || database_url.contains("mode=memory")
+    {
+        return Ok(writer.clone());
+    }
+    AnyPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(30))
+        .max_connections(SQLITE_READERS)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                conn.execute("PRAGMA query_only = ON").await?;
+                Ok(())
+            })
+        })
+        .connect(database_url)
+        .await
+        .map_err(|e| {
+            CatalogError::Unavailable(format!(
+                "cannot open the catalog database {} for reading: {e}",
+                redact_url(database_url)
+            ))
+        })
+}
+
 /// Applies the embedded migrations for the dialect (idempotent; replicas may race safely, as
 /// sqlx takes an advisory lock on PostgreSQL).
 pub(super) async fn run_migrations(pool: &AnyPool, dialect: Dialect) -> CatalogResult<()> {

@@ -18,16 +18,13 @@
 use super::{Catalog, format_micros};
 use crate::error::{CatalogError, CatalogResult};
 use crate::model::{GcCounts, GcScope, GcStep, Micros, Retention};
-use crate::warehouse::{BatchFiles, Freed};
-use futures::StreamExt;
+use crate::warehouse::BatchFiles;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use std::time::Duration;
 
 /// Batches expired per statement, and deleted per step.
 const CHUNK: i64 = 1000;
-/// Batches whose files are deleted at once.
-const DELETE_CONCURRENCY: usize = 32;
 /// Tables looked at per step of the expire phase.
 const TABLES_PER_STEP: i64 = 200;
 /// How long a step holds the GC lock; the next step of the same run renews it.
@@ -229,14 +226,7 @@ impl Catalog {
                 files: committed.then(|| recorded.remove(&batch_id).unwrap_or_default()),
             });
         }
-        let outcomes: Vec<CatalogResult<Freed>> = futures::stream::iter(batches)
-            .map(|batch| {
-                let warehouse = self.warehouse.clone();
-                async move { warehouse.delete_batch(&batch).await }
-            })
-            .buffered(DELETE_CONCURRENCY)
-            .collect()
-            .await;
+        let outcomes = self.warehouse.delete_batches(batches).await;
         let mut deleted = Vec::new();
         for (id, outcome) in ids.iter().zip(outcomes) {
             match outcome {

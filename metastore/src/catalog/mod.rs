@@ -28,7 +28,7 @@ mod tags;
 mod writes;
 
 pub use database::{Dialect, migrate_database, redact_url};
-use database::{connect_pool, run_migrations};
+use database::{connect_pool, connect_readers, run_migrations};
 pub use leases::{LeaseRef, PinTo};
 pub use orphans::OrphanReport;
 
@@ -83,6 +83,9 @@ impl Default for CatalogSettings {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pool: AnyPool,
+    /// Where resolving reads run (`database::connect_readers`): SQLite's read-only
+    /// connections, or `pool` itself.
+    readers: AnyPool,
     dialect: Dialect,
     warehouse: Warehouse,
     settings: CatalogSettings,
@@ -91,6 +94,8 @@ pub struct Catalog {
     /// itself re-checks state, lease and that the table still exists, and answers a batch that
     /// another connection or replica committed meanwhile as a retry (`commit::explain_stop`).
     began: Arc<Mutex<HashMap<String, BatchRecord>>>,
+    /// As-of times known to be settled, per table (`pointer`).
+    horizons: Arc<pointer::Horizons>,
 }
 
 /// The columns [`Catalog::table_from_row`] reads, from `tables t JOIN namespaces n`.
@@ -118,9 +123,12 @@ impl Catalog {
     ) -> CatalogResult<Self> {
         let (pool, dialect) = connect_pool(database_url, settings.max_connections).await?;
         run_migrations(&pool, dialect).await?;
+        let readers = connect_readers(database_url, dialect, &pool).await?;
         Ok(Catalog {
             began: Arc::default(),
+            horizons: Arc::default(),
             pool,
+            readers,
             dialect,
             warehouse,
             settings,
@@ -134,6 +142,7 @@ impl Catalog {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
+        self.readers.close().await;
         self.pool.close().await;
     }
 
@@ -160,7 +169,7 @@ impl Catalog {
         )))
         .bind(namespace)
         .bind(table)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         match row {
             Some(row) => self.table_from_row(&row),

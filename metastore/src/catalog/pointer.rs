@@ -11,16 +11,46 @@
 //!   advisory lock per table it writes (taken in table order) from before its stamp until it
 //!   ends, and [`Catalog::as_of_horizon`] takes its table's lock exclusively for a moment:
 //!   commits in flight on that table finish first, and commits that start later stamp after
-//!   the read. Commits to other tables are not held up. SQLite runs on one connection, so
-//!   nothing is ever in flight while a read runs. An as-of time is answered only once the
-//!   catalog clock has passed it (waiting briefly for one just ahead), since a later commit
-//!   could still be stamped at it.
+//!   the read. Commits to other tables are not held up. SQLite writes on one connection, and
+//!   the horizon is read on it, so nothing is in flight when it answers (the read itself may
+//!   then run on a read-only connection, which sees every committed transaction). An as-of
+//!   time is answered only once the catalog clock has passed it (waiting briefly for one just
+//!   ahead), since a later commit could still be stamped at it. Once a table's horizon was
+//!   read at `now`, every as-of time before `now` stays settled for good, so [`Horizons`]
+//!   remembers it and later reads of those times skip the database.
 
 use super::{Catalog, Dialect};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{ExpectedCurrent, Micros};
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// Tables whose settled horizon is remembered; past it the memory starts afresh.
+const HORIZONS_KEPT: usize = 100_000;
+
+/// Per table, the catalog time before which every commit is visible (see the module doc).
+#[derive(Debug, Default)]
+pub(super) struct Horizons(Mutex<HashMap<i64, Micros>>);
+
+impl Horizons {
+    fn settled(&self, table_id: i64, as_of: Micros) -> bool {
+        self.0
+            .lock()
+            .is_ok_and(|known| known.get(&table_id).is_some_and(|&at| as_of < at))
+    }
+
+    fn record(&self, table_id: i64, at: Micros) {
+        if let Ok(mut known) = self.0.lock() {
+            if known.len() >= HORIZONS_KEPT {
+                known.clear();
+            }
+            let entry = known.entry(table_id).or_insert(at);
+            *entry = (*entry).max(at);
+        }
+    }
+}
 
 /// The advisory lock of a table that every pointer move in it shares and an as-of read of it
 /// takes alone (PostgreSQL): "bs" in the high bits, the table id in the low 32 (two tables
@@ -224,6 +254,9 @@ impl Catalog {
     /// # Errors
     /// `InvalidArgument` for an as-of time further in the future.
     pub(super) async fn as_of_horizon(&self, table_id: i64, as_of: Micros) -> CatalogResult<()> {
+        if self.horizons.settled(table_id, as_of) {
+            return Ok(());
+        }
         loop {
             let now: i64 = match self.dialect {
                 Dialect::Postgres => sqlx::query(self.sql(
@@ -241,6 +274,7 @@ impl Catalog {
             // Strictly before: a commit later in the clock's current tick could still be
             // stamped at `now` itself.
             if as_of < now {
+                self.horizons.record(table_id, now);
                 return Ok(());
             }
             let ahead = Duration::from_micros(as_of.saturating_sub(now).unsigned_abs());

@@ -267,7 +267,7 @@ impl Catalog {
         for spec in specs {
             query = query.bind(partition_hash(spec));
         }
-        Ok(query.fetch_all(&self.pool).await?)
+        Ok(query.fetch_all(&self.readers).await?)
     }
 
     async fn resolve_batch(

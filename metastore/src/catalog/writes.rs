@@ -341,7 +341,7 @@ impl Catalog {
             for id in chunk {
                 query = query.bind(id);
             }
-            for row in query.fetch_all(&self.pool).await? {
+            for row in query.fetch_all(&self.readers).await? {
                 files
                     .entry(row.try_get("batch_id")?)
                     .or_default()

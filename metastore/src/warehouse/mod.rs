@@ -15,8 +15,12 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use std::sync::Arc;
 
+mod nofollow;
+
 /// How many files a commit inspects at once.
 const INSPECT_CONCURRENCY: usize = 16;
+/// How many never-committed batch directories GC lists at once on object storage.
+const LIST_CONCURRENCY: usize = 16;
 
 /// A configured warehouse root.
 #[derive(Debug, Clone)]
@@ -203,17 +207,115 @@ pub struct StoredObject {
 }
 
 impl Warehouse {
-    /// Deletes the files of one batch GC expired. Files already gone count as deleted (a rerun
-    /// after a crash); on a local warehouse nothing reached through a symbolic link is touched,
-    /// and the emptied batch directory is removed.
+    /// Deletes the files of batches GC expired, returning one outcome per batch, in order.
+    /// Files already gone count as deleted (a rerun after a crash).
     ///
-    /// # Errors
-    /// `FailedPrecondition` for a location outside this warehouse or a directory that cannot be
-    /// listed; `Unavailable` when storage cannot be reached (nothing is recorded, so a rerun
-    /// deletes the rest).
-    pub async fn delete_batch(&self, batch: &BatchFiles) -> CatalogResult<Freed> {
-        let mut freed = Freed::default();
+    /// On a local warehouse every directory is opened below the root without following links
+    /// (`nofollow`), and the emptied batch directory is removed. On S3 the files of all the
+    /// batches go in bulk deletions (up to 1,000 keys a request); a batch whose files were not
+    /// all confirmed is deleted again on its own, for an outcome of its own.
+    ///
+    /// # Errors (per batch)
+    /// `FailedPrecondition` for a location outside this warehouse, a directory that cannot be
+    /// listed, or (local) a link where a directory belongs; `Unavailable` when storage cannot
+    /// be reached (nothing is recorded, so a rerun deletes the rest).
+    pub async fn delete_batches(&self, batches: Vec<BatchFiles>) -> Vec<CatalogResult<Freed>> {
+        if let Some(root) = self.local_root.clone() {
+            let targets: Vec<CatalogResult<(String, BatchFiles)>> = batches
+                .into_iter()
+                .map(|batch| Ok((self.relative_dir(&batch.location)?.to_owned(), batch)))
+                .collect();
+            let count = targets.len();
+            return tokio::task::spawn_blocking(move || {
+                targets
+                    .into_iter()
+                    .map(|target| {
+                        let (dir, batch) = target?;
+                        delete_local(&root, &dir, &batch)
+                    })
+                    .collect()
+            })
+            .await
+            .unwrap_or_else(|e| {
+                let failed = format!("the local deletion task failed: {e}");
+                (0..count)
+                    .map(|_| Err(CatalogError::Internal(failed.clone())))
+                    .collect()
+            });
+        }
+        // Owned futures (a borrowing closure here makes the caller's future not `Send`).
+        let listings: Vec<_> = batches
+            .iter()
+            .map(|batch| {
+                let (warehouse, batch) = (self.clone(), batch.clone());
+                async move { warehouse.batch_objects(&batch).await }
+            })
+            .collect();
+        let listed: Vec<CatalogResult<(Vec<Path>, Freed)>> = futures::stream::iter(listings)
+            .buffered(LIST_CONCURRENCY)
+            .collect()
+            .await;
+        // Every path of every listable batch in one bulk stream; `owner` maps a path back.
+        let mut owner = std::collections::HashMap::new();
+        let mut paths = Vec::new();
+        let mut confirmed = vec![0usize; batches.len()];
+        for (index, objects) in listed.iter().enumerate() {
+            if let Ok((objects, _)) = objects {
+                for path in objects {
+                    owner.insert(path.clone(), index);
+                    paths.push(path.clone());
+                }
+            }
+        }
+        let mut deletions = self
+            .store
+            .delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed());
+        while let Some(result) = deletions.next().await {
+            let done = match result {
+                Ok(path) => Some(path),
+                Err(object_store::Error::NotFound { path, .. }) => Path::parse(path).ok(),
+                Err(_) => None,
+            };
+            if let Some(index) = done.and_then(|path| owner.get(&path)) {
+                confirmed[*index] += 1;
+            }
+        }
+        drop(deletions);
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for ((batch, objects), confirmed) in batches.iter().zip(listed).zip(confirmed) {
+            outcomes.push(match objects {
+                Ok((objects, freed)) if confirmed == objects.len() => Ok(Freed {
+                    files: objects.len() as i64,
+                    ..freed
+                }),
+                // Not all confirmed: again on its own, which says what went wrong.
+                Ok(_) => self.delete_objects_of(batch).await,
+                Err(error) => Err(error),
+            });
+        }
+        outcomes
+    }
+
+    /// One batch's deletion on object storage, on its own.
+    async fn delete_objects_of(&self, batch: &BatchFiles) -> CatalogResult<Freed> {
+        let (paths, mut freed) = self.batch_objects(batch).await?;
+        let mut deletions = self
+            .store
+            .delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed());
+        while let Some(result) = deletions.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => freed.files += 1,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok(freed)
+    }
+
+    /// The objects of one batch on object storage: exactly its recorded files, or for a batch
+    /// never committed whatever its directory holds; with their bytes (no files counted yet).
+    async fn batch_objects(&self, batch: &BatchFiles) -> CatalogResult<(Vec<Path>, Freed)> {
         let dir = self.object_dir(&batch.location)?;
+        let mut freed = Freed::default();
         let mut paths = Vec::new();
         match &batch.files {
             Some(files) => {
@@ -237,24 +339,7 @@ impl Warehouse {
                 }
             }
         }
-        if let Some(root) = &self.local_root {
-            paths.retain(|path| refuse_links(root, path, path.as_ref()).is_ok());
-        }
-        let mut deletions = self
-            .store
-            .delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed());
-        while let Some(result) = deletions.next().await {
-            match result {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => freed.files += 1,
-                Err(other) => return Err(other.into()),
-            }
-        }
-        drop(deletions);
-        if let Some(root) = &self.local_root {
-            // Only an empty directory goes; a stray file keeps it (and shows as an orphan).
-            let _ = std::fs::remove_dir(root.join(&dir));
-        }
-        Ok(freed)
+        Ok((paths, freed))
     }
 
     /// Every object under the warehouse root, as a stream (in no particular order). An entry
@@ -289,14 +374,45 @@ impl Warehouse {
             format!("{}/{relative}", self.root_path)
         };
         let path = parse_path(&full)?;
-        if let Some(root) = &self.local_root {
-            refuse_links(root, &path, relative)?;
+        if let Some(root) = self.local_root.clone() {
+            let relative = relative.to_owned();
+            return tokio::task::spawn_blocking(move || nofollow::remove_file(&root, &relative))
+                .await
+                .map_err(|e| CatalogError::Internal(format!("the deletion task failed: {e}")))?
+                .map_err(CatalogError::from);
         }
         match self.store.delete(&path).await {
             Ok(()) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(other) => Err(other.into()),
         }
+    }
+}
+
+/// One batch's deletion on a local warehouse (blocking: run off the async workers).
+fn delete_local(root: &std::path::Path, dir: &str, batch: &BatchFiles) -> CatalogResult<Freed> {
+    match &batch.files {
+        Some(files) => {
+            let names: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+            nofollow::remove_files(root, dir, &names)?;
+            Ok(Freed {
+                files: files.len() as i64,
+                bytes: files.iter().map(|f| f.size_bytes).sum(),
+            })
+        }
+        None => {
+            let removed = nofollow::remove_tree(root, dir)?;
+            Ok(Freed {
+                files: removed.files,
+                bytes: removed.bytes,
+            })
+        }
+    }
+}
+
+impl From<nofollow::LocalDeleteError> for CatalogError {
+    fn from(error: nofollow::LocalDeleteError) -> Self {
+        CatalogError::FailedPrecondition(error.to_string())
     }
 }
 

@@ -59,6 +59,22 @@ impl Dialect {
         }
     }
 
+    /// A batch's recorded files as one JSON text `[[path, size_bytes, rows], ...]`, as a
+    /// scalar subquery on the batch id column `batch_id` (so a resolution reads them with its
+    /// partitions, in one statement).
+    pub(super) fn files_json(self, batch_id: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!(
+                "(SELECT json_group_array(json_array(f.path, f.size_bytes, f.rows)) \
+                  FROM batch_files f WHERE f.batch_id = {batch_id})"
+            ),
+            Dialect::Postgres => format!(
+                "(SELECT COALESCE(json_agg(json_build_array(f.path, f.size_bytes, f.rows)), \
+                  '[]')::text FROM batch_files f WHERE f.batch_id = {batch_id})"
+            ),
+        }
+    }
+
     /// The two-argument maximum function.
     pub(super) fn max(self) -> &'static str {
         match self {

@@ -8,7 +8,7 @@ use super::{Catalog, expiry_from_row, format_micros, partition_hash};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::limits;
 use crate::model::{
-    KeyCondition, Page, PartitionFilter, PartitionSummary, PartitionValues, ResolvedPartition,
+    DataFile, KeyCondition, Page, PartitionFilter, PartitionSummary, PartitionValues, ResolvedPartition,
     Selector, TableRecord,
 };
 use sqlx::any::AnyRow;
@@ -22,8 +22,10 @@ const FILTER_SCAN_PAGES: usize = 16;
 /// Named partitions read in one statement (more are read as of one moment, in chunks).
 const ONE_STATEMENT_PARTITIONS: usize = 500;
 
+/// What a resolution reads of each partition, before `{files}` (its batch's files, see
+/// [`super::Dialect::files_json`]) and the selector's condition are filled in.
 const RESOLVE_SELECT: &str = "SELECT p.id AS partition_id, p.partition_values, h.batch_id, h.version, h.committed_at_us, \
-            b.location, b.rows, b.bytes, b.expired_at_us, b.expired_reason \
+            b.location, b.rows, b.bytes, b.expired_at_us, b.expired_reason, {files} AS files_json \
      FROM partitions p JOIN history h ON h.partition_id = p.id \
           JOIN batches b ON b.batch_id = h.batch_id \
      WHERE p.table_id = $1 AND ";
@@ -148,11 +150,6 @@ impl Catalog {
             page.items
                 .retain(|r| filter.matches(|i| r.partition.get(i).map(|(_, v)| v.as_str())));
         }
-        let ids: Vec<String> = page.items.iter().map(|r| r.batch_id.clone()).collect();
-        let mut files = self.files_of(&ids).await?;
-        for r in &mut page.items {
-            r.files = files.remove(&r.batch_id).unwrap_or_default();
-        }
         Ok((table, page))
     }
 
@@ -253,7 +250,10 @@ impl Catalog {
             Selector::AsOf(t) => *t,
             _ => 0,
         };
-        let mut sql = format!("{RESOLVE_SELECT}{condition} AND p.id > $2");
+        let mut sql = format!(
+            "{}{condition} AND p.id > $2",
+            RESOLVE_SELECT.replace("{files}", &self.dialect.files_json("h.batch_id"))
+        );
         if !specs.is_empty() {
             let hashes = super::placeholders(5, specs.len());
             sql.push_str(&format!(" AND p.partition_hash IN ({hashes})"));
@@ -295,12 +295,17 @@ impl Catalog {
                 batch.partition.describe(&table.keys)
             )));
         }
+        let files = self
+            .files_of(std::slice::from_ref(&batch.batch_id))
+            .await?
+            .remove(&batch.batch_id)
+            .unwrap_or_default();
         Ok(vec![ResolvedPartition {
             partition: batch.partition.pairs(&table.keys),
             batch_id: batch.batch_id,
             version: batch.version.unwrap_or_default(),
             location: batch.location,
-            files: Vec::new(),
+            files,
             rows: batch.rows,
             bytes: batch.bytes,
             committed_at: batch.committed_at.unwrap_or_default(),
@@ -457,9 +462,24 @@ fn resolved_from_row(table: &TableRecord, row: &AnyRow) -> CatalogResult<Resolve
         batch_id: row.try_get("batch_id")?,
         version: row.try_get("version")?,
         location: row.try_get("location")?,
-        files: Vec::new(),
+        files: files_from_json(&row.try_get::<String, _>("files_json")?)?,
         rows: row.try_get("rows")?,
         bytes: row.try_get("bytes")?,
         committed_at: row.try_get("committed_at_us")?,
     })
+}
+
+/// A batch's files from [`super::Dialect::files_json`], in path order.
+fn files_from_json(text: &str) -> CatalogResult<Vec<DataFile>> {
+    let mut files: Vec<(String, i64, i64)> = serde_json::from_str(text)
+        .map_err(|e| CatalogError::Internal(format!("bad file list from the catalog: {e}")))?;
+    files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(files
+        .into_iter()
+        .map(|(path, size_bytes, rows)| DataFile {
+            path,
+            size_bytes,
+            rows,
+        })
+        .collect())
 }

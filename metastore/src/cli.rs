@@ -125,6 +125,15 @@ pub struct ServeArgs {
     )]
     max_pending_per_table: i64,
 
+    /// Live named leases one holder (a principal, or without authentication the actor a client
+    /// claims) may have at once; past it a new one is refused until some are released.
+    #[arg(
+        long,
+        env = "BATCHSTORE_MAX_NAMED_LEASES_PER_HOLDER",
+        default_value_t = 1_000
+    )]
+    max_named_leases_per_holder: i64,
+
     #[command(flatten)]
     lifecycle: LifecycleArgs,
 
@@ -254,6 +263,7 @@ impl ServeArgs {
                 max_lease: Duration::from_secs(args.max_lease_seconds.max(1)),
                 max_connections: args.max_connections.max(1),
                 max_pending_per_table: args.max_pending_per_table.max(1),
+                max_named_leases_per_holder: args.max_named_leases_per_holder.max(1),
                 drop_grace: Duration::from_secs(args.lifecycle.drop_grace_seconds),
                 default_lease_ttl: Duration::from_secs(
                     args.lifecycle.default_lease_ttl_seconds.max(1),

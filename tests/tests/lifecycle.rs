@@ -28,4 +28,5 @@ on_both_backends!(
     tablectl_runs_the_lifecycle,
     schema_evolves_additively,
     gc_goes_on_past_a_batch_it_cannot_delete,
+    named_leases_are_bounded_per_holder,
 );

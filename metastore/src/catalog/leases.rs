@@ -361,6 +361,21 @@ impl Catalog {
             .bind(name)
             .execute(&mut *conn)
             .await?;
+            let held: i64 = sqlx::query(self.sql(
+                "SELECT COUNT(*) AS held FROM leases \
+                 WHERE holder = $1 AND name IS NOT NULL AND expires_at_us > {now}",
+            ))
+            .bind(holder)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get("held")?;
+            if held >= self.settings.max_named_leases_per_holder {
+                return Err(CatalogError::FailedPrecondition(format!(
+                    "{} already holds {held} live named leases, the most one holder may; \
+                     release some (tablectl leases lists them) before taking another",
+                    quote_for_message(holder)
+                )));
+            }
         }
         let lease_id = uuid::Uuid::now_v7().to_string();
         let inserted = sqlx::query(self.sql(

@@ -8,8 +8,8 @@ use super::{Catalog, expiry_from_row, format_micros, partition_hash};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::limits;
 use crate::model::{
-    DataFile, KeyCondition, Page, PartitionFilter, PartitionSummary, PartitionValues, ResolvedPartition,
-    Selector, TableRecord,
+    DataFile, KeyCondition, Page, PartitionFilter, PartitionSummary, PartitionValues,
+    ResolvedPartition, Selector, TableRecord,
 };
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};

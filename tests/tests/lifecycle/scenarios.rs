@@ -1213,3 +1213,55 @@ pub async fn gc_goes_on_past_a_batch_it_cannot_delete(backend: Backend) -> anyho
     anyhow::ensure!(read(client, "x", Selector::Current).await? == vec![7; 50]);
     Ok(())
 }
+
+/// Named leases are bounded per holder: past the bound a new one is refused, naming the
+/// holder; other holders are not affected; releasing one makes room; reads (whose own leases
+/// are short-lived and not counted) go on.
+pub async fn named_leases_are_bounded_per_holder(backend: Backend) -> anyhow::Result<()> {
+    let env = Env::start(backend, &["--max-named-leases-per-holder", "2"]).await?;
+    write(&env.client, "x", 1).await?;
+    let mut rpc = env.server.client().await?;
+    let acquire = |holder: &str, name: &str| {
+        let mut request = tonic::Request::new(pb::AcquireLeaseRequest {
+            table: table_ref("lc", "t"),
+            name: name.into(),
+            ttl_seconds: 3600,
+            ..Default::default()
+        });
+        request.metadata_mut().insert(
+            batchstore_proto::wire::ACTOR_KEY,
+            holder.parse().expect("an ASCII holder"),
+        );
+        request
+    };
+    for name in ["a", "b"] {
+        rpc.acquire_lease(acquire("alice", name)).await?;
+    }
+    let refused = rpc
+        .acquire_lease(acquire("alice", "c"))
+        .await
+        .expect_err("a third named lease of one holder");
+    anyhow::ensure!(
+        refused.code() == tonic::Code::FailedPrecondition
+            && refused.message().contains("alice")
+            && refused.message().contains("2 live named leases"),
+        "refusal: {refused:?}"
+    );
+    rpc.acquire_lease(acquire("bob", "c")).await?;
+    anyhow::ensure!(
+        read(&env.client, "x", Selector::Current).await? == vec![1; 50],
+        "a read past the holder's bound"
+    );
+    let mut release = tonic::Request::new(pb::ReleaseLeaseRequest {
+        table: table_ref("lc", "t"),
+        name: "a".into(),
+        ..Default::default()
+    });
+    release.metadata_mut().insert(
+        batchstore_proto::wire::ACTOR_KEY,
+        "alice".parse().expect("ASCII"),
+    );
+    anyhow::ensure!(rpc.release_lease(release).await?.into_inner().released);
+    rpc.acquire_lease(acquire("alice", "d")).await?;
+    Ok(())
+}

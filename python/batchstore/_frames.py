@@ -44,8 +44,9 @@ def _from_pandas(df: Any) -> pa.Table:
         raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
     table = pa.Table.from_pandas(df, preserve_index=None)
     categories = {}
-    for name in df.columns:
-        dtype = df[name].dtype
+    # `df.dtypes` once: `df[name]` builds a Series per column, which costs more than a tiny
+    # frame's whole conversion.
+    for name, dtype in df.dtypes.items():
         if isinstance(dtype, pd.CategoricalDtype):
             values = dtype.categories.tolist()
             try:

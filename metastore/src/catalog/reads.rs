@@ -22,8 +22,10 @@ const FILTER_SCAN_PAGES: usize = 16;
 /// Named partitions read in one statement (more are read as of one moment, in chunks).
 const ONE_STATEMENT_PARTITIONS: usize = 500;
 
-/// What a resolution reads of each partition, before `{files}` (its batch's files, see
-/// [`super::Dialect::files_json`]) and the selector's condition are filled in.
+/// What a resolution reads of each partition, before `{files}` and the selector's condition
+/// are filled in. Named partitions read their batch's files in the same statement
+/// ([`super::Dialect::files_json`]); a whole-table page reads them afterwards for the rows it
+/// keeps (a filtered page may scan many rows it leaves out).
 const RESOLVE_SELECT: &str = "SELECT p.id AS partition_id, p.partition_values, h.batch_id, h.version, h.committed_at_us, \
             b.location, b.rows, b.bytes, b.expired_at_us, b.expired_reason, {files} AS files_json \
      FROM partitions p JOIN history h ON h.partition_id = p.id \
@@ -109,6 +111,11 @@ impl Catalog {
                 } else if let (Some(moment), false) = (token.as_of, page.next_page_token.is_empty())
                 {
                     page.next_page_token = format!("{}@{moment}", page.next_page_token);
+                }
+                let ids: Vec<String> = page.items.iter().map(|r| r.batch_id.clone()).collect();
+                let mut files = self.files_of(&ids).await?;
+                for r in &mut page.items {
+                    r.files = files.remove(&r.batch_id).unwrap_or_default();
                 }
                 page
             }
@@ -250,9 +257,14 @@ impl Catalog {
             Selector::AsOf(t) => *t,
             _ => 0,
         };
+        let files = if specs.is_empty() {
+            "CAST(NULL AS TEXT)".to_owned()
+        } else {
+            self.dialect.files_json("h.batch_id")
+        };
         let mut sql = format!(
             "{}{condition} AND p.id > $2",
-            RESOLVE_SELECT.replace("{files}", &self.dialect.files_json("h.batch_id"))
+            RESOLVE_SELECT.replace("{files}", &files)
         );
         if !specs.is_empty() {
             let hashes = super::placeholders(5, specs.len());
@@ -462,7 +474,11 @@ fn resolved_from_row(table: &TableRecord, row: &AnyRow) -> CatalogResult<Resolve
         batch_id: row.try_get("batch_id")?,
         version: row.try_get("version")?,
         location: row.try_get("location")?,
-        files: files_from_json(&row.try_get::<String, _>("files_json")?)?,
+        // Absent on whole-table pages, which read files for the rows they keep.
+        files: match row.try_get::<Option<String>, _>("files_json")? {
+            Some(text) => files_from_json(&text)?,
+            None => Vec::new(),
+        },
         rows: row.try_get("rows")?,
         bytes: row.try_get("bytes")?,
         committed_at: row.try_get("committed_at_us")?,

@@ -55,53 +55,50 @@ struct Opened {
     name: String,
 }
 
-/// Opens `relative` (a `/`-separated path below `root`) one segment at a time. `Ok(None)` when
-/// a segment does not exist.
-fn open_below(root: &Path, relative: &str) -> Result<Option<Opened>> {
-    let io = |path: &str, errno: Errno| LocalDeleteError::Io {
-        path: path.to_owned(),
-        source: errno.into(),
-    };
-    // The root is the operator's configured (canonical) directory: opened by path.
-    let mut parent = rustix::fs::open(root, DIRECTORY.difference(OFlags::NOFOLLOW), Mode::empty())
-        .map_err(|e| io(&root.display().to_string(), e))?;
-    let segments: Vec<&str> = relative.split('/').filter(|s| !s.is_empty()).collect();
-    let Some((last, above)) = segments.split_last() else {
-        return Err(LocalDeleteError::NotADirectory {
-            path: relative.to_owned(),
-        });
-    };
-    for segment in above.iter().chain(std::iter::once(last)) {
-        if matches!(*segment, "." | "..") {
-            return Err(LocalDeleteError::NotADirectory {
-                path: relative.to_owned(),
-            });
+/// Opens the warehouse root: the operator's configured (canonical) directory, by path.
+fn open_root(root: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(root, DIRECTORY.difference(OFlags::NOFOLLOW), Mode::empty()).map_err(|e| {
+        LocalDeleteError::Io {
+            path: root.display().to_string(),
+            source: e.into(),
         }
+    })
+}
+
+/// Opens `relative` (a `/`-separated path below `root`) one segment at a time, each relative
+/// to its parent's handle. `Ok(None)` when a segment does not exist.
+fn open_below(root: &Path, relative: &str) -> Result<Option<Opened>> {
+    let not_a_directory = || LocalDeleteError::NotADirectory {
+        path: relative.to_owned(),
+    };
+    let segments: Vec<&str> = relative.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.iter().any(|s| matches!(*s, "." | "..")) {
+        return Err(not_a_directory());
     }
-    for segment in above {
-        match openat(&parent, *segment, DIRECTORY, Mode::empty()) {
-            Ok(fd) => parent = fd,
+    let mut parent = None;
+    let mut current = open_root(root)?;
+    for segment in &segments {
+        match openat(&current, *segment, DIRECTORY, Mode::empty()) {
+            Ok(child) => parent = Some(std::mem::replace(&mut current, child)),
             Err(Errno::NOENT) => return Ok(None),
-            Err(Errno::LOOP | Errno::NOTDIR) => {
-                return Err(LocalDeleteError::NotADirectory {
+            Err(Errno::LOOP | Errno::NOTDIR) => return Err(not_a_directory()),
+            Err(e) => {
+                return Err(LocalDeleteError::Io {
                     path: relative.to_owned(),
+                    source: e.into(),
                 });
             }
-            Err(e) => return Err(io(relative, e)),
         }
     }
-    match openat(&parent, *last, DIRECTORY, Mode::empty()) {
-        Ok(dir) => Ok(Some(Opened {
-            parent,
-            dir,
-            name: (*last).to_owned(),
-        })),
-        Err(Errno::NOENT) => Ok(None),
-        Err(Errno::LOOP | Errno::NOTDIR) => Err(LocalDeleteError::NotADirectory {
-            path: relative.to_owned(),
-        }),
-        Err(e) => Err(io(relative, e)),
-    }
+    // No segment at all: the root itself is never a batch directory.
+    let (Some(parent), Some(name)) = (parent, segments.last()) else {
+        return Err(not_a_directory());
+    };
+    Ok(Some(Opened {
+        parent,
+        dir: current,
+        name: (*name).to_owned(),
+    }))
 }
 
 /// Removes the named files of the directory `dir` (relative to `root`), then the directory if
@@ -153,12 +150,7 @@ pub fn remove_tree(root: &Path, dir: &str) -> Result<Removed> {
 pub fn remove_file(root: &Path, relative: &str) -> Result<bool> {
     let (dir, name) = relative.rsplit_once('/').unwrap_or(("", relative));
     let parent = if dir.is_empty() {
-        rustix::fs::open(root, DIRECTORY.difference(OFlags::NOFOLLOW), Mode::empty()).map_err(
-            |e| LocalDeleteError::Io {
-                path: root.display().to_string(),
-                source: e.into(),
-            },
-        )?
+        open_root(root)?
     } else {
         match open_below(root, dir)? {
             Some(opened) => opened.dir,

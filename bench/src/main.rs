@@ -37,19 +37,35 @@ struct Args {
     /// Seconds for each pgbench run.
     #[arg(long, default_value_t = 10)]
     pgbench_seconds: u32,
+    /// An existing catalog database (sqlite://… or postgres://…) to run on instead of a fresh
+    /// one per backend; it is kept, and a resolve table it already holds is not written again,
+    /// so the resolve figures of a large table can be taken again without populating it anew.
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    for name in &args.backends {
+    let backends = match &args.database_url {
+        Some(url) if url.starts_with("postgres") => vec!["postgres".to_owned()],
+        Some(_) => vec!["sqlite".to_owned()],
+        None => args.backends.clone(),
+    };
+    for name in &backends {
         let backend = match name.as_str() {
             "sqlite" => Backend::Sqlite,
             "postgres" => Backend::Postgres,
             other => anyhow::bail!("unknown backend {other}; use sqlite or postgres"),
         };
-        let db = TestDatabase::create(backend)?;
-        let server = Metastore::start(&db.url, &[])?;
+        let (url, _fresh) = match &args.database_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                let db = TestDatabase::create(backend)?;
+                (db.url.clone(), Some(db))
+            }
+        };
+        let server = Metastore::start(&url, &[])?;
         let mut client = server.client().await?;
         client
             .create_namespace(pb::CreateNamespaceRequest {
@@ -85,6 +101,9 @@ async fn main() -> Result<()> {
         for &n in &args.partitions {
             let table = format!("resolve_{n}");
             populate(&server, &table, n).await?;
+            if backend == Backend::Postgres {
+                at_rest(&url)?;
+            }
             let latencies = resolves(&server, &table, n, args.resolves).await?;
             println!(
                 "{name:8} resolve  partitions={n:6}  p50 {:6.3} ms  p99 {:6.3} ms",
@@ -194,12 +213,19 @@ async fn commits(
 }
 
 /// A table of `n` partitions, each with one committed batch, written through the API in
-/// multi-partition commits of 1,000.
+/// multi-partition commits of 1,000; a table that exists already (`--database-url`) is kept.
 async fn populate(server: &Metastore, table: &str, n: usize) -> Result<()> {
     let mut client = server.client().await?;
-    client
+    let created = client
         .create_table(batchstore_tests::ds_table("bench", table))
-        .await?;
+        .await;
+    match created {
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {
+            eprintln!("{table} exists: reading it as it is");
+            return Ok(());
+        }
+        other => other?,
+    };
     let started = Instant::now();
     let chunks: Vec<Vec<usize>> = (0..n)
         .collect::<Vec<_>>()
@@ -351,6 +377,28 @@ async fn deep_history(
         }
     }
     Ok((by_version, as_of))
+}
+
+/// Lets PostgreSQL settle after a bulk load, as a catalog in service would be: a checkpoint
+/// (so that the load's writeback does not run under the measurement) and the statistics
+/// autovacuum would gather soon after a load.
+fn at_rest(url: &str) -> Result<()> {
+    let name = url.rsplit('/').next().context("database name")?;
+    let ok = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            name,
+            "-qc",
+            "VACUUM ANALYZE",
+        ])
+        .args(["-c", "CHECKPOINT"])
+        .status()?;
+    anyhow::ensure!(ok.success(), "VACUUM ANALYZE / CHECKPOINT failed");
+    Ok(())
 }
 
 /// pgbench on a fresh database: BEGIN; UPDATE one random row of 100,000; COMMIT.

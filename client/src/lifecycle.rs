@@ -4,7 +4,7 @@
 //! runs and released after, so garbage collection never deletes files under it, however long
 //! it takes. A job pins a selection with a named lease ([`Client::acquire_lease`]).
 
-use crate::client::{Client, Rpc, missing};
+use crate::client::{Client, Rpc, all_pages, missing};
 use crate::commit::repeat_while_unknown;
 use crate::error::{ClientError, Result};
 use crate::partition::PartitionSpec;
@@ -263,17 +263,24 @@ impl Client {
         table: Option<&str>,
         include_reads: bool,
     ) -> Result<Vec<LeaseInfo>> {
-        let reply = self
-            .rpc
-            .clone()
-            .list_leases(pb::ListLeasesRequest {
+        let mut leases = all_pages(|page_token| {
+            let mut rpc = self.rpc.clone();
+            let request = pb::ListLeasesRequest {
                 namespace: namespace.unwrap_or_default().to_owned(),
                 table: table.unwrap_or_default().to_owned(),
                 include_reads,
-            })
-            .await?
-            .into_inner();
-        Ok(reply.leases.into_iter().map(lease_info).collect())
+                page_size: 0,
+                page_token,
+            };
+            async move {
+                let page = rpc.list_leases(request).await?.into_inner();
+                let items: Vec<LeaseInfo> = page.leases.into_iter().map(lease_info).collect();
+                Ok((items, page.next_page_token))
+            }
+        })
+        .await?;
+        leases.sort_by(|a, b| (a.expires_at, &a.lease_id).cmp(&(b.expires_at, &b.lease_id)));
+        Ok(leases)
     }
 
     /// Runs garbage collection in `scope` to the end, step by step, telling `progress` after

@@ -2,7 +2,8 @@
 //! table, history, rollback and tags.
 
 use crate::client::{Client, all_pages, missing};
-use crate::error::Result;
+use crate::commit::repeat_while_unknown;
+use crate::error::{ClientError, Result};
 use crate::partition::PartitionSpec;
 use crate::types::*;
 use crate::wire::{commit_info, expected_to_pb, pairs, spec_to_pb, table_ref, tag_info};
@@ -160,19 +161,26 @@ impl Client {
             RollbackTo::Version(v) => pb::rollback_request::Target::ToVersion(v),
             RollbackTo::Batch(b) => pb::rollback_request::Target::ToBatchId(b),
         };
-        let response = self
-            .rpc
-            .clone()
-            .rollback(pb::RollbackRequest {
-                table: Some(table_ref(table)),
-                partition: Some(spec),
-                target: Some(target),
-                expected_current_batch_id: expected.map(expected_to_pb),
-                message: message.into(),
-                actor: String::new(),
-            })
-            .await?
-            .into_inner();
+        let request = pb::RollbackRequest {
+            table: Some(table_ref(table)),
+            partition: Some(spec),
+            target: Some(target),
+            expected_current_batch_id: expected.map(expected_to_pb),
+            message: message.into(),
+            actor: String::new(),
+            // One id for every copy of this rollback: a copy sent after a lost reply is
+            // answered with the version the first one made, never a second version.
+            request_id: uuid::Uuid::now_v7().to_string(),
+        };
+        let response = repeat_while_unknown(|| {
+            let mut call = tonic::Request::new(request.clone());
+            call.set_timeout(crate::client::RPC_DEADLINE);
+            let mut rpc = self.rpc.clone();
+            async move { rpc.rollback(call).await }
+        })
+        .await
+        .map_err(|(status, _)| ClientError::from(status))?
+        .into_inner();
         Ok(commit_info(
             response.committed.ok_or_else(|| missing("committed"))?,
             false,

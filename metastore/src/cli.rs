@@ -125,6 +125,15 @@ pub struct ServeArgs {
     )]
     max_pending_per_table: i64,
 
+    /// Pending batches one principal may have at once, over all tables (with authentication
+    /// on; without it the per-table bound alone applies).
+    #[arg(
+        long,
+        env = "BATCHSTORE_MAX_PENDING_PER_PRINCIPAL",
+        default_value_t = 10_000
+    )]
+    max_pending_per_principal: i64,
+
     /// Live named leases one holder (a principal, or without authentication the actor a client
     /// claims) may have at once; past it a new one is refused until some are released.
     #[arg(
@@ -263,6 +272,7 @@ impl ServeArgs {
                 max_lease: Duration::from_secs(args.max_lease_seconds.max(1)),
                 max_connections: args.max_connections.max(1),
                 max_pending_per_table: args.max_pending_per_table.max(1),
+                max_pending_per_principal: args.max_pending_per_principal.max(1),
                 max_named_leases_per_holder: args.max_named_leases_per_holder.max(1),
                 drop_grace: Duration::from_secs(args.lifecycle.drop_grace_seconds),
                 default_lease_ttl: Duration::from_secs(

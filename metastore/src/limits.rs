@@ -23,6 +23,8 @@ pub const MAX_FILTER_PREDICATES: usize = 64;
 pub const MAX_LEASE_BATCHES: usize = 100_000;
 /// Most orphans one FindOrphans call lists or deletes.
 pub const MAX_ORPHANS_PER_CALL: usize = 10_000;
+/// Longest request id (a rollback's), in characters of `[A-Za-z0-9_-]`.
+pub const MAX_REQUEST_ID_CHARS: usize = 64;
 
 /// Checks a commit or rollback message.
 ///
@@ -33,6 +35,22 @@ pub fn check_message(message: &str) -> CatalogResult<()> {
         return Err(CatalogError::InvalidArgument(format!(
             "the message is {} bytes; at most {MAX_MESSAGE_BYTES} are allowed",
             message.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a request id: at most [`MAX_REQUEST_ID_CHARS`] letters, digits, `-` and `_`.
+///
+/// # Errors
+/// `InvalidArgument` naming a bounded prefix of what was sent.
+pub fn check_request_id(id: &str) -> CatalogResult<()> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if id.len() > MAX_REQUEST_ID_CHARS || !id.chars().all(allowed) {
+        return Err(CatalogError::InvalidArgument(format!(
+            "{} is not a request id: at most {MAX_REQUEST_ID_CHARS} letters, digits, '-' and '_' \
+             (send a UUID)",
+            crate::names::quote_for_message(id)
         )));
     }
     Ok(())

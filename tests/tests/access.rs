@@ -465,6 +465,7 @@ impl Matrix<'_> {
                     expected_current_batch_id: None,
                     message: String::new(),
                     actor: actor.into(),
+                    request_id: String::new(),
                 }
             ),
             "CreateTag" => go!(
@@ -764,36 +765,8 @@ async fn only_the_owner_commits_or_aborts(backend: Backend) -> Result<()> {
     .concat();
     let secured = Secured::start(&db, &tokens, &[])?;
     let mut rpc = secured.server.client().await?;
-    let root = bearer(ROOT_TOKEN);
     let (alice, bob) = (bearer("alice-token"), bearer("bob-token"));
-    rpc.create_namespace(req(
-        pb::CreateNamespaceRequest {
-            name: "sales".into(),
-            if_not_exists: false,
-        },
-        Some(&root),
-        "root",
-    ))
-    .await?;
-    rpc.grant(req(
-        pb::GrantRequest {
-            namespace: "sales".into(),
-            grantee: Some(pb::Grantee {
-                principal: String::new(),
-                group: "team".into(),
-            }),
-            permission: pb::Permission::Write as i32,
-        },
-        Some(&root),
-        "root",
-    ))
-    .await?;
-    rpc.create_table(req(
-        batchstore_tests::ds_table("sales", "items"),
-        Some(&root),
-        "root",
-    ))
-    .await?;
+    team_tables(&mut rpc, &["items"]).await?;
     let begun = rpc
         .begin_write(req(
             pb::BeginWriteRequest {
@@ -873,6 +846,95 @@ async fn only_the_owner_commits_or_aborts(backend: Backend) -> Result<()> {
         last.rows == 7 && last.actor == "alice",
         "the commit is alice's 7 rows, not a claim: {last:?}"
     );
+    Ok(())
+}
+
+/// Namespace `sales` with `tables` in it, writable by the group `team` (made by root).
+async fn team_tables(rpc: &mut Rpc, tables: &[&str]) -> Result<()> {
+    let root = bearer(ROOT_TOKEN);
+    rpc.create_namespace(req(
+        pb::CreateNamespaceRequest {
+            name: "sales".into(),
+            if_not_exists: false,
+        },
+        Some(&root),
+        "root",
+    ))
+    .await?;
+    rpc.grant(req(
+        pb::GrantRequest {
+            namespace: "sales".into(),
+            grantee: Some(pb::Grantee {
+                principal: String::new(),
+                group: "team".into(),
+            }),
+            permission: pb::Permission::Write as i32,
+        },
+        Some(&root),
+        "root",
+    ))
+    .await?;
+    for table in tables {
+        rpc.create_table(req(
+            batchstore_tests::ds_table("sales", table),
+            Some(&root),
+            "root",
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Pending batches are bounded per principal, over all tables: past the bound BeginWrite is
+/// refused naming the principal, others are not affected, and aborting one makes room.
+async fn pending_batches_are_bounded_per_principal(backend: Backend) -> Result<()> {
+    let db = TestDatabase::create(backend)?;
+    let tokens = [
+        token_entry("root", &[], ROOT_TOKEN),
+        token_entry("alice", &["team"], "alice-token"),
+        token_entry("bob", &["team"], "bob-token"),
+    ]
+    .concat();
+    let secured = Secured::start(&db, &tokens, &["--max-pending-per-principal", "2"])?;
+    let mut rpc = secured.server.client().await?;
+    let (alice, bob) = (bearer("alice-token"), bearer("bob-token"));
+    team_tables(&mut rpc, &["items", "other"]).await?;
+    let begin = |table: &str, ds: &str, who: &str| {
+        req(
+            pb::BeginWriteRequest {
+                table: table_ref("sales", table),
+                partition: Some(spec(&[("ds", ds)])),
+                lease_seconds: 0,
+            },
+            Some(who),
+            "someone",
+        )
+    };
+    let first = rpc
+        .begin_write(begin("items", "1", &alice))
+        .await?
+        .into_inner();
+    rpc.begin_write(begin("other", "1", &alice)).await?;
+    let refused = rpc
+        .begin_write(begin("items", "2", &alice))
+        .await
+        .expect_err("a third pending batch of one principal");
+    ensure!(
+        refused.code() == Code::FailedPrecondition
+            && refused.message().contains("alice")
+            && refused.message().contains("one principal"),
+        "{refused:?}"
+    );
+    rpc.begin_write(begin("items", "2", &bob)).await?;
+    rpc.abort_write(req(
+        pb::AbortWriteRequest {
+            batch_id: first.batch_id,
+        },
+        Some(&alice),
+        "alice",
+    ))
+    .await?;
+    rpc.begin_write(begin("items", "2", &alice)).await?;
     Ok(())
 }
 
@@ -1175,6 +1237,7 @@ on_both_backends!(
     grants_need_authentication_and_die_with_their_namespace,
     every_rpc_checks_every_credential,
     only_the_owner_commits_or_aborts,
+    pending_batches_are_bounded_per_principal,
     token_file_and_jwks_are_reloaded,
 );
 

@@ -22,6 +22,7 @@ on_both_backends!(
     partition_named_twice_is_read_once,
     concurrent_rollbacks_to_one_target_append_one_version,
     retried_rollback_returns_its_version,
+    a_rollback_with_a_request_id_is_exactly_once,
     compare_and_swap_flow_for_a_new_partition,
     batch_ids_in_another_spelling_are_refused,
     duplicate_lineage_inputs_are_refused,
@@ -379,6 +380,7 @@ async fn rollback_request(target_version: i64, expected: Option<String>) -> pb::
         expected_current_batch_id: expected,
         message: String::new(),
         actor: "tests".into(),
+        request_id: String::new(),
     }
 }
 
@@ -430,6 +432,68 @@ async fn retried_rollback_returns_its_version(backend: Backend) -> anyhow::Resul
             .len(),
         4
     );
+    Ok(())
+}
+
+async fn a_rollback_with_a_request_id_is_exactly_once(backend: Backend) -> anyhow::Result<()> {
+    let (_db, server, mut client) = setup(backend).await?;
+    write_once(&mut client, "sales", "items", &ds("1"), None).await?;
+    write_once(&mut client, "sales", "items", &ds("1"), None).await?;
+    let history_len = async |client: &mut Rpc| -> anyhow::Result<usize> {
+        Ok(full_history(client, "sales", "items", &ds("1"))
+            .await?
+            .len())
+    };
+    let with_id = |version: i64, id: &str| {
+        let mut request = pb::RollbackRequest {
+            table: table_ref("sales", "items"),
+            partition: Some(ds("1")),
+            target: Some(pb::rollback_request::Target::ToVersion(version)),
+            actor: "tests".into(),
+            ..Default::default()
+        };
+        request.request_id = id.to_owned();
+        request
+    };
+    let first = client.rollback(with_id(1, "r-1")).await?.into_inner();
+    assert_eq!(first.committed.as_ref().map(|c| c.version), Some(3));
+    // A write lands, then the first rollback is sent again (its reply was lost): it is
+    // answered with the version it made, and appends nothing.
+    write_once(&mut client, "sales", "items", &ds("1"), None).await?;
+    let again = client.rollback(with_id(1, "r-1")).await?.into_inner();
+    assert_eq!(again.committed, first.committed);
+    assert_eq!(history_len(&mut client).await?, 4);
+    // The same id for another target is refused, naming the id; a new id rolls back.
+    let reused = client
+        .rollback(with_id(2, "r-1"))
+        .await
+        .expect_err("one id, two targets");
+    assert_eq!(reused.code(), Code::FailedPrecondition);
+    assert!(reused.message().contains("r-1"), "{}", reused.message());
+    let second = client.rollback(with_id(1, "r-2")).await?.into_inner();
+    assert_eq!(second.committed.map(|c| c.version), Some(5));
+    // Copies of one request sent at once make one version between them.
+    write_once(&mut client, "sales", "items", &ds("1"), None).await?;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let mut client = server.client().await?;
+        let request = with_id(2, "r-3");
+        tasks.push(tokio::spawn(async move { client.rollback(request).await }));
+    }
+    for task in tasks {
+        let answer = task.await??.into_inner();
+        assert_eq!(answer.committed.map(|c| c.version), Some(7));
+    }
+    assert_eq!(history_len(&mut client).await?, 7);
+    // Ids are bounded and plain.
+    for bad in ["has space", "ü", &"x".repeat(65)] {
+        let refused = client
+            .rollback(with_id(1, bad))
+            .await
+            .expect_err("a bad request id");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{bad:?}");
+    }
+    assert_eq!(history_len(&mut client).await?, 7);
     Ok(())
 }
 

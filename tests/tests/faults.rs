@@ -6,15 +6,18 @@
 use arrow_array::{Int64Array, RecordBatch, RecordBatchIterator};
 use arrow_schema::{DataType, Field, Schema};
 use batchstore_client::{
-    Client, ClientError, KeyType, PartitionData, PartitionKey, PartitionSpec, TableName,
-    WriteOptions, WriteRequest,
+    Client, ClientError, KeyType, PartitionData, PartitionKey, PartitionSpec, RollbackTo,
+    TableName, WriteOptions, WriteRequest,
 };
 use batchstore_tests::proxy::FaultProxy;
 use batchstore_tests::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-on_both_backends!(lost_replies_never_duplicate_or_lose_a_write);
+on_both_backends!(
+    lost_replies_never_duplicate_or_lose_a_write,
+    lost_replies_never_duplicate_a_rollback,
+);
 
 /// Writes in one run; `BATCHSTORE_FAULT_WRITES` raises it (`make test-long`).
 fn writes() -> usize {
@@ -174,6 +177,113 @@ async fn lost_replies_never_duplicate_or_lose_a_write(backend: Backend) -> anyho
     );
     assert!(proxy.cuts() > 0, "the proxy injected faults");
     Ok(())
+}
+
+/// Rollbacks through the proxy that cuts replies, while another client keeps writing to the
+/// same partition: a rollback resent after its reply was lost, and after a write landed
+/// meanwhile, must be answered with the version it made, never make a second one. Each
+/// rollback's message names it, so its history entries can be counted.
+async fn lost_replies_never_duplicate_a_rollback(backend: Backend) -> anyhow::Result<()> {
+    let db = TestDatabase::create(backend)?;
+    let server = Metastore::start(&db.url, &[])?;
+    let direct = Client::connect(Some(&server.endpoint())).await?;
+    let table = TableName::new("sales", "rollbacks");
+    let partition = PartitionSpec::named([("ds", "r")]);
+    write_one(&direct, &table, &partition, 0).await?;
+    write_one(&direct, &table, &partition, 1).await?;
+    let seed = match backend {
+        Backend::Sqlite => 5,
+        Backend::Postgres => 13,
+    };
+    let proxy = FaultProxy::start(&server.address, 150, seed).await?;
+    let faulty = loop {
+        if let Ok(client) = Client::connect(Some(&proxy.endpoint())).await {
+            break client;
+        }
+    };
+    let stop = batchstore_client::CancellationToken::new();
+    let writer = tokio::spawn({
+        let (direct, stop) = (direct.clone(), stop.clone());
+        let (table, partition) = (table.clone(), partition.clone());
+        async move {
+            let mut n = 2;
+            while !stop.is_cancelled() {
+                write_one(&direct, &table, &partition, n).await?;
+                n += 1;
+            }
+            Ok::<_, ClientError>(n - 2)
+        }
+    });
+    let total = writes();
+    let (mut acknowledged, mut unknown, mut refused) = (BTreeMap::new(), 0, 0);
+    for r in 0..total as i64 {
+        let target = RollbackTo::Version(1 + r % 2);
+        match faulty
+            .rollback(&table, &partition, target, None, &format!("rollback {r}"))
+            .await
+        {
+            Ok(info) => {
+                acknowledged.insert(format!("rollback {r}"), info.version);
+            }
+            Err(error) if error.retryable() => unknown += 1,
+            // Already current by an earlier rollback: refused before any change.
+            Err(_) => refused += 1,
+        }
+    }
+    stop.cancel();
+    let written = writer.await??;
+    proxy.set_armed(false);
+
+    let mut made: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for entry in direct.history(&table, &partition).await? {
+        if entry.operation == "rollback" {
+            made.entry(entry.message).or_default().push(entry.version);
+        }
+    }
+    for (message, versions) in &made {
+        assert_eq!(versions.len(), 1, "{message} made versions {versions:?}");
+    }
+    for (message, version) in &acknowledged {
+        assert_eq!(
+            made.get(message),
+            Some(&vec![*version]),
+            "{message} was acknowledged at version {version}"
+        );
+    }
+    println!(
+        "rollback faults ({backend:?}): {total} rollbacks beside {written} writes, {} replies \
+         cut; {} acknowledged, {refused} refused, {unknown} outcome unknown; 0 duplicates",
+        proxy.cuts(),
+        acknowledged.len(),
+    );
+    assert!(proxy.cuts() > 0, "the proxy injected faults");
+    Ok(())
+}
+
+/// Writes write number `n` (three rows) to one partition, creating the table if needed.
+async fn write_one(
+    client: &Client,
+    table: &TableName,
+    partition: &PartitionSpec,
+    n: i64,
+) -> Result<(), ClientError> {
+    let (_, batch) = frame(n, 1).remove(0);
+    let data = PartitionData {
+        partition: partition.clone(),
+        expected: None,
+        data: Box::new(RecordBatchIterator::new(
+            [Ok(batch.clone())],
+            batch.schema(),
+        )),
+    };
+    let options = WriteOptions {
+        create_table_if_missing: true,
+        ..WriteOptions::default()
+    };
+    client
+        .write(table, data, "", &options, None)
+        .await
+        .map(|_| ())
 }
 
 /// A server that accepts connections and never answers: a call ends with a clear error

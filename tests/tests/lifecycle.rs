@@ -29,4 +29,5 @@ on_both_backends!(
     schema_evolves_additively,
     gc_goes_on_past_a_batch_it_cannot_delete,
     named_leases_are_bounded_per_holder,
+    lease_listings_are_paged,
 );

@@ -102,6 +102,7 @@ async fn lifecycle(backend: Backend) -> anyhow::Result<()> {
             expected_current_batch_id: Some(commits[2].batch_id.clone()),
             message: String::new(),
             actor: "ops".into(),
+            request_id: String::new(),
         })
         .await?
         .into_inner()

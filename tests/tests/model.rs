@@ -336,6 +336,7 @@ async fn run_case(world: &World, table: &str, ops: &[Op]) -> Result<(), TestCase
                         expected_current_batch_id: expected.clone(),
                         message: String::new(),
                         actor: "model".into(),
+                        request_id: String::new(),
                     })
                     .await;
                 if current.batch == target.batch {

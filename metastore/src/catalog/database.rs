@@ -117,6 +117,11 @@ impl Dialect {
                     "lifecycle: retention, leases, garbage collection",
                     include_str!("../../../migrations/sqlite/0006_lifecycle.sql"),
                 ),
+                (
+                    7,
+                    "rollback request ids, pending batches by principal",
+                    include_str!("../../../migrations/sqlite/0007_requests_and_owners.sql"),
+                ),
             ],
             Dialect::Postgres => &[
                 (
@@ -158,6 +163,11 @@ impl Dialect {
                     8,
                     "lifecycle: retention, leases, garbage collection",
                     include_str!("../../../migrations/postgres/0008_lifecycle.sql"),
+                ),
+                (
+                    9,
+                    "rollback request ids, pending batches by principal",
+                    include_str!("../../../migrations/postgres/0009_requests_and_owners.sql"),
                 ),
             ],
         }

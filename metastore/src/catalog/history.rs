@@ -2,13 +2,13 @@
 //! partition back at an older batch; nothing is ever deleted or rewritten.
 
 use super::paging::{page_size, paginate, parse_token};
-use super::pointer::PointerMove;
+use super::pointer::{HistoryEntry, PointerMove};
 use super::writes::check_batch_id;
 use super::{Catalog, PartitionRow, expiry_from_row};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::limits;
 use crate::model::{
-    CommittedVersion, ExpectedCurrent, HistoryRecord, Page, PartitionValues, RollbackTarget,
+    CommittedVersion, ExpectedCurrent, HistoryRecord, Micros, Page, PartitionValues, RollbackTarget,
 };
 use sqlx::Row;
 
@@ -71,10 +71,14 @@ impl Catalog {
     /// A rollback to the batch the partition already points at *because of a rollback* is
     /// answered with that rollback's version (a retry after a lost reply, or a concurrent
     /// rollback to the same target, appends nothing), provided its expectation held then.
+    /// With a `request_id` (empty: none) a rollback is exactly-once even after later writes:
+    /// the id is recorded with the version it created, and a rollback with an id already
+    /// recorded for the partition is answered with that version.
     ///
     /// # Errors
     /// `NotFound` for a missing partition, version or batch; `FailedPrecondition` when the
-    /// target is current by a write; `Conflict` when `expected` does not match.
+    /// target is current by a write, or the request id was used for another target;
+    /// `Conflict` when `expected` does not match.
     #[allow(clippy::too_many_arguments)]
     pub async fn rollback(
         &self,
@@ -85,8 +89,10 @@ impl Catalog {
         expected: Option<ExpectedCurrent>,
         message: &str,
         actor: &str,
+        request_id: &str,
     ) -> CatalogResult<CommittedVersion> {
         limits::check_message(message)?;
+        limits::check_request_id(request_id)?;
         if let Some(ExpectedCurrent::Batch(b)) = &expected {
             check_batch_id(b)?;
         }
@@ -114,6 +120,12 @@ impl Catalog {
             rows,
             bytes,
         };
+        let request_id = (!request_id.is_empty()).then_some(request_id);
+        if let Some(id) = request_id
+            && let Some((version, stamp)) = self.rollback_done(p.id, id, &target_batch).await?
+        {
+            return Ok(committed(version, stamp));
+        }
 
         let mut tx = self.pool.begin().await?;
         let stamp = self.stamp_partitions(&mut tx, &[table.id], &[p.id]).await?;
@@ -178,12 +190,61 @@ impl Catalog {
                 current_batch_id: current,
             });
         };
-        self.append_history(
-            &mut tx, &change, version, stamp, "rollback", actor, &message,
-        )
-        .await?;
+        let entry = HistoryEntry {
+            operation: "rollback",
+            actor,
+            message: &message,
+            request_id,
+        };
+        match self
+            .append_history(&mut tx, &change, version, stamp, &entry)
+            .await
+        {
+            Ok(()) => {}
+            // The same request, sent twice at once, committed first by the other copy.
+            Err(CatalogError::AlreadyExists(error)) if request_id.is_some() => {
+                tx.rollback().await?;
+                let id = request_id.unwrap_or_default();
+                return match self.rollback_done(p.id, id, &target_batch).await? {
+                    Some((version, stamp)) => Ok(committed(version, stamp)),
+                    None => Err(CatalogError::AlreadyExists(error)),
+                };
+            }
+            Err(error) => return Err(error),
+        }
         tx.commit().await?;
         Ok(committed(version, stamp))
+    }
+
+    /// `(version, committed_at)` of the rollback of partition `partition_id` recorded with
+    /// `request_id`, if there is one; refused when that rollback went to another batch.
+    async fn rollback_done(
+        &self,
+        partition_id: i64,
+        request_id: &str,
+        target_batch: &str,
+    ) -> CatalogResult<Option<(i64, Micros)>> {
+        let Some(row) = sqlx::query(
+            "SELECT version, batch_id, committed_at_us FROM history \
+             WHERE partition_id = $1 AND request_id = $2",
+        )
+        .bind(partition_id)
+        .bind(request_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let batch_id: String = row.try_get("batch_id")?;
+        let version: i64 = row.try_get("version")?;
+        if batch_id != target_batch {
+            return Err(CatalogError::FailedPrecondition(format!(
+                "request id {request_id} was already used by the rollback that made version \
+                 {version} (to batch {batch_id}), not one to batch {target_batch}; send a new \
+                 request id for a new rollback"
+            )));
+        }
+        Ok(Some((version, row.try_get("committed_at_us")?)))
     }
 
     /// `(batch_id, version, rows, bytes)` of the history entry a rollback returns to.

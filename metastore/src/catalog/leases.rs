@@ -13,6 +13,7 @@
 //! batch current then (GC keeps them), so its later pages are safe before they are resolved.
 //! Each page extends the lease; the client extends it while it fetches.
 
+use super::paging::{bad_token, page_size, paginate};
 use super::{Catalog, format_micros};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::limits;
@@ -546,16 +547,24 @@ impl Catalog {
         Ok((row.try_get("lease_id")?, row.try_get("table_id")?))
     }
 
-    /// Live leases, soonest to expire first (at most 10,000), with the namespace of each.
+    /// Live leases in the order they were taken (lease ids, UUIDv7), a page at a time, with the
+    /// namespace of each. Renewing a lease does not move it, so paging is stable.
     ///
     /// # Errors
-    /// Database errors.
+    /// `InvalidArgument` for a bad page token.
     pub async fn list_leases(
         &self,
         namespace: &str,
         table: &str,
         include_reads: bool,
-    ) -> CatalogResult<Vec<LeaseRecord>> {
+        page_size_requested: i32,
+        page_token: &str,
+    ) -> CatalogResult<Page<LeaseRecord>> {
+        // Lease ids are UUIDv7, in the order leases were taken; a token is the last one listed.
+        if !page_token.is_empty() {
+            super::writes::check_batch_id(page_token).map_err(|_| bad_token())?;
+        }
+        let limit = page_size(page_size_requested);
         let rows = sqlx::query(self.sql(
             "SELECT l.lease_id, l.name, l.holder, l.selection, l.created_at_us, \
                     l.expires_at_us, n.name AS namespace, t.name AS table_name \
@@ -563,14 +572,18 @@ impl Catalog {
                   JOIN namespaces n ON n.id = t.namespace_id \
              WHERE l.expires_at_us > {now} AND ($1 = '' OR n.name = $1) \
                AND ($2 = '' OR t.name = $2) AND ($3 OR l.name IS NOT NULL) \
-             ORDER BY l.expires_at_us, l.lease_id LIMIT 10000",
+               AND l.lease_id > $4 \
+             ORDER BY l.lease_id LIMIT $5",
         ))
         .bind(namespace)
         .bind(table)
         .bind(include_reads)
+        .bind(page_token)
+        .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
+        let mut leases = rows
+            .iter()
             .map(|row| {
                 Ok(LeaseRecord {
                     lease_id: row.try_get("lease_id")?,
@@ -584,7 +597,8 @@ impl Catalog {
                     batch_ids: Vec::new(),
                 })
             })
-            .collect()
+            .collect::<CatalogResult<Vec<_>>>()?;
+        Ok(paginate(&mut leases, limit, |l| l.lease_id.clone()))
     }
 
     /// A batch's GC expiry, read inside a transaction.

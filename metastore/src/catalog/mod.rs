@@ -57,6 +57,8 @@ pub struct CatalogSettings {
     pub max_connections: u32,
     /// Pending batches one table may have at once; BeginWrite past it is refused.
     pub max_pending_per_table: i64,
+    /// Pending batches one principal may have at once (over all tables).
+    pub max_pending_per_principal: i64,
     /// Live named leases one holder may have at once.
     pub max_named_leases_per_holder: i64,
     /// How long a dropped table can be undropped before GC may free its storage.
@@ -74,6 +76,7 @@ impl Default for CatalogSettings {
             max_lease: Duration::from_secs(7 * 24 * 3600),
             max_connections: 16,
             max_pending_per_table: 10_000,
+            max_pending_per_principal: 10_000,
             max_named_leases_per_holder: 1_000,
             drop_grace: Duration::from_secs(7 * 24 * 3600),
             default_lease_ttl: Duration::from_secs(24 * 3600),

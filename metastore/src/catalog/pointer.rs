@@ -71,6 +71,16 @@ pub(super) struct PointerMove<'a> {
     pub expected: Option<&'a ExpectedCurrent>,
 }
 
+/// What a history entry says beside its pointer move.
+pub(super) struct HistoryEntry<'a> {
+    /// `write` or `rollback`.
+    pub operation: &'a str,
+    pub actor: &'a str,
+    pub message: &'a str,
+    /// A rollback's request id (`RollbackRequest.request_id`), unique per partition.
+    pub request_id: Option<&'a str>,
+}
+
 impl Catalog {
     /// Locks the partitions a transaction will move (in id order, so concurrent commits cannot
     /// deadlock) and returns the commit's one timestamp. Fails with `NotFound` when a
@@ -217,31 +227,29 @@ impl Catalog {
     }
 
     /// Appends the history entry of a pointer move.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn append_history(
         &self,
         conn: &mut AnyConnection,
         change: &PointerMove<'_>,
         version: i64,
         stamp: Micros,
-        operation: &str,
-        actor: &str,
-        message: &str,
+        entry: &HistoryEntry<'_>,
     ) -> CatalogResult<()> {
         sqlx::query(
             "INSERT INTO history (partition_id, version, batch_id, operation, actor, message, \
-                                  committed_at_us, rows, bytes) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                  committed_at_us, rows, bytes, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(change.partition_id)
         .bind(version)
         .bind(change.batch_id)
-        .bind(operation)
-        .bind(actor)
-        .bind(message)
+        .bind(entry.operation)
+        .bind(entry.actor)
+        .bind(entry.message)
         .bind(stamp)
         .bind(change.rows)
         .bind(change.bytes)
+        .bind(entry.request_id)
         .execute(&mut *conn)
         .await?;
         Ok(())

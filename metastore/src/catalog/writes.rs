@@ -100,7 +100,7 @@ impl Catalog {
     }
 
     /// The partition row (created if new) and a new pending batch row in it, within the
-    /// table's bound on pending batches.
+    /// table's and the principal's bounds on pending batches.
     #[allow(clippy::too_many_arguments)] // the batch row's columns, each its own value
     async fn reserve_batch(
         &self,
@@ -113,13 +113,16 @@ impl Catalog {
         began_by: Option<&str>,
     ) -> CatalogResult<(PartitionRow, sqlx::any::AnyRow)> {
         let partition = self.ensure_partition(&mut *conn, table, values).await?;
-        // One statement: the pending-batch bound costs no extra round trip.
+        // One statement: the pending-batch bounds cost no extra round trip.
         let row = sqlx::query(self.sql(
             "INSERT INTO batches (batch_id, table_id, partition_id, state, location, \
                                   created_at_us, lease_expires_at_us, began_by) \
              SELECT $1, $2, $3, 'pending', $4, {now}, {now} + $5, $7 \
              WHERE (SELECT COUNT(*) FROM batches \
                      WHERE table_id = $2 AND state = 'pending') < $6 \
+               AND (CAST($7 AS TEXT) IS NULL \
+                    OR (SELECT COUNT(*) FROM batches \
+                         WHERE began_by = $7 AND state = 'pending') < $8) \
              RETURNING created_at_us, lease_expires_at_us",
         ))
         .bind(batch_id)
@@ -129,17 +132,48 @@ impl Catalog {
         .bind(lease.as_micros() as i64)
         .bind(self.settings.max_pending_per_table)
         .bind(began_by)
+        .bind(self.settings.max_pending_per_principal)
         .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| {
-            CatalogError::FailedPrecondition(format!(
-                "{} has {} writes begun and not yet committed, the most it may have; commit or \
-                 abort them, or wait for their leases to run out",
-                table.qualified(),
-                self.settings.max_pending_per_table
-            ))
-        })?;
-        Ok((partition, row))
+        .await?;
+        match row {
+            Some(row) => Ok((partition, row)),
+            None => Err(self.too_many_pending(conn, table, began_by).await),
+        }
+    }
+
+    /// Which bound on pending batches refused a BeginWrite, and what to do.
+    async fn too_many_pending(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        table: &TableRecord,
+        began_by: Option<&str>,
+    ) -> CatalogError {
+        let advice = "commit or abort them, or wait for their leases to run out";
+        if let Some(principal) = began_by {
+            let held = sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM batches WHERE began_by = $1 AND state = 'pending'",
+            )
+            .bind(principal)
+            .fetch_one(&mut *conn)
+            .await;
+            match held {
+                Ok(held) if held >= self.settings.max_pending_per_principal => {
+                    return CatalogError::FailedPrecondition(format!(
+                        "{} has {held} writes begun and not yet committed, the most one \
+                         principal may have ({}); {advice}",
+                        quote_for_message(principal),
+                        self.settings.max_pending_per_principal
+                    ));
+                }
+                Ok(_) => {}
+                Err(error) => return error.into(),
+            }
+        }
+        CatalogError::FailedPrecondition(format!(
+            "{} has {} writes begun and not yet committed, the most it may have; {advice}",
+            table.qualified(),
+            self.settings.max_pending_per_table
+        ))
     }
 
     async fn ensure_partition(

@@ -229,16 +229,24 @@ impl MetastoreService {
             if !r.namespace.is_empty() {
                 caller.require(Permission::Read, &r.namespace)?;
             }
-            let leases = self
+            let page = self
                 .catalog
-                .list_leases(&r.namespace, &r.table, r.include_reads)
+                .list_leases(
+                    &r.namespace,
+                    &r.table,
+                    r.include_reads,
+                    r.page_size,
+                    &r.page_token,
+                )
                 .await?;
             Ok(pb::ListLeasesResponse {
-                leases: leases
+                leases: page
+                    .items
                     .into_iter()
                     .filter(|l| caller.can(Permission::Read, &l.namespace))
                     .map(lease_to_pb)
                     .collect(),
+                next_page_token: page.next_page_token,
             })
         })
         .await

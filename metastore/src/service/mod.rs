@@ -462,6 +462,7 @@ impl Metastore for MetastoreService {
                         expected,
                         &r.message,
                         &caller.actor(),
+                        &r.request_id,
                     )
                     .await?;
                 caller.note(format!("{} v{}", committed.batch_id, committed.version));

@@ -16,7 +16,7 @@
 mod retry;
 pub(super) mod validate;
 
-use super::pointer::PointerMove;
+use super::pointer::{HistoryEntry, PointerMove};
 use super::{Catalog, Dialect};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{
@@ -234,7 +234,13 @@ impl Catalog {
             .await
             .map_err(|e| lost_batch(e, &p.batch.batch_id))?
         } else {
-            self.append_history(conn, change, version, stamp, "write", actor, message)
+            let entry = HistoryEntry {
+                operation: "write",
+                actor,
+                message,
+                request_id: None,
+            };
+            self.append_history(conn, change, version, stamp, &entry)
                 .await?;
             sqlx::query(self.sql(
                 "UPDATE batches SET state = 'committed', version = $1, committed_at_us = $2, \

@@ -5,8 +5,9 @@
 //! steps on every database: record the files, lineage and audit event; lock the partitions
 //! and take the commit's one timestamp (`pointer`); compare-and-swap each partition pointer,
 //! append history and mark each batch committed (only while pending with a live lease, so a
-//! batch commits at most once). Partition rows are locked last, for as few statements as
-//! possible, since commits to one partition wait for each other there.
+//! batch commits at most once). Partition rows are locked late, for as few statements as
+//! possible, since commits to one partition wait for each other there; a table's first schema
+//! is set last of all, since every first write to the table waits on that row.
 //!
 //! A request whose batches are committed already is a retry: it is compared with what was
 //! committed (`retry`) and answered with the original versions only when it is identical. A
@@ -135,7 +136,7 @@ impl Catalog {
         message: &str,
         actor: &str,
     ) -> Result<Vec<CommittedVersion>, TxStop> {
-        self.fix_table_schemas(conn, prepared).await?;
+        let first_schemas = self.fix_table_schemas(conn, prepared).await?;
         // What needs no partition lock comes first (files, lineage, the audit event), so that
         // a partition's row stays locked only for its pointer move, history and batch state.
         for p in prepared {
@@ -185,6 +186,8 @@ impl Catalog {
                 committed_version(&p.batch, version, stamp, p.rows, p.bytes),
             ));
         }
+        self.fix_first_schemas(conn, prepared, first_schemas)
+            .await?;
         committed.sort_by_key(|(index, _)| *index);
         let committed = committed.into_iter().map(|(_, c)| c).collect();
         #[cfg(debug_assertions)]
@@ -269,11 +272,14 @@ impl Catalog {
     /// index; under the additive policy a new column, a wider type) changes it, recorded in the
     /// table's schema history. The table record a batch carries may be older than the table
     /// (it is remembered from BeginWrite): what it says would change is checked again here.
+    /// A first schema is only chosen here: it is set by [`Self::fix_first_schemas`], last in
+    /// the transaction. Returns the tables to give one, with it.
     async fn fix_table_schemas(
         &self,
         conn: &mut AnyConnection,
         prepared: &[PreparedUpdate],
-    ) -> Result<(), TxStop> {
+    ) -> Result<Vec<(i64, Vec<u8>)>, TxStop> {
+        let mut first_schemas = Vec::new();
         let mut tables: Vec<i64> = prepared.iter().map(|p| p.batch.table.id).collect();
         tables.sort_unstable();
         tables.dedup();
@@ -308,20 +314,7 @@ impl Catalog {
                         }
                         schema::encode(&merged)
                     };
-                    let set = sqlx::query(
-                        "UPDATE tables SET arrow_schema = $1 WHERE id = $2 AND arrow_schema IS NULL",
-                    )
-                    .bind(&bytes)
-                    .bind(table_id)
-                    .execute(&mut *conn)
-                    .await?;
-                    if set.rows_affected() == 0 {
-                        // Another commit fixed it meanwhile.
-                        self.check_and_evolve(conn, table_id, &updates).await?;
-                    } else {
-                        self.record_schema(conn, table_id, &bytes, "fixed by the first write")
-                            .await?;
-                    }
+                    first_schemas.push((table_id, bytes));
                 }
                 Some(known) => {
                     let mut changes = false;
@@ -333,6 +326,39 @@ impl Catalog {
                         self.check_and_evolve(conn, table_id, &updates).await?;
                     }
                 }
+            }
+        }
+        Ok(first_schemas)
+    }
+
+    /// Gives tables without a schema their first one (chosen by [`Self::fix_table_schemas`]),
+    /// as the transaction's last step: setting it locks the table's row until the commit
+    /// ends, so concurrent first writes to a table (of other partitions) wait only for this
+    /// transaction's COMMIT, not for all of its work. A table another commit gave a schema
+    /// meanwhile is checked against it instead, and the whole commit fails if it does not fit.
+    async fn fix_first_schemas(
+        &self,
+        conn: &mut AnyConnection,
+        prepared: &[PreparedUpdate],
+        first_schemas: Vec<(i64, Vec<u8>)>,
+    ) -> Result<(), TxStop> {
+        for (table_id, bytes) in first_schemas {
+            let set = sqlx::query(
+                "UPDATE tables SET arrow_schema = $1 WHERE id = $2 AND arrow_schema IS NULL",
+            )
+            .bind(&bytes)
+            .bind(table_id)
+            .execute(&mut *conn)
+            .await?;
+            if set.rows_affected() == 0 {
+                let updates: Vec<&PreparedUpdate> = prepared
+                    .iter()
+                    .filter(|p| p.batch.table.id == table_id)
+                    .collect();
+                self.check_and_evolve(conn, table_id, &updates).await?;
+            } else {
+                self.record_schema(conn, table_id, &bytes, "fixed by the first write")
+                    .await?;
             }
         }
         Ok(())

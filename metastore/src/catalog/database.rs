@@ -5,7 +5,7 @@ use crate::error::{CatalogError, CatalogResult};
 use crate::names::quote_for_message;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor, SqlStr};
+use sqlx::{AnyPool, Connection, Executor, SqlStr};
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -174,6 +174,27 @@ impl Dialect {
     }
 }
 
+/// A connection idle for longer than this is pinged before use.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// Pool settings both pools share. sqlx pings every connection as it is returned to the pool;
+/// pinging it again when it is taken (sqlx's default) costs a round trip per statement, on
+/// the hot path. A connection returned less than [`PING_IF_IDLE_FOR`] ago is taken as it is;
+/// one idle for longer (a database restart may have cut it) is pinged and replaced if dead.
+fn pool_options() -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(30))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// Opens a pool on `database_url` with the settings each dialect needs.
 pub(super) async fn connect_pool(
     database_url: &str,
@@ -181,7 +202,7 @@ pub(super) async fn connect_pool(
 ) -> CatalogResult<(AnyPool, Dialect)> {
     let dialect = Dialect::from_url(database_url)?;
     sqlx::any::install_default_drivers();
-    let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+    let options = pool_options();
     let pool = match dialect {
         // SQLite allows one writer at a time; one connection serialises commits without
         // SQLITE_BUSY and costs nothing for reads of a local file.
@@ -228,8 +249,7 @@ pub(super) async fn connect_readers(
     {
         return Ok(writer.clone());
     }
-    AnyPoolOptions::new()
-        .acquire_timeout(Duration::from_secs(30))
+    pool_options()
         .max_connections(SQLITE_READERS)
         .after_connect(|conn, _| {
             Box::pin(async move {

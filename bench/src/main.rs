@@ -214,18 +214,22 @@ async fn commits(
 }
 
 /// A table of `n` partitions, each with one committed batch, written through the API in
-/// multi-partition commits of 1,000; a table that exists already (`--database-url`) is kept.
+/// multi-partition commits of 1,000. A table that exists already (`--database-url`) is
+/// completed: only the commits whose partitions it lacks are made.
 async fn populate(server: &Metastore, table: &str, n: usize) -> Result<()> {
     let mut client = server.client().await?;
     let created = client
         .create_table(batchstore_tests::ds_table("bench", table))
         .await;
-    match created {
+    let resume = match created {
         Err(status) if status.code() == tonic::Code::AlreadyExists => {
-            eprintln!("{table} exists: reading it as it is");
-            return Ok(());
+            eprintln!("{table} exists: writing only what it lacks");
+            true
         }
-        other => other?,
+        other => {
+            other?;
+            false
+        }
     };
     let started = Instant::now();
     let chunks: Vec<Vec<usize>> = (0..n)
@@ -240,6 +244,10 @@ async fn populate(server: &Metastore, table: &str, n: usize) -> Result<()> {
         let table = table.to_owned();
         tasks.push(tokio::spawn(async move {
             for chunk in mine {
+                // A commit is all or nothing: its first partition says whether it was made.
+                if resume && is_written(&mut client, &table, chunk[0]).await? {
+                    continue;
+                }
                 let mut updates = Vec::with_capacity(chunk.len());
                 for i in chunk {
                     let begun = client
@@ -277,6 +285,26 @@ async fn populate(server: &Metastore, table: &str, n: usize) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Whether partition `i` of the populated table has a version.
+async fn is_written(
+    client: &mut pb::metastore_client::MetastoreClient<tonic::transport::Channel>,
+    table: &str,
+    i: usize,
+) -> Result<bool> {
+    let resolved = client
+        .resolve_partitions(pb::ResolvePartitionsRequest {
+            table: table_ref("bench", table),
+            partitions: vec![spec(&[("ds", &format!("p{i:07}"))])],
+            ..Default::default()
+        })
+        .await;
+    match resolved {
+        Ok(_) => Ok(true),
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
+        Err(status) => Err(status.into()),
+    }
 }
 
 /// Latency in ms of resolving one random partition's current batch, `count` times.

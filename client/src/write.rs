@@ -19,7 +19,7 @@ use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_schema::SchemaRef;
 use batchstore_proto::v1 as pb;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::{PutMode, PutOptions, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -195,9 +195,10 @@ impl Client {
         })
     }
 
-    /// Begins a batch for every partition (creating the table first when asked and missing),
-    /// then uploads each partition's data, partitions concurrently; returns the commit's
-    /// updates in the order given. Nothing is uploaded unless every batch began.
+    /// Begins a batch for every partition (creating the table first when asked and missing)
+    /// and uploads each partition's data, partitions concurrently; returns the commit's
+    /// updates in the order given. Files are encoded while the batches begin, but nothing is
+    /// uploaded unless every batch began.
     async fn stage(
         &self,
         table: &TableName,
@@ -208,38 +209,58 @@ impl Client {
         pending: &PendingBatches,
     ) -> Result<Vec<pb::PartitionUpdate>> {
         let specs: Vec<PartitionSpec> = partitions.iter().map(|p| p.partition.clone()).collect();
-        let begun = match self.begin_all(table, &specs, options, pending).await {
-            Err(missing)
-                if options.create_table_if_missing
-                    && self.table_is_missing(table, &missing).await =>
-            {
-                pending.abort().await;
-                self.create_for_write(table, specs.first()).await?;
-                self.begin_all(table, &specs, options, pending).await?
+        let (senders, promises): (Vec<_>, Vec<DirPromise>) = specs
+            .iter()
+            .map(|_| {
+                let (sender, receiver) = tokio::sync::oneshot::channel();
+                (sender, receiver.shared())
+            })
+            .unzip();
+        let begin = async {
+            let begun = match self.begin_all(table, &specs, options, pending).await {
+                Err(missing)
+                    if options.create_table_if_missing
+                        && self.table_is_missing(table, &missing).await =>
+                {
+                    pending.abort().await;
+                    self.create_for_write(table, specs.first()).await?;
+                    self.begin_all(table, &specs, options, pending).await?
+                }
+                other => other?,
+            };
+            // Keeps every batch's lease alive while the data uploads, however long that takes.
+            let renewal = LeaseRenewal::start(self.rpc.clone(), &begun, options.lease);
+            for (sender, begun) in senders.into_iter().zip(&begun) {
+                // A receiver gone means that upload failed already; its error is reported.
+                let _ = sender.send(self.stores.batch_dir(&begun.location)?);
             }
-            other => other?,
+            Ok::<_, ClientError>((begun, renewal))
         };
-        // Keeps every batch's lease alive while the data uploads, however long that takes.
-        let _renewal = LeaseRenewal::start(self.rpc.clone(), &begun, options.lease);
-        let upload_one = |(part, begun): (PartitionData, pb::BeginWriteResponse)| {
-            let progress = progress.clone();
-            async move {
-                let dir = self.stores.batch_dir(&begun.location)?;
-                let (schema, files) = upload_batch(dir, part.data, options, progress).await?;
-                Ok::<_, ClientError>(pb::PartitionUpdate {
-                    batch_id: begun.batch_id,
-                    files,
-                    arrow_schema: crate::schema::encode(&schema),
-                    expected_current_batch_id: part.expected.map(expected_to_pb),
-                    input_batch_ids: inputs.to_vec(),
-                })
-            }
-        };
-        futures::stream::iter(partitions.into_iter().zip(begun))
-            .map(upload_one)
+        let uploads = futures::stream::iter(partitions.into_iter().zip(promises))
+            .map(|(part, dir)| {
+                let progress = progress.clone();
+                async move {
+                    let (schema, files) = upload_batch(dir, part.data, options, progress).await?;
+                    Ok::<_, ClientError>((schema, files, part.expected))
+                }
+            })
             .buffered(options.parallelism.clamp(1, 8))
-            .try_collect()
-            .await
+            .try_collect::<Vec<_>>();
+        let (begun, uploaded) = tokio::join!(begin, uploads);
+        // The batches' own error first: an upload waiting for a batch that never began fails
+        // only because of it.
+        let (begun, _renewal) = begun?;
+        Ok(uploaded?
+            .into_iter()
+            .zip(begun)
+            .map(|((schema, files, expected), begun)| pb::PartitionUpdate {
+                batch_id: begun.batch_id,
+                files,
+                arrow_schema: crate::schema::encode(&schema),
+                expected_current_batch_id: expected.map(expected_to_pb),
+                input_batch_ids: inputs.to_vec(),
+            })
+            .collect())
     }
 
     /// Begins one batch per partition, concurrently, in the order given.
@@ -434,9 +455,13 @@ async fn abort_all(mut rpc: crate::client::Rpc, batch_ids: Vec<String>) {
     }
 }
 
-/// Encodes and uploads all of `data` into `dir`; returns its schema and the files written.
+/// A partition's batch directory, once its batch (and every other batch of the write) began.
+type DirPromise = futures::future::Shared<tokio::sync::oneshot::Receiver<BatchDir>>;
+
+/// Encodes all of `data` and uploads it into `dir` once that is known; returns its schema and
+/// the files written.
 async fn upload_batch(
-    dir: BatchDir,
+    dir: DirPromise,
     data: Box<dyn RecordBatchReader + Send>,
     options: &WriteOptions,
     progress: Option<Arc<dyn Progress>>,
@@ -542,7 +567,7 @@ fn cut_into_files(
 }
 
 async fn encode_and_put(
-    dir: BatchDir,
+    dir: DirPromise,
     name: String,
     schema: SchemaRef,
     chunk: Vec<RecordBatch>,
@@ -559,6 +584,9 @@ async fn encode_and_put(
     })
     .await??;
     let size = encoded.len();
+    let dir = dir
+        .await
+        .map_err(|_| ClientError::Internal("the write's batches did not begin".into()))?;
     let path = dir.file(&name)?;
     let options = PutOptions {
         mode: PutMode::Create,

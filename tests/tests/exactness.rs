@@ -23,6 +23,7 @@ on_both_backends!(
     concurrent_rollbacks_to_one_target_append_one_version,
     retried_rollback_returns_its_version,
     a_rollback_with_a_request_id_is_exactly_once,
+    the_current_version_reads_as_its_history_entry,
     compare_and_swap_flow_for_a_new_partition,
     batch_ids_in_another_spelling_are_refused,
     duplicate_lineage_inputs_are_refused,
@@ -494,6 +495,76 @@ async fn a_rollback_with_a_request_id_is_exactly_once(backend: Backend) -> anyho
         assert_eq!(refused.code(), Code::InvalidArgument, "{bad:?}");
     }
     assert_eq!(history_len(&mut client).await?, 7);
+    Ok(())
+}
+
+/// A current version is resolved from the partition row alone; the same version named by its
+/// number is resolved from history and batches. Both must give the same answer after writes,
+/// a multi-partition commit and rollbacks.
+async fn the_current_version_reads_as_its_history_entry(backend: Backend) -> anyhow::Result<()> {
+    let (_db, _server, mut client) = setup(backend).await?;
+    let resolve = async |client: &mut Rpc, kind: Option<pb::selector::Kind>| {
+        let resolved = client
+            .resolve_partitions(pb::ResolvePartitionsRequest {
+                table: table_ref("sales", "items"),
+                partitions: vec![ds("1")],
+                selector: kind.map(|kind| pb::Selector { kind: Some(kind) }),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        anyhow::Ok(resolved.partitions[0].clone())
+    };
+    let check = async |client: &mut Rpc| -> anyhow::Result<()> {
+        let current = resolve(client, None).await?;
+        let by_version =
+            resolve(client, Some(pb::selector::Kind::Version(current.version))).await?;
+        assert_eq!(current, by_version);
+        // A whole-table page reads its rows the same way.
+        let page = client
+            .resolve_partitions(pb::ResolvePartitionsRequest {
+                table: table_ref("sales", "items"),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let listed = page
+            .partitions
+            .iter()
+            .find(|p| p.partition == current.partition)
+            .cloned();
+        assert_eq!(listed.as_ref(), Some(&current));
+        Ok(())
+    };
+    write_once(&mut client, "sales", "items", &ds("1"), None).await?;
+    check(&mut client).await?;
+    // Two partitions in one commit (one stamp for both), with two files.
+    let mut updates = Vec::new();
+    for p in ["1", "2"] {
+        let begun = begin(&mut client, "sales", "items", &ds(p), 0).await?;
+        let files = vec![
+            upload(&begun.location, "part-00000.parquet", 3)?,
+            upload(&begun.location, "part-00001.parquet", 2)?,
+        ];
+        updates.push(
+            commit_request(begun.batch_id, files, None)
+                .updates
+                .remove(0),
+        );
+    }
+    client
+        .commit(pb::CommitRequest {
+            updates,
+            actor: "tests".into(),
+            ..Default::default()
+        })
+        .await?;
+    check(&mut client).await?;
+    client.rollback(rollback_request(1, None).await).await?;
+    check(&mut client).await?;
+    let current = resolve(&mut client, None).await?;
+    // Version 3 points back at version 1's batch (3 rows; version 2 had 5 in two files).
+    assert_eq!((current.version, current.rows), (3, 3), "{current:?}");
     Ok(())
 }
 

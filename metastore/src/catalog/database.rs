@@ -122,6 +122,11 @@ impl Dialect {
                     "rollback request ids, pending batches by principal",
                     include_str!("../../../migrations/sqlite/0007_requests_and_owners.sql"),
                 ),
+                (
+                    8,
+                    "current batch locations on partitions",
+                    include_str!("../../../migrations/sqlite/0008_current_location.sql"),
+                ),
             ],
             Dialect::Postgres => &[
                 (
@@ -168,6 +173,11 @@ impl Dialect {
                     9,
                     "rollback request ids, pending batches by principal",
                     include_str!("../../../migrations/postgres/0009_requests_and_owners.sql"),
+                ),
+                (
+                    10,
+                    "current batch locations on partitions",
+                    include_str!("../../../migrations/postgres/0010_current_location.sql"),
                 ),
             ],
         }

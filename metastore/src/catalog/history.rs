@@ -103,7 +103,7 @@ impl Catalog {
         let values = PartitionValues::from_pairs(&table.keys, partition)?;
         let name = values.describe(&table.keys);
         let p = self.written_partition(&table, &values).await?;
-        let (target_batch, target_version, rows, bytes) =
+        let (target_batch, target_version, target_location, rows, bytes) =
             self.rollback_target(&p, target, &name).await?;
         let message = if message.is_empty() {
             format!("rollback to version {target_version}")
@@ -173,6 +173,7 @@ impl Catalog {
         let change = PointerMove {
             partition_id: p.id,
             batch_id: &target_batch,
+            location: &target_location,
             rows,
             bytes,
             expected: expected.as_ref(),
@@ -247,18 +248,19 @@ impl Catalog {
         Ok(Some((version, row.try_get("committed_at_us")?)))
     }
 
-    /// `(batch_id, version, rows, bytes)` of the history entry a rollback returns to.
+    /// `(batch_id, version, location, rows, bytes)` of the history entry a rollback returns to.
     async fn rollback_target(
         &self,
         p: &PartitionRow,
         target: &RollbackTarget,
         name: &str,
-    ) -> CatalogResult<(String, i64, i64, i64)> {
+    ) -> CatalogResult<(String, i64, String, i64, i64)> {
         let row = match target {
             RollbackTarget::Version(v) => {
                 sqlx::query(
-                    "SELECT batch_id, version, rows, bytes FROM history \
-                     WHERE partition_id = $1 AND version = $2",
+                    "SELECT h.batch_id, h.version, b.location, h.rows, h.bytes \
+                     FROM history h JOIN batches b ON b.batch_id = h.batch_id \
+                     WHERE h.partition_id = $1 AND h.version = $2",
                 )
                 .bind(p.id)
                 .bind(*v)
@@ -273,8 +275,9 @@ impl Catalog {
             }
             RollbackTarget::Batch(batch) => {
                 sqlx::query(
-                    "SELECT batch_id, version, rows, bytes FROM history \
-                     WHERE partition_id = $1 AND batch_id = $2 ORDER BY version LIMIT 1",
+                    "SELECT h.batch_id, h.version, b.location, h.rows, h.bytes \
+                     FROM history h JOIN batches b ON b.batch_id = h.batch_id \
+                     WHERE h.partition_id = $1 AND h.batch_id = $2 ORDER BY h.version LIMIT 1",
                 )
                 .bind(p.id)
                 .bind(batch)
@@ -290,6 +293,7 @@ impl Catalog {
         Ok((
             row.try_get("batch_id")?,
             row.try_get("version")?,
+            row.try_get("location")?,
             row.try_get("rows")?,
             row.try_get("bytes")?,
         ))

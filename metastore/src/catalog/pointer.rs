@@ -66,6 +66,9 @@ const AS_OF_WAIT_LIMIT: Duration = Duration::from_secs(2);
 pub(super) struct PointerMove<'a> {
     pub partition_id: i64,
     pub batch_id: &'a str,
+    /// The batch's location, kept on the partition row so that reading the current version
+    /// needs that row only.
+    pub location: &'a str,
     pub rows: i64,
     pub bytes: i64,
     pub expected: Option<&'a ExpectedCurrent>,
@@ -179,8 +182,8 @@ impl Catalog {
         change: &PointerMove<'_>,
         stamp: Option<Micros>,
     ) -> CatalogResult<Option<(i64, Micros)>> {
-        // Parameters $1..$4 always; then the stamp and the expected batch when given.
-        let mut next = 5;
+        // Parameters $1..$5 always; then the stamp and the expected batch when given.
+        let mut next = 6;
         let mut parameter = || {
             next += 1;
             format!("${}", next - 1)
@@ -200,7 +203,7 @@ impl Catalog {
         };
         let sql = format!(
             "UPDATE partitions SET current_batch_id = $1, current_version = current_version + 1, \
-                    rows = $2, bytes = $3, updated_at_us = {stamped} \
+                    rows = $2, bytes = $3, current_location = $5, updated_at_us = {stamped} \
              WHERE id = $4{guard} AND EXISTS (SELECT 1 FROM tables t \
                    WHERE t.id = partitions.table_id AND t.dropped_at_us IS NULL) \
              RETURNING current_version, updated_at_us"
@@ -209,7 +212,8 @@ impl Catalog {
             .bind(change.batch_id)
             .bind(change.rows)
             .bind(change.bytes)
-            .bind(change.partition_id);
+            .bind(change.partition_id)
+            .bind(change.location);
         if let Some(stamp) = stamp {
             query = query.bind(stamp);
         }

@@ -172,6 +172,7 @@ impl Catalog {
             let change = PointerMove {
                 partition_id: p.batch.partition_id,
                 batch_id: &p.batch.batch_id,
+                location: &p.batch.location,
                 rows: p.rows,
                 bytes: p.bytes,
                 expected: p.update.expected.as_ref(),

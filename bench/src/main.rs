@@ -413,21 +413,18 @@ async fn deep_history(
 /// autovacuum would gather soon after a load.
 fn at_rest(url: &str) -> Result<()> {
     let name = url.rsplit('/').next().context("database name")?;
-    let ok = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            name,
-            "-qc",
-            "VACUUM ANALYZE",
-        ])
-        .args(["-c", "CHECKPOINT"])
+    let ok = psql(name)
+        .args(["-qc", "VACUUM ANALYZE", "-c", "CHECKPOINT"])
         .status()?;
     anyhow::ensure!(ok.success(), "VACUUM ANALYZE / CHECKPOINT failed");
     Ok(())
+}
+
+/// `psql` on database `name` of the local PostgreSQL, as the tests use it.
+fn psql(name: &str) -> Command {
+    let mut command = Command::new("psql");
+    command.args(["-h", "127.0.0.1", "-U", "postgres", "-d", name]);
+    command
 }
 
 /// pgbench on a fresh database: BEGIN; UPDATE one random row of 100,000; COMMIT.
@@ -441,18 +438,7 @@ fn pgbench(clients: usize, seconds: u32) -> Result<f64> {
         .to_owned();
     let setup = "CREATE TABLE p (id INT PRIMARY KEY, v BIGINT NOT NULL); \
                  INSERT INTO p SELECT g, 0 FROM generate_series(1, 100000) g;";
-    let ok = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            &name,
-            "-qc",
-            setup,
-        ])
-        .status()?;
+    let ok = psql(&name).args(["-qc", setup]).status()?;
     anyhow::ensure!(ok.success(), "pgbench setup failed");
     let script = tempfile_script(
         "\\set id random(1, 100000)\nBEGIN;\nUPDATE p SET v = v + 1 WHERE id = :id;\nCOMMIT;\n",

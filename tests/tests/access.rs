@@ -757,12 +757,7 @@ fn outcome_matches(outcome: &str, code: Code) -> bool {
 /// with A's own file.
 async fn only_the_owner_commits_or_aborts(backend: Backend) -> Result<()> {
     let db = TestDatabase::create(backend)?;
-    let tokens = [
-        token_entry("root", &[], ROOT_TOKEN),
-        token_entry("alice", &["team"], "alice-token"),
-        token_entry("bob", &["team"], "bob-token"),
-    ]
-    .concat();
+    let tokens = team_tokens();
     let secured = Secured::start(&db, &tokens, &[])?;
     let mut rpc = secured.server.client().await?;
     let (alice, bob) = (bearer("alice-token"), bearer("bob-token"));
@@ -849,6 +844,16 @@ async fn only_the_owner_commits_or_aborts(backend: Backend) -> Result<()> {
     Ok(())
 }
 
+/// Tokens of root and of alice and bob, both in the group `team`.
+fn team_tokens() -> String {
+    [
+        token_entry("root", &[], ROOT_TOKEN),
+        token_entry("alice", &["team"], "alice-token"),
+        token_entry("bob", &["team"], "bob-token"),
+    ]
+    .concat()
+}
+
 /// Namespace `sales` with `tables` in it, writable by the group `team` (made by root).
 async fn team_tables(rpc: &mut Rpc, tables: &[&str]) -> Result<()> {
     let root = bearer(ROOT_TOKEN);
@@ -889,12 +894,7 @@ async fn team_tables(rpc: &mut Rpc, tables: &[&str]) -> Result<()> {
 /// refused naming the principal, others are not affected, and aborting one makes room.
 async fn pending_batches_are_bounded_per_principal(backend: Backend) -> Result<()> {
     let db = TestDatabase::create(backend)?;
-    let tokens = [
-        token_entry("root", &[], ROOT_TOKEN),
-        token_entry("alice", &["team"], "alice-token"),
-        token_entry("bob", &["team"], "bob-token"),
-    ]
-    .concat();
+    let tokens = team_tokens();
     let secured = Secured::start(&db, &tokens, &["--max-pending-per-principal", "2"])?;
     let mut rpc = secured.server.client().await?;
     let (alice, bob) = (bearer("alice-token"), bearer("bob-token"));

@@ -272,14 +272,9 @@ impl Catalog {
             Selector::AsOf(t) => *t,
             _ => 0,
         };
-        let files = if specs.is_empty() {
-            "CAST(NULL AS TEXT)".to_owned()
-        } else {
-            self.dialect.files_json("h.batch_id")
-        };
         let mut sql = format!(
             "{}{condition} AND p.id > $2",
-            RESOLVE_SELECT.replace("{files}", &files)
+            RESOLVE_SELECT.replace("{files}", &self.files_column(specs, "h.batch_id"))
         );
         if !specs.is_empty() {
             let hashes = super::placeholders(5, specs.len());
@@ -305,12 +300,8 @@ impl Catalog {
         after: i64,
         limit: i64,
     ) -> CatalogResult<Vec<AnyRow>> {
-        let files = if specs.is_empty() {
-            "CAST(NULL AS TEXT)".to_owned()
-        } else {
-            self.dialect.files_json("p.current_batch_id")
-        };
-        let mut sql = CURRENT_SELECT.replace("{files}", &files);
+        let mut sql =
+            CURRENT_SELECT.replace("{files}", &self.files_column(specs, "p.current_batch_id"));
         if !specs.is_empty() {
             let hashes = super::placeholders(4, specs.len());
             sql.push_str(&format!(" AND p.partition_hash IN ({hashes})"));
@@ -324,6 +315,16 @@ impl Catalog {
             query = query.bind(partition_hash(spec));
         }
         Ok(query.fetch_all(&self.readers).await?)
+    }
+
+    /// The `files_json` column of a resolution: the batch's files for named partitions; none
+    /// on whole-table pages, which read them afterwards for the rows they keep.
+    fn files_column(&self, specs: &[PartitionValues], batch_id: &str) -> String {
+        if specs.is_empty() {
+            "CAST(NULL AS TEXT)".to_owned()
+        } else {
+            self.dialect.files_json(batch_id)
+        }
     }
 
     async fn resolve_batch(

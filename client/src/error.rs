@@ -11,10 +11,12 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ClientError {
     /// Something does not exist: `what` says which (a table a write may create, a partition,
-    /// a version…); `None` for data files in storage.
+    /// a version…; `None` for data files in storage) and `name` names it (`ns.table`,
+    /// `ds=1`, a version's number, a batch id, a storage path…; `None` when not told).
     #[error("{message}")]
     NotFound {
         what: Option<Missing>,
+        name: Option<String>,
         message: String,
     },
     #[error("{0}")]
@@ -75,7 +77,9 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 impl ClientError {
     /// Converts a gRPC status from the metastore.
     pub fn from_status(status: tonic::Status) -> Self {
-        use batchstore_proto::wire::{CURRENT_BATCH_KEY, ERROR_KIND_KEY, MISSING_KEY, expects_new};
+        use batchstore_proto::wire::{
+            CURRENT_BATCH_KEY, ERROR_KIND_KEY, MISSING_KEY, MISSING_NAME_KEY, expects_new,
+        };
         use tonic::Code;
         let message = status.message().to_owned();
         let meta = |key| status.metadata().get(key).and_then(|v| v.to_str().ok());
@@ -83,6 +87,11 @@ impl ClientError {
             (_, "schema_mismatch") => ClientError::SchemaMismatch(message),
             (Code::NotFound, _) => ClientError::NotFound {
                 what: meta(MISSING_KEY).and_then(Missing::parse),
+                name: status
+                    .metadata()
+                    .get_bin(MISSING_NAME_KEY)
+                    .and_then(|v| v.to_bytes().ok())
+                    .and_then(|b| String::from_utf8(b.to_vec()).ok()),
                 message,
             },
             (Code::AlreadyExists, _) => ClientError::AlreadyExists(message),
@@ -195,6 +204,7 @@ impl From<object_store::Error> for ClientError {
         match error {
             E::NotFound { path, source } => ClientError::NotFound {
                 what: None,
+                name: Some(path.clone()),
                 message: format!(
                     "{path} was not found in storage ({source}); check the bucket and that the \
                      data was not deleted"

@@ -322,6 +322,7 @@ impl Client {
             Some(None) => {
                 return Err(ClientError::NotFound {
                     what: Some(crate::error::Missing::Table),
+                    name: Some(table.to_string()),
                     message: format!(
                         "table {table} does not exist, and bare partition values cannot name \
                          its keys: create it with its partition keys first (tablectl table \

@@ -13,9 +13,14 @@ pub enum CatalogError {
     /// The request itself is malformed: a bad name, a missing partition key, an unknown type.
     #[error("{0}")]
     InvalidArgument(String),
-    /// A namespace, table, partition, version, batch or tag does not exist.
+    /// A namespace, table, partition, version, batch, tag or lease does not exist: `what`
+    /// says which, `name` names it (see [`CatalogError::not_found`]).
     #[error("{message}")]
-    NotFound { what: Missing, message: String },
+    NotFound {
+        what: Missing,
+        name: String,
+        message: String,
+    },
     /// The thing to create exists already.
     #[error("{0}")]
     AlreadyExists(String),
@@ -48,10 +53,14 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
-    /// `what` does not exist; `message` says so to a person.
-    pub fn not_found(what: Missing, message: impl Into<String>) -> Self {
+    /// `what` called `name` does not exist; `message` says so to a person. The name is the
+    /// missing thing as a user would write it: a namespace's name, a table's `ns.table`, a
+    /// partition's `key=value/...`, a version's number or as-of time, a batch id, a tag's or
+    /// a lease's name.
+    pub fn not_found(what: Missing, name: impl Into<String>, message: impl Into<String>) -> Self {
         CatalogError::NotFound {
             what,
+            name: name.into(),
             message: message.into(),
         }
     }

@@ -10,6 +10,11 @@ pub const ERROR_KIND_KEY: &str = "batchstore-error-kind";
 /// can tell a missing table (which a write may create) from a missing partition or file.
 pub const MISSING_KEY: &str = "batchstore-missing";
 
+/// Binary response metadata of a `NOT_FOUND` error: the missing thing's name, UTF-8 (a
+/// namespace, `ns.table`, `key=value/...`, a version's number or as-of time, a batch id, a
+/// tag's or lease's name). Binary (`-bin`), since names need not be ASCII.
+pub const MISSING_NAME_KEY: &str = "batchstore-missing-name-bin";
+
 /// Response metadata of an `ABORTED` conflict: the partition's current batch, the one the
 /// failed compare-and-swap did not expect (`-` when the partition was never written).
 pub const CURRENT_BATCH_KEY: &str = "batchstore-current-batch";

@@ -84,13 +84,17 @@ create_exception!(
 
 /// Converts a client error into the matching Python exception. A `Conflict` carries
 /// `current_batch_id` (the partition's batch now, None when never written) and a `NotFound`
-/// carries `what` (`"table"`, `"partition"`, … or None for a data file), as attributes.
+/// carries `what` (`"table"`, `"partition"`, … or None for a data file) and `name` (what is
+/// missing: `"ns.table"`, `"ds=1"`, a version's number, a batch id, a storage path…), as
+/// attributes.
 pub fn to_py(error: ClientError) -> PyErr {
     let message = error.to_string();
     match error {
-        ClientError::NotFound { what, .. } => {
-            with_attribute(NotFound::new_err(message), "what", what.map(|w| w.as_str()))
-        }
+        ClientError::NotFound { what, name, .. } => with_attribute(
+            with_attribute(NotFound::new_err(message), "what", what.map(|w| w.as_str())),
+            "name",
+            name.as_deref(),
+        ),
         ClientError::AlreadyExists(_) => AlreadyExists::new_err(message),
         ClientError::Conflict {
             current_batch_id, ..

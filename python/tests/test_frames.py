@@ -134,6 +134,7 @@ def test_auto_create_with_dict_but_not_with_list(client):
     with pytest.raises(bs.NotFound, match="bare partition values cannot name its keys") as refused:
         bs.store_dataframe(pd.DataFrame({"v": [1]}), "fresh", "t1", partitions=["x"])
     assert refused.value.what == "table"
+    assert refused.value.name == "fresh.t1"
     assert "fresh.t1" not in client.list_tables()
     info = bs.store_dataframe(pd.DataFrame({"v": [1]}), "fresh", "t2", partitions={"ds": dt.date(2016, 1, 2), "n": 5})
     assert info.partition == {"ds": "2016-01-02", "n": "5"}
@@ -146,10 +147,19 @@ def test_errors_are_typed(client):
     current = bs.history("sales", "items", ["1"])["batch_id"].iloc[0]
     with pytest.raises(bs.NotFound) as missing:
         bs.load_dataframe("sales", "nope")
-    assert missing.value.what == "table"
+    assert (missing.value.what, missing.value.name) == ("table", "sales.nope")
+    with pytest.raises(bs.NotFound) as missing:
+        bs.load_dataframe("nowhere", "nope")
+    assert (missing.value.what, missing.value.name) == ("namespace", "nowhere")
     with pytest.raises(bs.NotFound) as missing:
         bs.load_dataframe("sales", "items", {"ds": "2"})
-    assert missing.value.what == "partition"
+    assert (missing.value.what, missing.value.name) == ("partition", "ds=2")
+    with pytest.raises(bs.NotFound) as missing:
+        bs.load_dataframe("sales", "items", {"ds": "1"}, version=7)
+    assert (missing.value.what, missing.value.name) == ("version", "7")
+    with pytest.raises(bs.NotFound) as missing:
+        bs.load_dataframe("sales", "items", {"ds": "1"}, tag="no-such-tag")
+    assert (missing.value.what, missing.value.name) == ("tag", "no-such-tag")
     with pytest.raises(bs.SchemaMismatch, match='"v"'):
         bs.store_dataframe(pd.DataFrame({"v": ["text"]}), "sales", "items", partitions={"ds": "1"})
     stale = "0" * 8 + "-0000-7000-8000-" + "0" * 12

@@ -5,19 +5,21 @@
 # failed_precondition, permission_denied, unauthenticated, unavailable, storage, data,
 # cancelled, outcome_unknown, internal. The message is the service's sentence. A conflict also
 # has `current_batch_id` (the partition's batch now; NULL when never written) and a not_found
-# `what` ("table", "partition", ...; NULL for a data file).
+# `what` ("table", "partition", ...; NULL for a data file) and `name` (what is missing:
+# "ns.table", "ds=1", a version's number, a batch id, a storage path, ...).
 
-bs_condition <- function(kind, message, call = NULL, current_batch_id = NULL, what = NULL) {
+bs_condition <- function(kind, message, call = NULL, current_batch_id = NULL, what = NULL, name = NULL) {
   structure(
     class = c(paste0("batchstore_", kind), "batchstore_error", "error", "condition"),
-    list(message = message, call = call, kind = kind, current_batch_id = current_batch_id, what = what)
+    list(message = message, call = call, kind = kind, current_batch_id = current_batch_id, what = what,
+         name = name)
   )
 }
 
 # Raises `x` if it is a native error, else returns it.
 bs_check <- function(x, call = sys.call(-1)) {
   if (inherits(x, "batchstore_native_error")) {
-    stop(bs_condition(x$kind, x$message, call, x$current_batch_id, x$what))
+    stop(bs_condition(x$kind, x$message, call, x$current_batch_id, x$what, x$name))
   }
   x
 }

@@ -40,6 +40,21 @@ async fn fixture(backend: Backend, extra_args: &[&str]) -> anyhow::Result<Fixtur
     })
 }
 
+/// What a NOT_FOUND status says is missing, and its name, from the status's metadata.
+fn missing(status: &tonic::Status) -> (String, String) {
+    use batchstore_proto::wire::{MISSING_KEY, MISSING_NAME_KEY};
+    let what = status
+        .metadata()
+        .get(MISSING_KEY)
+        .map(|v| v.to_str().unwrap_or("?").to_owned());
+    let name = status
+        .metadata()
+        .get_bin(MISSING_NAME_KEY)
+        .and_then(|v| v.to_bytes().ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    (what.unwrap_or_default(), name.unwrap_or_default())
+}
+
 fn ds(value: &str) -> pb::PartitionSpec {
     spec(&[("ds", value)])
 }
@@ -173,6 +188,7 @@ async fn lifecycle(backend: Backend) -> anyhow::Result<()> {
         .await
         .expect_err("no v9");
     assert_eq!(no_v9.code(), Code::NotFound);
+    assert_eq!(missing(&no_v9), ("version".into(), "9".into()));
     assert!(no_v9.message().contains("1 to 4"), "{}", no_v9.message());
 
     client
@@ -228,6 +244,7 @@ async fn lifecycle(backend: Backend) -> anyhow::Result<()> {
     .await
     .expect_err("deleted");
     assert_eq!(gone.code(), Code::NotFound);
+    assert_eq!(missing(&gone), ("tag".into(), "training-2016-11".into()));
 
     let table = client
         .get_table(pb::GetTableRequest {
@@ -250,6 +267,10 @@ async fn lifecycle(backend: Backend) -> anyhow::Result<()> {
         .await
         .expect_err("missing");
     assert_eq!(missing.code(), Code::NotFound);
+    assert_eq!(
+        self::missing(&missing),
+        ("table".into(), "sales.nope".into())
+    );
     assert!(
         missing.message().contains("sales.nope"),
         "{}",
@@ -989,10 +1010,11 @@ async fn commit_after_table_drop_is_refused(backend: Backend) -> anyhow::Result<
         })
         .await?;
     let refused = client
-        .commit(commit_request(begun.batch_id, vec![file], None))
+        .commit(commit_request(begun.batch_id.clone(), vec![file], None))
         .await
         .expect_err("the table is gone");
     assert_eq!(refused.code(), Code::NotFound, "{}", refused.message());
+    assert_eq!(missing(&refused), ("batch".into(), begun.batch_id));
     assert!(
         refused.message().contains("dropped"),
         "{}",

@@ -267,7 +267,7 @@ impl Catalog {
                 .fetch_optional(&self.pool)
                 .await?
                 .ok_or_else(|| {
-                    CatalogError::not_found(Missing::Version, format!(
+                    CatalogError::not_found(Missing::Version, v.to_string(), format!(
                         "partition {name} has no version {v}; its versions are 1 to {}",
                         p.current_version
                     ))
@@ -284,7 +284,7 @@ impl Catalog {
                 .fetch_optional(&self.pool)
                 .await?
                 .ok_or_else(|| {
-                    CatalogError::not_found(Missing::Batch, format!(
+                    CatalogError::not_found(Missing::Batch, batch.clone(), format!(
                         "batch {batch} was never committed to partition {name}; pick a batch from its history"
                     ))
                 })?

@@ -276,7 +276,7 @@ impl Catalog {
                 .await?;
                 let Some(row) = row else {
                     tx.rollback().await?;
-                    return Err(lease_not_found(lease_id));
+                    return Err(lease_not_found(lease_id, lease_id));
                 };
                 (
                     (*lease_id).to_owned(),
@@ -442,7 +442,7 @@ impl Catalog {
         .await?;
         let Some(row) = row else {
             tx.rollback().await?;
-            return Err(lease_not_found(&lease_id));
+            return Err(lease_not_found(&lease_id, &lease_id));
         };
         tx.commit().await?;
         Ok(row.try_get("expires_at_us")?)
@@ -489,7 +489,7 @@ impl Catalog {
                 .bind(*id)
                 .fetch_optional(&self.pool)
                 .await?
-                .ok_or_else(|| lease_not_found(id))?;
+                .ok_or_else(|| lease_not_found(id, id))?;
                 Ok((row.try_get("namespace")?, row.try_get("table_name")?))
             }
         }
@@ -525,17 +525,18 @@ impl Catalog {
                 .await?
             }
         };
-        let what = match lease {
-            LeaseRef::Id(id) => (*id).to_owned(),
-            LeaseRef::Named { name, .. } => quote_for_message(name),
+        let (name, what) = match lease {
+            LeaseRef::Id(id) => (*id, (*id).to_owned()),
+            LeaseRef::Named { name, .. } => (*name, quote_for_message(name)),
         };
         let Some(row) = row else {
-            return Err(lease_not_found(&what));
+            return Err(lease_not_found(name, &what));
         };
         let owner: String = row.try_get("holder")?;
         if owner != holder && !any_holder {
             return Err(CatalogError::not_found(
                 Missing::Lease,
+                name,
                 format!(
                     "lease {what} is held by {}, not by {}; only its holder (or an \
                      administrator of the namespace) may extend or release it",
@@ -634,7 +635,11 @@ impl Catalog {
                 Err(e) => e,
             },
             Ok(None) => {
-                CatalogError::not_found(Missing::Batch, format!("batch {batch_id} does not exist"))
+                CatalogError::not_found(
+                    Missing::Batch,
+                    batch_id,
+                    format!("batch {batch_id} does not exist"),
+                )
             }
             Err(e) => e.into(),
         }
@@ -657,6 +662,7 @@ async fn first_expired(conn: &mut AnyConnection, lease_id: &str) -> CatalogResul
 pub(super) fn expired(batch_id: &str, at: Micros, reason: &str) -> CatalogError {
     CatalogError::not_found(
         Missing::Version,
+        batch_id,
         format!(
             "batch {batch_id} was expired by garbage collection at {} ({reason}); its files \
              are deleted and it can no longer be read. Tag a batch or hold a lease to keep it",
@@ -665,10 +671,12 @@ pub(super) fn expired(batch_id: &str, at: Micros, reason: &str) -> CatalogError 
     )
 }
 
-fn lease_not_found(lease: &str) -> CatalogError {
+/// No live lease `name` (shown as `shown`: a name is quoted, an id is not).
+fn lease_not_found(name: &str, shown: &str) -> CatalogError {
     CatalogError::not_found(
         Missing::Lease,
-        format!("there is no live lease {lease}; it ran out or was released"),
+        name,
+        format!("there is no live lease {shown}; it ran out or was released"),
     )
 }
 

@@ -188,6 +188,7 @@ impl Catalog {
         if namespace_exists {
             CatalogError::not_found(
                 Missing::Table,
+                format!("{namespace}.{table}"),
                 format!(
                     "table {namespace}.{} does not exist; create it first (tablectl table create)",
                     quote_for_message(table).trim_matches('"')
@@ -267,6 +268,7 @@ impl Catalog {
             Some(p) if p.current_version > 0 => Ok(p),
             _ => Err(CatalogError::not_found(
                 Missing::Partition,
+                values.describe(&table.keys),
                 format!(
                     "partition {} of {} has never been written",
                     values.describe(&table.keys),
@@ -290,6 +292,7 @@ impl Catalog {
     fn namespace_not_found(&self, namespace: &str) -> CatalogError {
         CatalogError::not_found(
             Missing::Namespace,
+            namespace,
             format!(
                 "namespace {} does not exist; create it first (tablectl namespace create)",
                 quote_for_message(namespace)

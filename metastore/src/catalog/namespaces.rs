@@ -54,6 +54,7 @@ impl Catalog {
         .ok_or_else(|| {
             CatalogError::not_found(
                 Missing::Namespace,
+                name,
                 format!("namespace {name} does not exist"),
             )
         })?;

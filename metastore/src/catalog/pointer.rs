@@ -116,9 +116,14 @@ impl Catalog {
         }
         let rows = query.fetch_all(&mut *conn).await?;
         if rows.len() != ids.len() {
+            let table = self.dropped_table_name(&mut *conn, table_ids).await?;
             return Err(CatalogError::not_found(
                 Missing::Table,
-                "the table was dropped while this change was being made; nothing was changed",
+                table.clone(),
+                format!(
+                    "table {table} was dropped while this change was being made; nothing was \
+                     changed"
+                ),
             ));
         }
         let mut stamp = Micros::MIN;
@@ -128,6 +133,32 @@ impl Catalog {
                 .max(row.try_get::<i64, _>("now_us")?);
         }
         Ok(stamp)
+    }
+
+    /// The `ns.table` name of a dropped table among `table_ids`.
+    async fn dropped_table_name(
+        &self,
+        conn: &mut AnyConnection,
+        table_ids: &[i64],
+    ) -> CatalogResult<String> {
+        let sql = format!(
+            "SELECT n.name AS namespace, t.name FROM tables t \
+             JOIN namespaces n ON n.id = t.namespace_id \
+             WHERE t.id IN ({}) AND t.dropped_at_us IS NOT NULL ORDER BY t.id LIMIT 1",
+            super::placeholders(1, table_ids.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for id in table_ids {
+            query = query.bind(*id);
+        }
+        Ok(match query.fetch_optional(&mut *conn).await? {
+            Some(row) => format!(
+                "{}.{}",
+                row.try_get::<String, _>("namespace")?,
+                row.try_get::<String, _>("name")?
+            ),
+            None => "(a table of this change)".to_owned(),
+        })
     }
 
     /// Takes the commit locks of `table_ids` in shared mode, in table order, until the

@@ -340,6 +340,7 @@ impl Catalog {
         if batch.table.id != table.id || batch.version.is_none() {
             return Err(CatalogError::not_found(
                 Missing::Batch,
+                batch_id,
                 format!(
                     "batch {batch_id} is not a committed batch of {}",
                     table.qualified()
@@ -384,6 +385,7 @@ impl Catalog {
         match selector {
             Selector::Version(v) => CatalogError::not_found(
                 Missing::Version,
+                v.to_string(),
                 format!(
                     "partition {name} of {} has no version {v}; its versions are 1 to {}",
                     table.qualified(),
@@ -392,6 +394,7 @@ impl Catalog {
             ),
             Selector::AsOf(t) => CatalogError::not_found(
                 Missing::Version,
+                format_micros(*t),
                 format!(
                     "partition {name} of {} had no data at {}; its first version is newer",
                     table.qualified(),
@@ -400,6 +403,7 @@ impl Catalog {
             ),
             _ => CatalogError::not_found(
                 Missing::Partition,
+                name.clone(),
                 format!(
                     "partition {name} of {} has never been written",
                     table.qualified()
@@ -503,6 +507,7 @@ fn resolved_from_row(table: &TableRecord, row: &AnyRow) -> CatalogResult<Resolve
         let version: i64 = row.try_get("version")?;
         return Err(CatalogError::not_found(
             Missing::Version,
+            version.to_string(),
             format!(
                 "version {version} of partition {} of {} (batch {batch_id}) was expired by \
                  garbage collection at {} ({}); its files are deleted. Read a newer version, \

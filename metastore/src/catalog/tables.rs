@@ -232,6 +232,7 @@ impl Catalog {
             tx.rollback().await?;
             return Err(CatalogError::not_found(
                 Missing::Table,
+                format!("{namespace}.{name}"),
                 format!(
                     "table {namespace}.{name} can no longer be undropped: garbage collection \
                      started freeing its storage at {} (the grace period after a drop is {})",

@@ -42,7 +42,7 @@ impl Catalog {
                     .fetch_optional(&self.pool)
                     .await?
                     .ok_or_else(|| {
-                        CatalogError::not_found(Missing::Version, format!(
+                        CatalogError::not_found(Missing::Version, version.to_string(), format!(
                             "partition {} has no version {version}; its versions are 1 to {}",
                             values.describe(&table.keys),
                             p.current_version
@@ -56,6 +56,7 @@ impl Catalog {
         if batch.table.id != table.id || batch.version.is_none() {
             return Err(CatalogError::not_found(
                 Missing::Batch,
+                batch_id.clone(),
                 format!(
                     "batch {batch_id} is not a committed batch of {}",
                     table.qualified()
@@ -149,6 +150,7 @@ impl Catalog {
         if deleted.rows_affected() == 0 {
             return Err(CatalogError::not_found(
                 Missing::Tag,
+                name,
                 format!(
                     "tag {} does not exist on {}",
                     crate::names::quote_for_message(name),
@@ -171,6 +173,7 @@ impl Catalog {
             .ok_or_else(|| {
                 CatalogError::not_found(
                     Missing::Tag,
+                    tag,
                     format!("tag {tag} does not exist on {}", table.qualified()),
                 )
             })?;

@@ -324,6 +324,7 @@ impl Catalog {
         .ok_or_else(|| {
             CatalogError::not_found(
                 Missing::Batch,
+                batch_id,
                 format!("batch {batch_id} does not exist (or its table was dropped)"),
             )
         })?;

@@ -5,7 +5,9 @@
 //! failed preconditions without parsing text.
 
 use crate::error::CatalogError;
-use batchstore_proto::wire::{CURRENT_BATCH_KEY, ERROR_KIND_KEY, EXPECT_NEW, MISSING_KEY};
+use batchstore_proto::wire::{
+    CURRENT_BATCH_KEY, ERROR_KIND_KEY, EXPECT_NEW, MISSING_KEY, MISSING_NAME_KEY,
+};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
@@ -42,8 +44,12 @@ pub fn to_status(error: CatalogError) -> Status {
     let metadata = status.metadata_mut();
     metadata.insert(ERROR_KIND_KEY, MetadataValue::from_static(kind));
     match &error {
-        CatalogError::NotFound { what, .. } => {
+        CatalogError::NotFound { what, name, .. } => {
             metadata.insert(MISSING_KEY, MetadataValue::from_static(what.as_str()));
+            metadata.insert_bin(
+                MISSING_NAME_KEY,
+                MetadataValue::from_bytes(bounded(name).as_bytes()),
+            );
         }
         CatalogError::Conflict {
             current_batch_id, ..
@@ -59,6 +65,17 @@ pub fn to_status(error: CatalogError) -> Status {
     status
 }
 
+/// Longest missing name sent as metadata, in bytes; a longer one is cut at a character.
+const MAX_NAME_BYTES: usize = 1024;
+
+fn bounded(name: &str) -> &str {
+    let mut end = name.len().min(MAX_NAME_BYTES);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,7 +84,7 @@ mod tests {
     fn codes_follow_meaning() {
         let cases = [
             (
-                CatalogError::not_found(crate::error::Missing::Table, "x"),
+                CatalogError::not_found(crate::error::Missing::Table, "ns.t", "x"),
                 Code::NotFound,
                 "not_found",
             ),

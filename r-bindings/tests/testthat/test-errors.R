@@ -15,8 +15,14 @@ test_that("a missing table is batchstore_not_found", {
   sf_create_table("sales", "something")
   missing <- expect_batchstore_error(sf_reader("sales", "nothing_here"), "not_found", "nothing_here")
   expect_identical(missing$what, "table")
+  expect_identical(missing$name, "sales.nothing_here")
   missing <- expect_batchstore_error(sf_history("nowhere", "t", c(ds = 1L)), "not_found", "nowhere")
   expect_identical(missing$what, "namespace")
+  expect_identical(missing$name, "nowhere")
+  sf_writer(frame(1), "sales", "keyed", partitions = c(ds = "a"))
+  missing <- expect_batchstore_error(sf_reader("sales", "keyed", c(ds = "b")), "not_found", "ds=b")
+  expect_identical(missing$what, "partition")
+  expect_identical(missing$name, "ds=b")
 })
 
 test_that("bare partition values on a missing table say how to create it", {

@@ -529,6 +529,7 @@ impl Catalog {
             ))),
             None => Err(CatalogError::not_found(
                 Missing::Batch,
+                batch_id,
                 format!("input batch {batch_id} does not exist"),
             )),
         }

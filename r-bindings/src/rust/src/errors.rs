@@ -3,7 +3,8 @@
 //! Entry points never throw from Rust (a throw long-jumps over Rust frames). They return an
 //! error *value*: a list `(kind, message)` of class `batchstore_native_error`, which the R
 //! side (`R/errors.R`) turns into a condition of class `batchstore_<kind>`, inheriting
-//! `batchstore_error`. A conflict also carries `current_batch_id`, a not-found `what`.
+//! `batchstore_error`. A conflict also carries `current_batch_id`, a not-found `what` and
+//! `name`.
 
 use batchstore_client::ClientError;
 use extendr_api::prelude::*;
@@ -61,20 +62,23 @@ pub fn to_r(outcome: Outcome<Robj>) -> Robj {
         Ok(value) => value,
         Err(error) => {
             let text = |t: Option<&str>| t.map_or_else(|| Robj::from(()), Robj::from);
-            let (current_batch_id, what) = match &error {
+            let (current_batch_id, what, name) = match &error {
                 BindingError::Client(ClientError::Conflict {
                     current_batch_id, ..
-                }) => (text(current_batch_id.as_deref()), text(None)),
-                BindingError::Client(ClientError::NotFound { what, .. }) => {
-                    (text(None), text(what.map(|w| w.as_str())))
-                }
-                _ => (text(None), text(None)),
+                }) => (text(current_batch_id.as_deref()), text(None), text(None)),
+                BindingError::Client(ClientError::NotFound { what, name, .. }) => (
+                    text(None),
+                    text(what.map(|w| w.as_str())),
+                    text(name.as_deref()),
+                ),
+                _ => (text(None), text(None), text(None)),
             };
             let mut value: Robj = list!(
                 kind = error.kind(),
                 message = error.to_string(),
                 current_batch_id = current_batch_id,
-                what = what
+                what = what,
+                name = name
             )
             .into();
             match value.set_class(["batchstore_native_error"]) {

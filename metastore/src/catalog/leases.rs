@@ -634,13 +634,11 @@ impl Catalog {
                 )),
                 Err(e) => e,
             },
-            Ok(None) => {
-                CatalogError::not_found(
-                    Missing::Batch,
-                    batch_id,
-                    format!("batch {batch_id} does not exist"),
-                )
-            }
+            Ok(None) => CatalogError::not_found(
+                Missing::Batch,
+                batch_id,
+                format!("batch {batch_id} does not exist"),
+            ),
             Err(e) => e.into(),
         }
     }

@@ -177,7 +177,7 @@ impl Client {
         }
         let bytes: u64 = resolved.iter().map(|p| p.bytes.max(0) as u64).sum();
         let parallelism = match request.parallelism {
-            0 => 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+            0 => 2 * crate::runtime::cores(),
             n => n,
         };
         let decoded: Vec<Vec<RecordBatch>> = futures::stream::iter(tasks)

@@ -3,6 +3,13 @@
 
 use std::sync::OnceLock;
 
+/// The cores this process may use, read once: `std::thread::available_parallelism` reads the
+/// cgroup files again on every call, a dozen system calls per write.
+pub fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
 /// The process's runtime.
 ///
 /// # Errors

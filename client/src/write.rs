@@ -66,7 +66,7 @@ impl Default for WriteOptions {
         WriteOptions {
             rows_per_file: 1 << 20,
             zstd_level: 1,
-            parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            parallelism: crate::runtime::cores(),
             lease: None,
             cancel: CancellationToken::new(),
             create_table_if_missing: false,

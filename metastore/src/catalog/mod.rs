@@ -153,7 +153,7 @@ impl Catalog {
     }
 
     /// Fills the dialect's clock (`{now}`) and maximum (`{max}`) into a query template.
-    fn sql(&self, template: &'static str) -> AssertSqlSafe<String> {
+    fn sql(&self, template: &str) -> AssertSqlSafe<String> {
         AssertSqlSafe(
             template
                 .replace("{now}", self.dialect.now())
@@ -167,7 +167,24 @@ impl Catalog {
     /// `NotFound` saying whether the namespace or the table is missing.
     /// Uses the pool: never call it while holding a transaction (SQLite has one connection).
     async fn table(&self, namespace: &str, table: &str) -> CatalogResult<TableRecord> {
-        let row = sqlx::query(AssertSqlSafe(format!(
+        match self.live_table(&self.readers, namespace, table).await? {
+            Some(record) => Ok(record),
+            None => Err(self.table_not_found(namespace, table).await),
+        }
+    }
+
+    /// The live (not dropped) table `namespace.table`, read through `executor`; `None` when
+    /// there is none ([`Self::table_not_found`] says why).
+    async fn live_table<'e, E>(
+        &self,
+        executor: E,
+        namespace: &str,
+        table: &str,
+    ) -> CatalogResult<Option<TableRecord>>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        sqlx::query(AssertSqlSafe(format!(
             "SELECT {TABLE_COLUMNS} \
                  FROM tables t JOIN namespaces n ON n.id = t.namespace_id \
                  WHERE n.name = $1 AND t.name = $2 \
@@ -175,12 +192,10 @@ impl Catalog {
         )))
         .bind(namespace)
         .bind(table)
-        .fetch_optional(&self.readers)
-        .await?;
-        match row {
-            Some(row) => self.table_from_row(&row),
-            None => Err(self.table_not_found(namespace, table).await),
-        }
+        .fetch_optional(executor)
+        .await?
+        .map(|row| self.table_from_row(&row))
+        .transpose()
     }
 
     async fn table_not_found(&self, namespace: &str, table: &str) -> CatalogError {
@@ -248,14 +263,7 @@ impl Catalog {
         .bind(partition_hash(values))
         .fetch_optional(executor)
         .await?;
-        row.map(|row| {
-            Ok(PartitionRow {
-                id: row.try_get("id")?,
-                current_batch_id: row.try_get("current_batch_id")?,
-                current_version: row.try_get("current_version")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(partition_row).transpose()
     }
 
     /// Like [`Self::partition`] but the partition must have at least one version.
@@ -337,6 +345,15 @@ struct PartitionRow {
 }
 
 /// The stored identity of a partition: hex SHA-256 of its canonical JSON values.
+/// A partition's row from `SELECT id, current_batch_id, current_version`.
+fn partition_row(row: &AnyRow) -> CatalogResult<PartitionRow> {
+    Ok(PartitionRow {
+        id: row.try_get("id")?,
+        current_batch_id: row.try_get("current_batch_id")?,
+        current_version: row.try_get("current_version")?,
+    })
+}
+
 fn partition_hash(values: &PartitionValues) -> String {
     Sha256::digest(values.to_json().as_bytes())
         .iter()

@@ -2,7 +2,9 @@
 //! hands out its location; AbortWrite gives it up; expired leases are recorded as abandoned.
 //! Batch lookups used by commit, reads and tags live here too. The commit is in `commit`.
 
-use super::{Catalog, Dialect, PartitionRow, TABLE_COLUMNS, expiry_from_row, partition_hash};
+use super::{
+    Catalog, Dialect, PartitionRow, TABLE_COLUMNS, expiry_from_row, partition_hash, partition_row,
+};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::layout;
 use crate::model::{
@@ -26,7 +28,20 @@ impl Catalog {
         lease: Option<Duration>,
         began_by: Option<&str>,
     ) -> CatalogResult<PendingBatch> {
-        let table = self.table(namespace, table).await?;
+        // SQLite writes on its one writer connection, so the table is read on it too: taking a
+        // second connection for it would cost two more round trips to a worker thread.
+        let mut sqlite = match self.dialect {
+            Dialect::Sqlite => Some(self.pool.acquire().await?),
+            Dialect::Postgres => None,
+        };
+        let found = match sqlite.as_deref_mut() {
+            Some(conn) => self.live_table(conn, namespace, table).await?,
+            None => self.live_table(&self.readers, namespace, table).await?,
+        };
+        let Some(table) = found else {
+            drop(sqlite);
+            return Err(self.table_not_found(namespace, table).await);
+        };
         let values = PartitionValues::from_pairs(&table.keys, partition)?;
         let lease = self.lease(lease)?;
         let batch_id = uuid::Uuid::now_v7().to_string();
@@ -44,8 +59,8 @@ impl Catalog {
         // that publishes it flushes the log past it, and a batch lost in a crash only makes
         // its commit fail with NOT_FOUND), and that wait is most of BeginWrite's time. SQLite,
         // in process, runs the statements as they come.
-        let (partition, row) = match self.dialect {
-            Dialect::Postgres => {
+        let (partition, row) = match sqlite.as_deref_mut() {
+            None => {
                 let mut tx = self
                     .pool
                     .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
@@ -54,8 +69,9 @@ impl Catalog {
                 tx.commit().await?;
                 reserved
             }
-            Dialect::Sqlite => reserve(&mut *self.pool.acquire().await?).await?,
+            Some(conn) => reserve(conn).await?,
         };
+        drop(sqlite);
         let lease_expires_at: i64 = row.try_get("lease_expires_at_us")?;
         self.remember_began(BatchRecord {
             batch_id: batch_id.clone(),
@@ -100,7 +116,9 @@ impl Catalog {
     }
 
     /// The partition row (created if new) and a new pending batch row in it, within the
-    /// table's and the principal's bounds on pending batches.
+    /// table's and the principal's bounds on pending batches. On SQLite both statements go to
+    /// the database together, one round trip; on PostgreSQL an existing partition is read
+    /// first (see [`UPSERT_PARTITION`]).
     #[allow(clippy::too_many_arguments)] // the batch row's columns, each its own value
     async fn reserve_batch(
         &self,
@@ -112,29 +130,42 @@ impl Catalog {
         lease: Duration,
         began_by: Option<&str>,
     ) -> CatalogResult<(PartitionRow, sqlx::any::AnyRow)> {
-        let partition = self.ensure_partition(&mut *conn, table, values).await?;
-        // One statement: the pending-batch bounds cost no extra round trip.
-        let row = sqlx::query(self.sql(
-            "INSERT INTO batches (batch_id, table_id, partition_id, state, location, \
-                                  created_at_us, lease_expires_at_us, began_by) \
-             SELECT $1, $2, $3, 'pending', $4, {now}, {now} + $5, $7 \
-             WHERE (SELECT COUNT(*) FROM batches \
-                     WHERE table_id = $2 AND state = 'pending') < $6 \
-               AND (CAST($7 AS TEXT) IS NULL \
-                    OR (SELECT COUNT(*) FROM batches \
-                         WHERE began_by = $7 AND state = 'pending') < $8) \
-             RETURNING created_at_us, lease_expires_at_us",
-        ))
-        .bind(batch_id)
-        .bind(table.id)
-        .bind(partition.id)
-        .bind(location)
-        .bind(lease.as_micros() as i64)
-        .bind(self.settings.max_pending_per_table)
-        .bind(began_by)
-        .bind(self.settings.max_pending_per_principal)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let hash = partition_hash(values);
+        let json = values.to_json();
+        let reservation = |sql: &str| {
+            sqlx::query(self.sql(sql))
+                .bind(batch_id)
+                .bind(table.id)
+                .bind(hash.clone())
+                .bind(location)
+                .bind(lease.as_micros() as i64)
+                .bind(self.settings.max_pending_per_table)
+                .bind(began_by)
+                .bind(self.settings.max_pending_per_principal)
+                .bind(json.clone())
+        };
+        let (partition, row) = match self.dialect {
+            Dialect::Sqlite => {
+                let mut rows = reservation(&format!("{UPSERT_PARTITION}; {INSERT_BATCH}"))
+                    .fetch_all(&mut *conn)
+                    .await?
+                    .into_iter();
+                let partition = rows.next().ok_or_else(|| {
+                    CatalogError::Internal("the partition upsert returned no row".into())
+                })?;
+                (partition_row(&partition)?, rows.next())
+            }
+            Dialect::Postgres => {
+                let partition = match self.partition(&mut *conn, table, values).await? {
+                    Some(existing) => existing,
+                    None => {
+                        partition_row(&reservation(UPSERT_PARTITION).fetch_one(&mut *conn).await?)?
+                    }
+                };
+                let row = reservation(INSERT_BATCH).fetch_optional(&mut *conn).await?;
+                (partition, row)
+            }
+        };
         match row {
             Some(row) => Ok((partition, row)),
             None => Err(self.too_many_pending(conn, table, began_by).await),
@@ -174,35 +205,6 @@ impl Catalog {
             table.qualified(),
             self.settings.max_pending_per_table
         ))
-    }
-
-    async fn ensure_partition(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        table: &TableRecord,
-        values: &PartitionValues,
-    ) -> CatalogResult<PartitionRow> {
-        if let Some(existing) = self.partition(&mut *conn, table, values).await? {
-            return Ok(existing);
-        }
-        // A no-op update on conflict makes RETURNING answer for a row another writer just
-        // inserted too: one statement either way.
-        let row = sqlx::query(self.sql(
-            "INSERT INTO partitions (table_id, partition_hash, partition_values, updated_at_us) \
-             VALUES ($1, $2, $3, {now}) \
-             ON CONFLICT (table_id, partition_hash) DO UPDATE SET table_id = excluded.table_id \
-             RETURNING id, current_batch_id, current_version",
-        ))
-        .bind(table.id)
-        .bind(partition_hash(values))
-        .bind(values.to_json())
-        .fetch_one(&mut *conn)
-        .await?;
-        Ok(PartitionRow {
-            id: row.try_get("id")?,
-            current_batch_id: row.try_get("current_batch_id")?,
-            current_version: row.try_get("current_version")?,
-        })
     }
 
     /// Gives up a pending batch. Idempotent for batches already aborted or abandoned.
@@ -407,3 +409,26 @@ pub(super) fn check_batch_id(batch_id: &str) -> CatalogResult<()> {
         ))),
     }
 }
+
+/// Creates a partition's row if it is new. A no-op update on conflict makes RETURNING answer
+/// for a row another writer just inserted too. On PostgreSQL that update would lock an existing
+/// row until the transaction ends and leave a dead row version behind, so there an existing
+/// partition is read first. Binds as [`Catalog::reserve_batch`]: $2 table id, $3 partition
+/// hash, $9 partition values (JSON).
+const UPSERT_PARTITION: &str = "INSERT INTO partitions (table_id, partition_hash, partition_values, \
+                                 updated_at_us) \
+     VALUES ($2, $3, $9, {now}) \
+     ON CONFLICT (table_id, partition_hash) DO UPDATE SET table_id = excluded.table_id \
+     RETURNING id, current_batch_id, current_version";
+
+/// A new pending batch in the partition, only within the table's ($6) and the principal's
+/// ($8) bounds on pending batches: the bounds cost no extra round trip. $1 batch id, $2 table
+/// id, $3 partition hash, $4 location, $5 lease (µs), $7 the principal beginning it.
+const INSERT_BATCH: &str = "INSERT INTO batches (batch_id, table_id, partition_id, state, location, \
+                          created_at_us, lease_expires_at_us, began_by) \
+     SELECT $1, $2, (SELECT id FROM partitions WHERE table_id = $2 AND partition_hash = $3), \
+            'pending', $4, {now}, {now} + $5, $7 \
+     WHERE (SELECT COUNT(*) FROM batches WHERE table_id = $2 AND state = 'pending') < $6 \
+       AND (CAST($7 AS TEXT) IS NULL \
+            OR (SELECT COUNT(*) FROM batches WHERE began_by = $7 AND state = 'pending') < $8) \
+     RETURNING created_at_us, lease_expires_at_us";

@@ -531,6 +531,8 @@ impl GrantCache {
 #[derive(Debug, Clone)]
 struct AuditLog {
     queue: mpsc::Sender<AuditMessage>,
+    /// Wakes the writer for a flush: events themselves never wake it (see `write_audit`).
+    flushing: Arc<tokio::sync::Notify>,
     /// Events of refused calls dropped because the queue was full.
     dropped: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -551,12 +553,14 @@ const AUDIT_BATCH: usize = 1_000;
 impl AuditLog {
     fn start(catalog: Catalog) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, incoming) = mpsc::channel(AUDIT_QUEUE);
+        let flushing = Arc::new(tokio::sync::Notify::new());
         (
             AuditLog {
                 queue,
+                flushing: flushing.clone(),
                 dropped: Arc::default(),
             },
-            tokio::spawn(write_audit(catalog, incoming)),
+            tokio::spawn(write_audit(catalog, incoming, flushing)),
         )
     }
 
@@ -579,6 +583,7 @@ impl AuditLog {
     async fn flush(&self) {
         let (done, flushed) = oneshot::channel();
         if self.queue.send(AuditMessage::Flush(done)).await.is_ok() {
+            self.flushing.notify_one();
             let _ = flushed.await;
         }
     }
@@ -598,58 +603,77 @@ fn clean(event: AuditEvent) -> AuditEvent {
 }
 
 /// Writes queued audit events until every sender is gone (the service stopped), then the rest.
-async fn write_audit(catalog: Catalog, mut incoming: mpsc::Receiver<AuditMessage>) {
+///
+/// After an event arrives, the writer sleeps for [`AUDIT_GATHER`] (or until a flush is asked
+/// for) and then writes everything queued meanwhile, [`AUDIT_BATCH`] events per transaction:
+/// one write per batch, not one per call competing with commits for the database. While it
+/// sleeps, events wait in the queue without waking it, so a call costs no task wake-up.
+async fn write_audit(
+    catalog: Catalog,
+    mut incoming: mpsc::Receiver<AuditMessage>,
+    flushing: Arc<tokio::sync::Notify>,
+) {
     let mut events = Vec::new();
     let mut flushes = Vec::new();
     while let Some(first) = incoming.recv().await {
-        // Events are gathered for up to AUDIT_GATHER (one write, not one per call, competing
-        // with commits for the database); a flush or a full batch writes at once.
-        let deadline = tokio::time::Instant::now() + AUDIT_GATHER;
+        if matches!(first, AuditMessage::Event(_)) {
+            tokio::select! {
+                () = tokio::time::sleep(AUDIT_GATHER) => {}
+                () = flushing.notified() => {}
+            }
+        }
+        // At most a queue's worth per round, so that a busy service is written as it goes.
         let mut next = Some(first);
-        while let Some(message) = match next.take() {
-            Some(message) => Some(message),
-            None => tokio::time::timeout_at(deadline, incoming.recv())
-                .await
-                .ok()
-                .flatten(),
-        } {
+        let mut taken = 0;
+        while let Some(message) = next.take().or_else(|| {
+            (taken < AUDIT_QUEUE)
+                .then(|| incoming.try_recv().ok())
+                .flatten()
+        }) {
+            taken += 1;
             match message {
                 AuditMessage::Event(e) => events.push(e),
                 AuditMessage::Flush(done) => flushes.push(done),
             }
-            if events.len() >= AUDIT_BATCH || !flushes.is_empty() {
-                break;
-            }
         }
-        let mut attempt = 0;
-        while !events.is_empty() {
-            match catalog.record_audit(&events).await {
-                Ok(()) => events.clear(),
-                Err(error) if attempt < 5 => {
-                    attempt += 1;
-                    tracing::warn!(%error, attempt, "writing audit events failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                }
-                Err(error) => {
-                    // One bad event must not take the others with it: write them one by one.
-                    let mut lost = 0;
-                    for event in events.drain(..) {
-                        if catalog
-                            .record_audit(std::slice::from_ref(&event))
-                            .await
-                            .is_err()
-                        {
-                            lost += 1;
-                        }
-                    }
-                    if lost > 0 {
-                        tracing::error!(%error, lost, "audit events could not be written");
-                    }
-                }
-            }
+        for chunk in events.chunks(AUDIT_BATCH) {
+            write_events(&catalog, chunk).await;
         }
+        events.clear();
         for done in flushes.drain(..) {
             let _ = done.send(());
+        }
+    }
+}
+
+/// Writes one batch of events, retrying a few times; if the batch still fails, writes its
+/// events one by one so that one bad event does not take the others with it.
+async fn write_events(catalog: &Catalog, events: &[AuditEvent]) {
+    let mut attempt = 0;
+    loop {
+        match catalog.record_audit(events).await {
+            Ok(()) => return,
+            Err(error) if attempt < 5 => {
+                attempt += 1;
+                tracing::warn!(%error, attempt, "writing audit events failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+            Err(error) => {
+                let mut lost = 0;
+                for event in events {
+                    if catalog
+                        .record_audit(std::slice::from_ref(event))
+                        .await
+                        .is_err()
+                    {
+                        lost += 1;
+                    }
+                }
+                if lost > 0 {
+                    tracing::error!(%error, lost, "audit events could not be written");
+                }
+                return;
+            }
         }
     }
 }

@@ -17,7 +17,7 @@
 mod retry;
 pub(super) mod validate;
 
-use super::pointer::{HistoryEntry, PointerMove};
+use super::pointer::PointerMove;
 use super::{Catalog, Dialect};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{
@@ -201,9 +201,9 @@ impl Catalog {
     }
 
     /// Appends the version's history entry and marks its batch committed, the latter only
-    /// while the batch is pending with a live lease. On PostgreSQL both are one statement (a
-    /// data-modifying `WITH`), one round trip fewer while the partition's row is locked;
-    /// SQLite, in process, runs the same two steps one after the other.
+    /// while the batch is pending with a live lease. Both go to the database at once, one
+    /// round trip fewer while the partition's row is locked: on PostgreSQL one statement (a
+    /// data-modifying `WITH`), on SQLite (which has none) two statements sent together.
     #[allow(clippy::too_many_arguments)]
     async fn record_committed(
         &self,
@@ -215,16 +215,18 @@ impl Catalog {
         actor: &str,
         message: &str,
     ) -> Result<(), TxStop> {
-        let marked = if self.dialect == Dialect::Postgres {
-            sqlx::query(self.sql(
-                "WITH appended AS (\
-                   INSERT INTO history (partition_id, version, batch_id, operation, actor, \
-                                        message, committed_at_us, rows, bytes) \
-                   VALUES ($1, $2, $3, 'write', $4, $5, $6, $7, $8)) \
-                 UPDATE batches SET state = 'committed', version = $2, committed_at_us = $6, \
-                        rows = $7, bytes = $8, arrow_schema = $9 \
-                 WHERE batch_id = $3 AND state = 'pending' AND lease_expires_at_us > {now}",
-            ))
+        const APPEND: &str = "INSERT INTO history (partition_id, version, batch_id, operation, \
+                                       actor, message, committed_at_us, rows, bytes) \
+             VALUES ($1, $2, $3, 'write', $4, $5, $6, $7, $8)";
+        const MARK: &str = "UPDATE batches SET state = 'committed', version = $2, \
+                    committed_at_us = $6, rows = $7, bytes = $8, arrow_schema = $9 \
+             WHERE batch_id = $3 AND state = 'pending' AND lease_expires_at_us > {now} \
+             RETURNING batch_id";
+        let sql = match self.dialect {
+            Dialect::Postgres => format!("WITH appended AS ({APPEND}) {MARK}"),
+            Dialect::Sqlite => format!("{APPEND}; {MARK}"),
+        };
+        let marked = sqlx::query(self.sql(&sql))
             .bind(change.partition_id)
             .bind(version)
             .bind(&p.batch.batch_id)
@@ -234,33 +236,12 @@ impl Catalog {
             .bind(p.rows)
             .bind(p.bytes)
             .bind(&p.update.arrow_schema)
-            .execute(&mut *conn)
+            // All rows: sqlx stops a `fetch_optional` of SQLite statements sent together
+            // after the first statement.
+            .fetch_all(&mut *conn)
             .await
-            .map_err(|e| lost_batch(e, &p.batch.batch_id))?
-        } else {
-            let entry = HistoryEntry {
-                operation: "write",
-                actor,
-                message,
-                request_id: None,
-            };
-            self.append_history(conn, change, version, stamp, &entry)
-                .await?;
-            sqlx::query(self.sql(
-                "UPDATE batches SET state = 'committed', version = $1, committed_at_us = $2, \
-                        rows = $3, bytes = $4, arrow_schema = $5 \
-                 WHERE batch_id = $6 AND state = 'pending' AND lease_expires_at_us > {now}",
-            ))
-            .bind(version)
-            .bind(stamp)
-            .bind(p.rows)
-            .bind(p.bytes)
-            .bind(&p.update.arrow_schema)
-            .bind(&p.batch.batch_id)
-            .execute(&mut *conn)
-            .await?
-        };
-        if marked.rows_affected() != 1 {
+            .map_err(|e| lost_batch(e, &p.batch.batch_id))?;
+        if marked.is_empty() {
             return Err(TxStop::BatchNotPending(p.batch.batch_id.clone()));
         }
         Ok(())

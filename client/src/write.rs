@@ -31,6 +31,10 @@ use tokio_util::sync::CancellationToken;
 
 /// A file is also cut when its input reaches this many bytes of Arrow memory.
 const MAX_FILE_MEMORY: usize = 512 * 1024 * 1024;
+/// Files of at most this many bytes of Arrow memory are encoded by the thread reading the
+/// input, as it cuts them: handing a tiny file to a thread of its own costs more than encoding
+/// it.
+const ENCODE_INLINE_MEMORY: usize = 1024 * 1024;
 /// Most partitions one write commits (the metastore's limit of updates per commit), checked
 /// before anything is uploaded.
 pub const MAX_PARTITIONS_PER_WRITE: usize = 10_000;
@@ -470,10 +474,15 @@ async fn upload_batch(
     let schema = data.schema();
     let parallelism = options.parallelism.max(1);
     let properties = Arc::new(writer_properties(options)?);
-    let (sender, mut chunks) = tokio::sync::mpsc::channel::<Result<Vec<RecordBatch>>>(parallelism);
+    let (sender, mut chunks) = tokio::sync::mpsc::channel::<Result<Chunk>>(parallelism);
     let rows_per_file = options.rows_per_file.max(1);
-    let producer =
-        tokio::task::spawn_blocking(move || cut_into_files(data, rows_per_file, &sender));
+    let encoder = Encoder {
+        schema: schema.clone(),
+        properties: properties.clone(),
+    };
+    let producer = tokio::task::spawn_blocking(move || {
+        cut_into_files(data, rows_per_file, &encoder, &sender);
+    });
 
     let mut uploads = JoinSet::new();
     let mut files = Vec::new();
@@ -490,9 +499,11 @@ async fn upload_batch(
         uploads.spawn(encode_and_put(
             dir.clone(),
             name,
-            schema.clone(),
+            Encoder {
+                schema: schema.clone(),
+                properties: properties.clone(),
+            },
             chunk,
-            properties.clone(),
             progress.clone(),
         ));
     }
@@ -502,9 +513,11 @@ async fn upload_batch(
         uploads.spawn(encode_and_put(
             dir.clone(),
             "part-00000.parquet".into(),
-            schema.clone(),
-            Vec::new(),
-            properties,
+            Encoder {
+                schema: schema.clone(),
+                properties,
+            },
+            Chunk::Batches(Vec::new()),
             progress,
         ));
     }
@@ -525,12 +538,49 @@ fn writer_properties(options: &WriteOptions) -> Result<WriterProperties> {
         .build())
 }
 
+/// One file's data: its record batches, or (when small) already encoded with its row count.
+enum Chunk {
+    Batches(Vec<RecordBatch>),
+    Encoded(Bytes, usize),
+}
+
+/// How a file is encoded.
+struct Encoder {
+    schema: SchemaRef,
+    properties: Arc<WriterProperties>,
+}
+
+impl Encoder {
+    /// The Parquet file of `batches` (blocking: call it off the async workers).
+    fn encode(&self, batches: &[RecordBatch]) -> Result<Bytes> {
+        let mut writer = ArrowWriter::try_new(
+            Vec::new(),
+            self.schema.clone(),
+            Some((*self.properties).clone()),
+        )?;
+        for batch in batches {
+            writer.write(batch)?;
+        }
+        Ok(Bytes::from(writer.into_inner()?))
+    }
+
+    /// A cut file: encoded here when small, else left to a thread of its own.
+    fn chunk(&self, batches: Vec<RecordBatch>, memory: usize) -> Result<Chunk> {
+        if memory > ENCODE_INLINE_MEMORY {
+            return Ok(Chunk::Batches(batches));
+        }
+        let rows = batches.iter().map(RecordBatch::num_rows).sum();
+        Ok(Chunk::Encoded(self.encode(&batches)?, rows))
+    }
+}
+
 /// Reads `data` and sends chunks of at most `rows_per_file` rows; stops early when the
 /// receiver is gone (the write failed elsewhere).
 fn cut_into_files(
     data: Box<dyn RecordBatchReader + Send>,
     rows_per_file: usize,
-    sender: &tokio::sync::mpsc::Sender<Result<Vec<RecordBatch>>>,
+    encoder: &Encoder,
+    sender: &tokio::sync::mpsc::Sender<Result<Chunk>>,
 ) {
     let mut chunk: Vec<RecordBatch> = Vec::new();
     let (mut rows, mut memory) = (0usize, 0usize);
@@ -552,10 +602,8 @@ fn cut_into_files(
             memory += part.get_array_memory_size();
             chunk.push(part);
             if rows == rows_per_file || memory >= MAX_FILE_MEMORY {
-                if sender
-                    .blocking_send(Ok(std::mem::take(&mut chunk)))
-                    .is_err()
-                {
+                let cut = encoder.chunk(std::mem::take(&mut chunk), memory);
+                if sender.blocking_send(cut).is_err() {
                     return;
                 }
                 (rows, memory) = (0, 0);
@@ -563,27 +611,25 @@ fn cut_into_files(
         }
     }
     if !chunk.is_empty() {
-        let _ = sender.blocking_send(Ok(chunk));
+        let _ = sender.blocking_send(encoder.chunk(chunk, memory));
     }
 }
 
 async fn encode_and_put(
     dir: DirPromise,
     name: String,
-    schema: SchemaRef,
-    chunk: Vec<RecordBatch>,
-    properties: Arc<WriterProperties>,
+    encoder: Encoder,
+    chunk: Chunk,
     progress: Option<Arc<dyn Progress>>,
 ) -> Result<pb::DataFile> {
-    let rows: usize = chunk.iter().map(RecordBatch::num_rows).sum();
-    let encoded = tokio::task::spawn_blocking(move || -> Result<Bytes> {
-        let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some((*properties).clone()))?;
-        for batch in &chunk {
-            writer.write(batch)?;
+    let (encoded, rows) = match chunk {
+        Chunk::Encoded(bytes, rows) => (bytes, rows),
+        Chunk::Batches(batches) => {
+            let rows = batches.iter().map(RecordBatch::num_rows).sum();
+            let bytes = tokio::task::spawn_blocking(move || encoder.encode(&batches)).await??;
+            (bytes, rows)
         }
-        Ok(Bytes::from(writer.into_inner()?))
-    })
-    .await??;
+    };
     let size = encoded.len();
     let dir = dir
         .await

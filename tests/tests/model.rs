@@ -77,7 +77,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (proptest::sample::subsequence(vec![0usize, 1, 2], 1..=2), cas(), any::<bool>(), 0..2usize)
             .prop_map(|(parts, cas, swap, replica)| Op::Write { parts, cas, swap, replica }),
-        1 => (any::<usize>(), 0..2usize).prop_map(|(which, replica)| Op::Retry { which, replica }),
+        2 => (any::<usize>(), 0..2usize).prop_map(|(which, replica)| Op::Retry { which, replica }),
         2 => (0..3usize, any::<usize>(), cas(), 0..2usize)
             .prop_map(|(part, back, cas, replica)| Op::Rollback { part, back, cas, replica }),
         1 => (0..3usize, any::<usize>()).prop_map(|(part, back)| Op::Tag { part, back }),
@@ -86,6 +86,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(|project| Op::ReadWhole { project }),
     ]
 }
+
+/// Rollbacks resent with their request id (and answered with their first version), all cases.
+static RESENT_ROLLBACKS: AtomicUsize = AtomicUsize::new(0);
 
 /// One history entry of the model.
 #[derive(Debug, Clone)]
@@ -105,6 +108,9 @@ struct Model {
     tags: Vec<(String, String)>,
     stamps: Vec<i64>,
     commits: Vec<(pb::CommitRequest, pb::CommitResponse)>,
+    /// Rollbacks that made a version, with it: a resend of one (same request id) must be
+    /// answered with that version, whatever happened since.
+    rollbacks: Vec<(pb::RollbackRequest, pb::CommittedPartition)>,
     next_value: i64,
 }
 
@@ -287,7 +293,30 @@ async fn run_case(world: &World, table: &str, ops: &[Op]) -> Result<(), TestCase
                 }
             }
             Op::Retry { which, replica } => {
-                if model.commits.is_empty() {
+                let earlier = model.commits.len() + model.rollbacks.len();
+                if earlier == 0 {
+                    continue;
+                }
+                if which % earlier >= model.commits.len() {
+                    let (request, original) =
+                        model.rollbacks[which % earlier - model.commits.len()].clone();
+                    let again = rpc_of(replica)
+                        .rollback(request)
+                        .await
+                        .map_err(|e| fail(&e))?
+                        .into_inner()
+                        .committed
+                        .unwrap_or_default();
+                    check(
+                        (again.version, again.committed_at_micros, &again.batch_id)
+                            == (
+                                original.version,
+                                original.committed_at_micros,
+                                &original.batch_id,
+                            ),
+                        format!("{op:?}: a resent rollback answered differently"),
+                    )?;
+                    RESENT_ROLLBACKS.fetch_add(1, Ordering::SeqCst);
                     continue;
                 }
                 let (request, original) = model.commits[which % model.commits.len()].clone();
@@ -326,19 +355,18 @@ async fn run_case(world: &World, table: &str, ops: &[Op]) -> Result<(), TestCase
                     .len()
                     .checked_sub(2)
                     .map(|i| history[i].batch.clone());
-                let answer = rpc_of(replica)
-                    .rollback(pb::RollbackRequest {
-                        table: table_ref("model", table),
-                        partition: Some(spec(&[("ds", PARTITIONS[part])])),
-                        target: Some(pb::rollback_request::Target::ToVersion(
-                            target_version as i64,
-                        )),
-                        expected_current_batch_id: expected.clone(),
-                        message: String::new(),
-                        actor: "model".into(),
-                        request_id: String::new(),
-                    })
-                    .await;
+                let request = pb::RollbackRequest {
+                    table: table_ref("model", table),
+                    partition: Some(spec(&[("ds", PARTITIONS[part])])),
+                    target: Some(pb::rollback_request::Target::ToVersion(
+                        target_version as i64,
+                    )),
+                    expected_current_batch_id: expected.clone(),
+                    message: String::new(),
+                    actor: "model".into(),
+                    request_id: uuid::Uuid::now_v7().to_string(),
+                };
+                let answer = rpc_of(replica).rollback(request.clone()).await;
                 if current.batch == target.batch {
                     let held = match expected.as_deref() {
                         None => true,
@@ -387,6 +415,7 @@ async fn run_case(world: &World, table: &str, ops: &[Op]) -> Result<(), TestCase
                         rollback: true,
                     });
                     model.stamps.push(c.committed_at_micros);
+                    model.rollbacks.push((request, c));
                 }
             }
             Op::Tag { part, back } => {
@@ -590,10 +619,11 @@ fn run(backend: Backend) -> anyhow::Result<()> {
     });
     println!(
         "model ({backend:?}, {} replica(s), seed {seed}): {} sequences (shrinking included), {} \
-         operations, {} divergence(s)",
+         operations ({} of them rollbacks resent with their request id), {} divergence(s)",
         world.replicas.len(),
         tables.load(Ordering::SeqCst),
         operations.load(Ordering::SeqCst),
+        RESENT_ROLLBACKS.load(Ordering::SeqCst),
         usize::from(outcome.is_err())
     );
     outcome.map_err(|e| anyhow::anyhow!("{e}"))

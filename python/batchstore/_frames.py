@@ -43,6 +43,10 @@ def _from_pandas(df: Any) -> pa.Table:
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
     table = pa.Table.from_pandas(df, preserve_index=None)
+    # Categoricals become dictionary columns: without one there is nothing to record, and
+    # `df.dtypes` (a Series) is not built at all.
+    if not any(pa.types.is_dictionary(field.type) for field in table.schema):
+        return table
     categories = {}
     # `df.dtypes` once: `df[name]` builds a Series per column, which costs more than a tiny
     # frame's whole conversion.

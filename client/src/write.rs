@@ -473,15 +473,15 @@ async fn upload_batch(
 ) -> Result<(SchemaRef, Vec<pb::DataFile>)> {
     let schema = data.schema();
     let parallelism = options.parallelism.max(1);
-    let properties = Arc::new(writer_properties(options)?);
-    let (sender, mut chunks) = tokio::sync::mpsc::channel::<Result<Chunk>>(parallelism);
-    let rows_per_file = options.rows_per_file.max(1);
     let encoder = Encoder {
         schema: schema.clone(),
-        properties: properties.clone(),
+        properties: Arc::new(writer_properties(options)?),
     };
+    let (sender, mut chunks) = tokio::sync::mpsc::channel::<Result<Chunk>>(parallelism);
+    let rows_per_file = options.rows_per_file.max(1);
+    let cutter = encoder.clone();
     let producer = tokio::task::spawn_blocking(move || {
-        cut_into_files(data, rows_per_file, &encoder, &sender);
+        cut_into_files(data, rows_per_file, &cutter, &sender);
     });
 
     let mut uploads = JoinSet::new();
@@ -499,10 +499,7 @@ async fn upload_batch(
         uploads.spawn(encode_and_put(
             dir.clone(),
             name,
-            Encoder {
-                schema: schema.clone(),
-                properties: properties.clone(),
-            },
+            encoder.clone(),
             chunk,
             progress.clone(),
         ));
@@ -513,10 +510,7 @@ async fn upload_batch(
         uploads.spawn(encode_and_put(
             dir.clone(),
             "part-00000.parquet".into(),
-            Encoder {
-                schema: schema.clone(),
-                properties,
-            },
+            encoder,
             Chunk::Batches(Vec::new()),
             progress,
         ));
@@ -545,6 +539,7 @@ enum Chunk {
 }
 
 /// How a file is encoded.
+#[derive(Clone)]
 struct Encoder {
     schema: SchemaRef,
     properties: Arc<WriterProperties>,

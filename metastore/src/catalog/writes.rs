@@ -136,13 +136,13 @@ impl Catalog {
             sqlx::query(self.sql(sql))
                 .bind(batch_id)
                 .bind(table.id)
-                .bind(hash.clone())
+                .bind(hash.as_str())
                 .bind(location)
                 .bind(lease.as_micros() as i64)
                 .bind(self.settings.max_pending_per_table)
                 .bind(began_by)
                 .bind(self.settings.max_pending_per_principal)
-                .bind(json.clone())
+                .bind(json.as_str())
         };
         let (partition, row) = match self.dialect {
             Dialect::Sqlite => {

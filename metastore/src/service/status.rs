@@ -5,6 +5,7 @@
 //! failed preconditions without parsing text.
 
 use crate::error::CatalogError;
+use crate::names::printable;
 use batchstore_proto::wire::{
     CURRENT_BATCH_KEY, ERROR_KIND_KEY, EXPECT_NEW, MISSING_KEY, MISSING_NAME_KEY,
 };
@@ -48,7 +49,7 @@ pub fn to_status(error: CatalogError) -> Status {
             metadata.insert(MISSING_KEY, MetadataValue::from_static(what.as_str()));
             metadata.insert_bin(
                 MISSING_NAME_KEY,
-                MetadataValue::from_bytes(bounded(name).as_bytes()),
+                MetadataValue::from_bytes(printable(name, MAX_NAME_CHARS).as_bytes()),
             );
         }
         CatalogError::Conflict {
@@ -65,16 +66,8 @@ pub fn to_status(error: CatalogError) -> Status {
     status
 }
 
-/// Longest missing name sent as metadata, in bytes; a longer one is cut at a character.
-const MAX_NAME_BYTES: usize = 1024;
-
-fn bounded(name: &str) -> &str {
-    let mut end = name.len().min(MAX_NAME_BYTES);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    &name[..end]
-}
+/// Longest missing name sent as metadata, in characters.
+const MAX_NAME_CHARS: usize = 1024;
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,8 @@
 //! count and schema (from its footer), and its column statistics. The footer is found by one
 //! ranged read of the file's tail (a second when the footer is larger than that tail); data
 //! pages are never read. Footers are bounded in size, and large ones are decoded off the
-//! async workers.
+//! async workers. A local file is opened, read and decoded in one blocking step
+//! ([`inspect_local`]): each hop between threads costs more than reading a small footer.
 
 use crate::error::{CatalogError, CatalogResult};
 use arrow_schema::Schema;
@@ -33,7 +34,8 @@ pub struct FileFacts {
     pub stats: String,
 }
 
-/// Reads the facts of the Parquet file at `path`; `name` is how messages call it.
+/// Reads the facts of the Parquet file at `path` in object storage; `name` is how messages
+/// call it.
 ///
 /// # Errors
 /// `FailedPrecondition` for a missing file or one that is not Parquet (or whose footer is too
@@ -45,56 +47,122 @@ pub async fn inspect(store: &dyn ObjectStore, path: &Path, name: &str) -> Catalo
     };
     let got = match store.get_opts(path, options).await {
         Ok(got) => got,
-        Err(object_store::Error::NotFound { .. }) => {
-            return Err(CatalogError::FailedPrecondition(format!(
-                "file {name} was not found; upload every file before committing"
-            )));
-        }
+        Err(object_store::Error::NotFound { .. }) => return Err(missing(name)),
         Err(other) => return Err(other.into()),
     };
     let size = got.meta.size;
-    let tail_start = got.range.start;
-    let tail = got.bytes().await?;
-    let not_parquet = |why: &str| {
-        CatalogError::FailedPrecondition(format!(
-            "file {name} is not a readable Parquet file ({why}); commit only Parquet files"
-        ))
+    let start = got.range.start;
+    let tail = Tail {
+        size,
+        start,
+        bytes: got.bytes().await?,
     };
-    if size < 12 || tail.len() < 8 {
-        return Err(not_parquet("it is too short"));
-    }
-    let last: [u8; 8] = tail[tail.len() - 8..]
-        .try_into()
-        .map_err(|_| not_parquet("no footer"))?;
-    let footer = FooterTail::try_new(&last).map_err(|_| not_parquet("no Parquet footer"))?;
-    if footer.is_encrypted_footer() {
-        return Err(not_parquet("its footer is encrypted"));
-    }
-    let length = footer.metadata_length();
-    if length > MAX_FOOTER_BYTES {
-        return Err(not_parquet(&format!(
-            "its footer is {length} bytes; at most {MAX_FOOTER_BYTES} are read"
-        )));
-    }
-    let footer_end = size - 8;
-    let footer_start = footer_end
-        .checked_sub(length as u64)
-        .filter(|start| *start >= 4)
-        .ok_or_else(|| not_parquet("its footer length does not fit the file"))?;
-    let metadata: Bytes = if footer_start >= tail_start {
-        let from = (footer_start - tail_start) as usize;
-        tail.slice(from..from + length)
-    } else {
-        store.get_range(path, footer_start..footer_end).await?
+    let metadata = match tail.footer(name)? {
+        Footer::Read(metadata) => metadata,
+        Footer::At(range) => store.get_range(path, range).await?,
     };
-    let (rows, schema, stats) = if length <= DECODE_INLINE_BYTES {
-        read_footer(&metadata)
-    } else {
-        tokio::task::spawn_blocking(move || read_footer(&metadata))
-            .await
-            .map_err(|e| CatalogError::Internal(format!("reading a footer failed: {e}")))?
+    if metadata.len() <= DECODE_INLINE_BYTES {
+        return decode(size, &metadata, name);
     }
-    .map_err(|e| not_parquet(&e))?;
+    let name = name.to_owned();
+    tokio::task::spawn_blocking(move || decode(size, &metadata, &name))
+        .await
+        .map_err(|e| CatalogError::Internal(format!("reading a footer failed: {e}")))?
+}
+
+/// Reads the facts of an open local Parquet file (blocking: call it off the async workers, as
+/// the one step that opens and reads the file).
+///
+/// # Errors
+/// As [`inspect`]; a failed read is `Unavailable`.
+pub fn inspect_local(file: &std::fs::File, name: &str) -> CatalogResult<FileFacts> {
+    use std::os::unix::fs::FileExt;
+    let unreadable =
+        |e: std::io::Error| CatalogError::Unavailable(format!("cannot read file {name}: {e}"));
+    let read = |start: u64, end: u64| {
+        let mut bytes = vec![0; (end - start) as usize];
+        file.read_exact_at(&mut bytes, start).map_err(unreadable)?;
+        Ok::<_, CatalogError>(Bytes::from(bytes))
+    };
+    let size = file.metadata().map_err(unreadable)?.len();
+    let start = size.saturating_sub(TAIL_BYTES);
+    let tail = Tail {
+        size,
+        start,
+        bytes: read(start, size)?,
+    };
+    let metadata = match tail.footer(name)? {
+        Footer::Read(metadata) => metadata,
+        Footer::At(range) => read(range.start, range.end)?,
+    };
+    decode(size, &metadata, name)
+}
+
+/// The answer for a file that is not there.
+pub fn missing(name: &str) -> CatalogError {
+    CatalogError::FailedPrecondition(format!(
+        "file {name} was not found; upload every file before committing"
+    ))
+}
+
+fn not_parquet(name: &str, why: &str) -> CatalogError {
+    CatalogError::FailedPrecondition(format!(
+        "file {name} is not a readable Parquet file ({why}); commit only Parquet files"
+    ))
+}
+
+/// A file's size and its last bytes, from `start` on.
+struct Tail {
+    size: u64,
+    start: u64,
+    bytes: Bytes,
+}
+
+/// Where a footer is: within the tail read already, or at this byte range of the file.
+enum Footer {
+    Read(Bytes),
+    At(std::ops::Range<u64>),
+}
+
+impl Tail {
+    /// Finds the footer from the file's last eight bytes (its length and the magic).
+    fn footer(&self, name: &str) -> CatalogResult<Footer> {
+        let bytes = &self.bytes;
+        if self.size < 12 || bytes.len() < 8 {
+            return Err(not_parquet(name, "it is too short"));
+        }
+        let last: [u8; 8] = bytes[bytes.len() - 8..]
+            .try_into()
+            .map_err(|_| not_parquet(name, "no footer"))?;
+        let footer =
+            FooterTail::try_new(&last).map_err(|_| not_parquet(name, "no Parquet footer"))?;
+        if footer.is_encrypted_footer() {
+            return Err(not_parquet(name, "its footer is encrypted"));
+        }
+        let length = footer.metadata_length();
+        if length > MAX_FOOTER_BYTES {
+            return Err(not_parquet(
+                name,
+                &format!("its footer is {length} bytes; at most {MAX_FOOTER_BYTES} are read"),
+            ));
+        }
+        let end = self.size - 8;
+        let start = end
+            .checked_sub(length as u64)
+            .filter(|start| *start >= 4)
+            .ok_or_else(|| not_parquet(name, "its footer length does not fit the file"))?;
+        Ok(if start >= self.start {
+            let from = (start - self.start) as usize;
+            Footer::Read(bytes.slice(from..from + length))
+        } else {
+            Footer::At(start..end)
+        })
+    }
+}
+
+/// The facts of a file of `size` bytes whose footer is `metadata`.
+fn decode(size: u64, metadata: &[u8], name: &str) -> CatalogResult<FileFacts> {
+    let (rows, schema, stats) = read_footer(metadata).map_err(|e| not_parquet(name, &e))?;
     Ok(FileFacts {
         size,
         rows,

@@ -1,7 +1,7 @@
 //! One tokio runtime per process, and running client futures with the GIL released.
 //!
-//! Work runs on the runtime while the calling thread waits without the GIL, waking every
-//! 100 ms to let Python handle signals. On Ctrl-C, [`run`] drops the work (reads and metadata
+//! Work runs on the calling thread without the GIL (the tasks it starts on the runtime's
+//! workers), coming back every 100 ms to let Python handle signals. On Ctrl-C, [`run`] drops the work (reads and metadata
 //! calls: nothing to undo) and raises KeyboardInterrupt. [`run_cancellable`] instead cancels
 //! the work's token and waits for it to stop: a write aborts its batches if its commit was not
 //! sent yet, and otherwise settles the commit first, so the KeyboardInterrupt says truthfully
@@ -12,7 +12,6 @@ use batchstore_client::{CancellationToken, ClientError};
 use pyo3::prelude::*;
 use std::future::Future;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 
 fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
     batchstore_client::runtime::shared().map_err(errors::Error::new_err)
@@ -24,19 +23,17 @@ fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
 /// The work's own error as a Python exception, or KeyboardInterrupt on Ctrl-C.
 pub fn run<T, F>(py: Python<'_>, work: F) -> PyResult<T>
 where
-    F: Future<Output = Result<T, ClientError>> + Send + 'static,
-    T: Send + 'static,
+    F: Future<Output = Result<T, ClientError>> + Send,
+    T: Send,
 {
-    let mut handle = runtime()?.spawn(work);
+    let runtime = runtime()?;
+    // Dropped (on Ctrl-C) inside the runtime's context, as its resources expect.
+    let _context = runtime.enter();
+    let mut work = std::pin::pin!(work);
     loop {
-        match wait(py, &mut handle)? {
+        match wait(py, runtime, work.as_mut()) {
             Some(result) => return result.map_err(errors::to_py),
-            None => {
-                if let Err(interrupt) = py.check_signals() {
-                    handle.abort();
-                    return Err(interrupt);
-                }
-            }
+            None => py.check_signals()?,
         }
     }
 }
@@ -48,12 +45,14 @@ where
 /// As [`run`].
 pub fn run_cancellable<T, F>(py: Python<'_>, cancel: CancellationToken, work: F) -> PyResult<T>
 where
-    F: Future<Output = Result<T, ClientError>> + Send + 'static,
-    T: Send + 'static,
+    F: Future<Output = Result<T, ClientError>> + Send,
+    T: Send,
 {
-    let mut handle = runtime()?.spawn(work);
+    let runtime = runtime()?;
+    let _context = runtime.enter();
+    let mut work = std::pin::pin!(work);
     loop {
-        match wait(py, &mut handle)? {
+        match wait(py, runtime, work.as_mut()) {
             Some(Err(ClientError::Cancelled(account))) => {
                 return Err(pyo3::exceptions::PyKeyboardInterrupt::new_err(account));
             }
@@ -67,24 +66,22 @@ where
     }
 }
 
-/// Waits up to 100 ms for the work without the GIL; `None` while it still runs.
-fn wait<T: Send + 'static>(
+/// Polls the work on this thread, without the GIL, for up to 100 ms; `None` while it still
+/// runs. The work runs here rather than on a worker: handing it to a worker and waking this
+/// thread again when it ends cost two thread switches per call, a good part of a tiny call.
+fn wait<F: Future + Send>(
     py: Python<'_>,
-    handle: &mut JoinHandle<Result<T, ClientError>>,
-) -> PyResult<Option<Result<T, ClientError>>> {
-    let runtime = runtime()?;
-    let finished = py.detach(|| {
+    runtime: &tokio::runtime::Runtime,
+    work: std::pin::Pin<&mut F>,
+) -> Option<F::Output>
+where
+    F::Output: Send,
+{
+    py.detach(|| {
         runtime.block_on(async {
-            tokio::time::timeout(Duration::from_millis(100), &mut *handle)
+            tokio::time::timeout(Duration::from_millis(100), work)
                 .await
                 .ok()
         })
-    });
-    match finished {
-        Some(Ok(result)) => Ok(Some(result)),
-        Some(Err(join)) => Err(errors::Error::new_err(format!(
-            "the operation failed: {join}"
-        ))),
-        None => Ok(None),
-    }
+    })
 }

@@ -898,6 +898,104 @@ async fn the_catalog_records_only_facts_it_checked(backend: Backend) -> anyhow::
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert!(refused.message().contains("link"), "{}", refused.message());
 
+    // A batch directory that is itself a link, to a directory holding a valid file.
+    let linked_dir = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
+    let target_dir = tempfile::tempdir()?;
+    let target = upload(
+        &format!("file://{}", target_dir.path().display()),
+        "part-00000.parquet",
+        2,
+    )?;
+    let batch_dir = local_dir(&linked_dir.location)?;
+    std::fs::create_dir_all(
+        batch_dir
+            .parent()
+            .ok_or_else(|| anyhow::anyhow!("a batch directory has a parent"))?,
+    )?;
+    std::os::unix::fs::symlink(target_dir.path(), &batch_dir)?;
+    let refused = client
+        .commit(refusal(vec![target], linked_dir.batch_id))
+        .await
+        .expect_err("a linked directory");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("link"), "{}", refused.message());
+
+    // A FIFO in a file's place is refused at once (opening it must not wait for a writer).
+    let fifo = begin(&mut client, "sales", "items", &ds("1"), 0).await?;
+    std::fs::create_dir_all(local_dir(&fifo.location)?)?;
+    let made = std::process::Command::new("mkfifo")
+        .arg(local_dir(&fifo.location)?.join("part-00000.parquet"))
+        .status()?;
+    anyhow::ensure!(made.success(), "mkfifo failed");
+    let refused = client
+        .commit(refusal(
+            vec![pb::DataFile {
+                path: "part-00000.parquet".into(),
+                size_bytes: 100,
+                rows: 1,
+            }],
+            fifo.batch_id,
+        ))
+        .await
+        .expect_err("a FIFO");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("regular file"),
+        "{}",
+        refused.message()
+    );
+
+    // A footer larger than the tail read first (64 KiB) is read in full and checked: here a
+    // file of 3,000 columns, declared with one row too many.
+    create_table(&mut client, "sales", "wide").await?;
+    let names: Vec<String> = (0..3000)
+        .map(|i| format!("column_with_a_long_name_{i:05}"))
+        .collect();
+    let wide_schema: Vec<_> = names
+        .iter()
+        .map(|name| Field::new(name, DataType::Utf8, true))
+        .collect();
+    let declared = schema_bytes(
+        &names
+            .iter()
+            .map(|name| (name.as_str(), DataType::Utf8))
+            .collect::<Vec<_>>(),
+    );
+    let wide_request = |files: Vec<pb::DataFile>, batch_id: String| {
+        let mut request = commit_request(batch_id, files, None);
+        request.updates[0].arrow_schema = declared.clone();
+        request
+    };
+    let columns: Vec<arrow_array::ArrayRef> = (0..3000)
+        .map(|_| std::sync::Arc::new(StringArray::from(vec!["v"])) as arrow_array::ArrayRef)
+        .collect();
+    let wide = RecordBatch::try_new(std::sync::Arc::new(Schema::new(wide_schema)), columns)?;
+    let wide_begun = begin(&mut client, "sales", "wide", &ds("1"), 0).await?;
+    let wide_file = upload_batch(&wide_begun.location, "part-00000.parquet", &wide)?;
+    let footer_length = {
+        let bytes = std::fs::read(local_dir(&wide_begun.location)?.join("part-00000.parquet"))?;
+        let end = bytes.len() - 8;
+        u32::from_le_bytes(bytes[end..end + 4].try_into()?)
+    };
+    assert!(footer_length > 64 * 1024, "footer of {footer_length} bytes");
+    let refused = client
+        .commit(wide_request(
+            vec![pb::DataFile {
+                rows: 2,
+                ..wide_file.clone()
+            }],
+            wide_begun.batch_id.clone(),
+        ))
+        .await
+        .expect_err("one row too many");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("row"), "{}", refused.message());
+    let wide_committed = client
+        .commit(wide_request(vec![wide_file], wide_begun.batch_id))
+        .await?
+        .into_inner();
+    assert_eq!(wide_committed.committed[0].rows, 1);
+
     // The truthful commit records rows and bytes from the file, and keeps its statistics.
     let committed = client
         .commit(refusal(vec![file.clone()], begun.batch_id.clone()))

@@ -167,10 +167,17 @@ impl Warehouse {
             CatalogError::InvalidArgument(format!("bad file path {}: {e}", file.path))
         })?;
         let name = format!("{} in {location}", file.path);
-        if let Some(root) = &self.local_root {
-            refuse_links(root, &path, &name)?;
-        }
-        let facts = footer::inspect(self.store.as_ref(), &path, &name).await?;
+        let facts = match self.local_root.clone() {
+            Some(root) => {
+                let name = name.clone();
+                tokio::task::spawn_blocking(move || inspect_local(&root, &path, &name))
+                    .await
+                    .map_err(|e| {
+                        CatalogError::Internal(format!("reading a footer failed: {e}"))
+                    })??
+            }
+            None => footer::inspect(self.store.as_ref(), &path, &name).await?,
+        };
         if facts.size != file.size_bytes as u64 {
             return Err(CatalogError::FailedPrecondition(format!(
                 "file {name} is {} bytes, but the commit says {}; the upload is incomplete or \
@@ -421,26 +428,26 @@ fn parse_path(text: &str) -> CatalogResult<Path> {
         .map_err(|e| CatalogError::InvalidArgument(format!("bad object path {text}: {e}")))
 }
 
-/// On a local warehouse, a file must be a regular file reached without symbolic links, so a
-/// batch can never make the catalog record (or later delete) something outside it.
-fn refuse_links(root: &std::path::Path, path: &Path, name: &str) -> CatalogResult<()> {
-    let lexical = root.join(path.as_ref());
-    let linked = || {
-        CatalogError::FailedPrecondition(format!(
-            "file {name} is, or lies under, a symbolic link; a batch holds regular files only"
-        ))
+/// Opens, reads and decodes a local file's footer in one step (blocking). The file must be a
+/// regular file reached without symbolic links, so a batch can never make the catalog record
+/// (or later delete) something outside it.
+fn inspect_local(root: &std::path::Path, path: &Path, name: &str) -> CatalogResult<FileFacts> {
+    let file = match nofollow::open_file(root, path.as_ref()) {
+        Ok(Some(file)) => file,
+        Ok(None) => return Err(footer::missing(name)),
+        Err(nofollow::LocalDeleteError::Io { source, .. }) => {
+            return Err(CatalogError::Unavailable(format!(
+                "cannot open file {name}: {source}"
+            )));
+        }
+        Err(_) => {
+            return Err(CatalogError::FailedPrecondition(format!(
+                "file {name} is, or lies under, a symbolic link, or is not a regular file; a \
+                 batch holds regular files only"
+            )));
+        }
     };
-    match std::fs::symlink_metadata(&lexical) {
-        Ok(meta) if meta.file_type().is_symlink() || !meta.is_file() => return Err(linked()),
-        Ok(_) => {}
-        // Missing: the footer read reports it.
-        Err(_) => return Ok(()),
-    }
-    match std::fs::canonicalize(&lexical) {
-        Ok(real) if real == lexical => Ok(()),
-        Ok(_) => Err(linked()),
-        Err(_) => Ok(()),
-    }
+    footer::inspect_local(&file, name)
 }
 
 fn endpoint_is_plain_http() -> bool {

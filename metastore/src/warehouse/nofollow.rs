@@ -1,8 +1,9 @@
-//! Deleting inside a local warehouse through directory handles, never through a path.
+//! Opening and deleting inside a local warehouse through directory handles, never through a
+//! path.
 //!
 //! Anyone who can write a local warehouse could swap a batch directory (or a directory above
 //! it) for a symbolic link between a check and a delete, and make garbage collection delete
-//! what the link points to. So nothing here resolves a path: every directory below the
+//! what the link points to (or a commit record what it points to). So nothing here resolves a path: every directory below the
 //! warehouse root is opened relative to its parent's handle with `O_NOFOLLOW`, and entries are
 //! removed with `unlinkat` on the handle that was checked. A link met where a directory should be
 //! stops the deletion; a link where a file should be is removed itself, which never touches its
@@ -99,6 +100,51 @@ fn open_below(root: &Path, relative: &str) -> Result<Option<Opened>> {
         dir: current,
         name: (*name).to_owned(),
     }))
+}
+
+/// Opens the regular file `relative` (to `root`) for reading, reached without following links.
+/// `Ok(None)` when it (or a directory above it) is not there.
+///
+/// # Errors
+/// `NotADirectory` when the file or a directory above it is a link, or the file is not a
+/// regular file; `Io` when it cannot be opened.
+pub fn open_file(root: &Path, relative: &str) -> Result<Option<std::fs::File>> {
+    let linked = || LocalDeleteError::NotADirectory {
+        path: relative.to_owned(),
+    };
+    let (dir, name) = relative.rsplit_once('/').unwrap_or(("", relative));
+    if matches!(name, "" | "." | "..") {
+        return Err(linked());
+    }
+    let parent = if dir.is_empty() {
+        open_root(root)?
+    } else {
+        match open_below(root, dir)? {
+            Some(opened) => opened.dir,
+            None => return Ok(None),
+        }
+    };
+    // Non-blocking: a FIFO in a file's place must not hang the open; it is refused below.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let file = match openat(&parent, name, flags, Mode::empty()) {
+        Ok(file) => std::fs::File::from(file),
+        Err(Errno::NOENT) => return Ok(None),
+        Err(Errno::LOOP) => return Err(linked()),
+        Err(e) => {
+            return Err(LocalDeleteError::Io {
+                path: relative.to_owned(),
+                source: e.into(),
+            });
+        }
+    };
+    match file.metadata() {
+        Ok(meta) if meta.is_file() => Ok(Some(file)),
+        Ok(_) => Err(linked()),
+        Err(source) => Err(LocalDeleteError::Io {
+            path: relative.to_owned(),
+            source,
+        }),
+    }
 }
 
 /// Removes the named files of the directory `dir` (relative to `root`), then the directory if

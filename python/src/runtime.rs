@@ -1,11 +1,11 @@
 //! One tokio runtime per process, and running client futures with the GIL released.
 //!
 //! Work runs on the calling thread without the GIL (the tasks it starts on the runtime's
-//! workers), coming back every 100 ms to let Python handle signals. On Ctrl-C, [`run`] drops the work (reads and metadata
-//! calls: nothing to undo) and raises KeyboardInterrupt. [`run_cancellable`] instead cancels
-//! the work's token and waits for it to stop: a write aborts its batches if its commit was not
-//! sent yet, and otherwise settles the commit first, so the KeyboardInterrupt says truthfully
-//! whether anything was committed.
+//! workers), coming back every 100 ms to let Python handle signals. On Ctrl-C, [`run`] drops
+//! the work (reads and metadata calls: nothing to undo) and raises KeyboardInterrupt.
+//! [`run_cancellable`] instead cancels the work's token and waits for it to stop: a write
+//! aborts its batches if its commit was not sent yet, and otherwise settles the commit first,
+//! so the KeyboardInterrupt says truthfully whether anything was committed.
 
 use crate::errors;
 use batchstore_client::{CancellationToken, ClientError};

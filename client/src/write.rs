@@ -19,6 +19,7 @@ use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_schema::SchemaRef;
 use batchstore_proto::v1 as pb;
 use bytes::Bytes;
+use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::{PutMode, PutOptions, PutPayload};
 use parquet::arrow::ArrowWriter;
@@ -26,7 +27,6 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// A file is also cut when its input reaches this many bytes of Arrow memory.
@@ -220,6 +220,8 @@ impl Client {
                 (sender, receiver.shared())
             })
             .unzip();
+        // Set when every upload has ended, so that lease renewal stops.
+        let uploads_ended = CancellationToken::new();
         let begin = async {
             let begun = match self.begin_all(table, &specs, options, pending).await {
                 Err(missing)
@@ -232,28 +234,38 @@ impl Client {
                 }
                 other => other?,
             };
-            // Keeps every batch's lease alive while the data uploads, however long that takes.
-            let renewal = LeaseRenewal::start(self.rpc.clone(), &begun, options.lease);
             for (sender, begun) in senders.into_iter().zip(&begun) {
                 // A receiver gone means that upload failed already; its error is reported.
                 let _ = sender.send(self.stores.batch_dir(&begun.location)?);
             }
-            Ok::<_, ClientError>((begun, renewal))
+            // Keeps every batch's lease alive while the data uploads, however long that takes
+            // (polled with the uploads: no task of its own to start and stop per write).
+            tokio::select! {
+                () = renew_leases(self.rpc.clone(), &begun, options.lease) => {}
+                () = uploads_ended.cancelled() => {}
+            }
+            Ok::<_, ClientError>(begun)
         };
-        let uploads = futures::stream::iter(partitions.into_iter().zip(promises))
-            .map(|(part, dir)| {
-                let progress = progress.clone();
-                async move {
-                    let (schema, files) = upload_batch(dir, part.data, options, progress).await?;
-                    Ok::<_, ClientError>((schema, files, part.expected))
-                }
-            })
-            .buffered(options.parallelism.clamp(1, 8))
-            .try_collect::<Vec<_>>();
+        let uploads = async {
+            let uploaded = futures::stream::iter(partitions.into_iter().zip(promises))
+                .map(|(part, dir)| {
+                    let progress = progress.clone();
+                    async move {
+                        let (schema, files) =
+                            upload_batch(dir, part.data, options, progress).await?;
+                        Ok::<_, ClientError>((schema, files, part.expected))
+                    }
+                })
+                .buffered(options.parallelism.clamp(1, 8))
+                .try_collect::<Vec<_>>()
+                .await;
+            uploads_ended.cancel();
+            uploaded
+        };
         let (begun, uploaded) = tokio::join!(begin, uploads);
         // The batches' own error first: an upload waiting for a batch that never began fails
         // only because of it.
-        let (begun, _renewal) = begun?;
+        let begun = begun?;
         Ok(uploaded?
             .into_iter()
             .zip(begun)
@@ -349,51 +361,38 @@ fn lease_seconds(lease: Option<Duration>) -> i64 {
 }
 
 /// Renews the leases of batches being uploaded, every third of the lease (at most every
-/// [`RENEW_EVERY`]), until dropped when the upload ends. A failed renewal is only logged: the
-/// commit then reports the expired lease exactly.
-struct LeaseRenewal(tokio::task::JoinHandle<()>);
+/// [`RENEW_EVERY`]), for as long as it is polled (until the upload ends). A failed renewal is
+/// only logged: the commit then reports the expired lease exactly.
+async fn renew_leases(
+    rpc: crate::client::Rpc,
+    begun: &[pb::BeginWriteResponse],
+    lease: Option<Duration>,
+) {
+    // The lease asked for, else what the metastore granted (by this machine's clock).
+    let granted = lease.unwrap_or_else(|| {
+        let now = chrono::Utc::now().timestamp_micros();
+        let first = begun.iter().map(|b| b.lease_expires_at_micros).min();
+        Duration::from_micros(first.map_or(0, |e| e.saturating_sub(now)).max(0) as u64)
+    });
+    let every = (granted / 3).clamp(Duration::from_millis(200), RENEW_EVERY);
+    let lease_seconds = lease_seconds(lease);
+    loop {
+        tokio::time::sleep(every).await;
+        for begun in begun {
+            let mut call = tonic::Request::new(pb::RenewLeaseRequest {
+                batch_id: begun.batch_id.clone(),
+                lease_seconds,
+            });
+            call.set_timeout(every.max(Duration::from_secs(5)));
+            if let Err(error) = rpc.clone().renew_lease(call).await {
+                tracing::debug!(batch_id = %begun.batch_id, %error, "could not renew the lease");
+            }
+        }
+    }
+}
 
 /// The longest wait between renewals.
 const RENEW_EVERY: Duration = Duration::from_secs(60);
-
-impl LeaseRenewal {
-    fn start(
-        rpc: crate::client::Rpc,
-        begun: &[pb::BeginWriteResponse],
-        lease: Option<Duration>,
-    ) -> Self {
-        let batch_ids: Vec<String> = begun.iter().map(|b| b.batch_id.clone()).collect();
-        // The lease asked for, else what the metastore granted (by this machine's clock).
-        let granted = lease.unwrap_or_else(|| {
-            let now = chrono::Utc::now().timestamp_micros();
-            let first = begun.iter().map(|b| b.lease_expires_at_micros).min();
-            Duration::from_micros(first.map_or(0, |e| e.saturating_sub(now)).max(0) as u64)
-        });
-        let every = (granted / 3).clamp(Duration::from_millis(200), RENEW_EVERY);
-        let lease_seconds = lease_seconds(lease);
-        LeaseRenewal(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                for batch_id in &batch_ids {
-                    let mut call = tonic::Request::new(pb::RenewLeaseRequest {
-                        batch_id: batch_id.clone(),
-                        lease_seconds,
-                    });
-                    call.set_timeout(every.max(Duration::from_secs(5)));
-                    if let Err(error) = rpc.clone().renew_lease(call).await {
-                        tracing::debug!(%batch_id, %error, "could not renew the lease");
-                    }
-                }
-            }
-        }))
-    }
-}
-
-impl Drop for LeaseRenewal {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// Batches begun but not committed: aborted on error, and when dropped (cancellation) by a
 /// task on the runtime; never once their commit was sent, since it may have succeeded.
@@ -484,39 +483,46 @@ async fn upload_batch(
         cut_into_files(data, rows_per_file, &cutter, &sender);
     });
 
-    let mut uploads = JoinSet::new();
+    // Uploads are polled here, with the input, rather than spawned: a tiny write then costs no
+    // task start and no wake-up of another thread to finish (encoding runs on blocking threads
+    // either way).
+    let mut uploads = FuturesUnordered::new();
     let mut files = Vec::new();
     let mut index = 0usize;
-    while let Some(chunk) = chunks.recv().await {
-        let chunk = chunk?;
-        while uploads.len() >= parallelism {
-            if let Some(done) = uploads.join_next().await {
-                files.push(done??);
+    let mut input_ended = false;
+    loop {
+        tokio::select! {
+            Some(done) = uploads.next(), if !uploads.is_empty() => files.push(done?),
+            chunk = chunks.recv(), if !input_ended && uploads.len() < parallelism => {
+                let Some(chunk) = chunk else {
+                    input_ended = true;
+                    continue;
+                };
+                uploads.push(encode_and_put(
+                    dir.clone(),
+                    format!("part-{index:05}.parquet"),
+                    encoder.clone(),
+                    chunk?,
+                    progress.clone(),
+                ));
+                index += 1;
             }
+            else => break,
         }
-        let name = format!("part-{index:05}.parquet");
-        index += 1;
-        uploads.spawn(encode_and_put(
-            dir.clone(),
-            name,
-            encoder.clone(),
-            chunk,
-            progress.clone(),
-        ));
     }
     producer.await?;
     if index == 0 {
         // No rows at all: one empty file still records the schema.
-        uploads.spawn(encode_and_put(
-            dir.clone(),
-            "part-00000.parquet".into(),
-            encoder,
-            Chunk::Batches(Vec::new()),
-            progress,
-        ));
-    }
-    while let Some(done) = uploads.join_next().await {
-        files.push(done??);
+        files.push(
+            encode_and_put(
+                dir,
+                "part-00000.parquet".into(),
+                encoder,
+                Chunk::Batches(Vec::new()),
+                progress,
+            )
+            .await?,
+        );
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((schema, files))

@@ -62,6 +62,14 @@ fn commit_lock(table_id: i64) -> i64 {
 /// How far in the future an as-of time may be and still be answered (after waiting for it).
 const AS_OF_WAIT_LIMIT: Duration = Duration::from_secs(2);
 
+/// The new version and stamp a pointer update returned (see [`Catalog::pointer_update`]).
+pub(super) fn moved(row: &sqlx::any::AnyRow) -> CatalogResult<(i64, Micros)> {
+    Ok((
+        row.try_get("current_version")?,
+        row.try_get("updated_at_us")?,
+    ))
+}
+
 /// A pointer move: which partition, to which batch, under which expectation.
 pub(super) struct PointerMove<'a> {
     pub partition_id: i64,
@@ -213,6 +221,23 @@ impl Catalog {
         change: &PointerMove<'_>,
         stamp: Option<Micros>,
     ) -> CatalogResult<Option<(i64, Micros)>> {
+        let row = self
+            .pointer_update(change, stamp, |_| String::new())
+            .fetch_optional(&mut *conn)
+            .await?;
+        row.as_ref().map(moved).transpose()
+    }
+
+    /// The statement of [`Self::move_pointer`], its parameters bound, followed by the
+    /// statements `then` gives for the first parameter number free after it (empty for none;
+    /// SQLite sends statements together in one round trip). Statements after the update see
+    /// whether it moved the pointer: the partition's `current_batch_id` is then `$1`.
+    pub(super) fn pointer_update<'q>(
+        &self,
+        change: &PointerMove<'q>,
+        stamp: Option<Micros>,
+        then: impl FnOnce(usize) -> String,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
         // Parameters $1..$5 always; then the stamp and the expected batch when given.
         let mut next = 6;
         let mut parameter = || {
@@ -232,12 +257,16 @@ impl Catalog {
             Some(ExpectedCurrent::Nothing) => " AND current_batch_id IS NULL".to_owned(),
             Some(ExpectedCurrent::Batch(_)) => format!(" AND current_batch_id = {}", parameter()),
         };
+        let then = match then(next) {
+            more if more.is_empty() => more,
+            more => format!("; {more}"),
+        };
         let sql = format!(
             "UPDATE partitions SET current_batch_id = $1, current_version = current_version + 1, \
                     rows = $2, bytes = $3, current_location = $5, updated_at_us = {stamped} \
              WHERE id = $4{guard} AND EXISTS (SELECT 1 FROM tables t \
                    WHERE t.id = partitions.table_id AND t.dropped_at_us IS NULL) \
-             RETURNING current_version, updated_at_us"
+             RETURNING current_version, updated_at_us{then}"
         );
         let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(change.batch_id)
@@ -249,16 +278,9 @@ impl Catalog {
             query = query.bind(stamp);
         }
         if let Some(ExpectedCurrent::Batch(expected)) = change.expected {
-            query = query.bind(expected);
+            query = query.bind(expected.as_str());
         }
-        let row = query.fetch_optional(&mut *conn).await?;
-        row.map(|row| {
-            Ok((
-                row.try_get("current_version")?,
-                row.try_get("updated_at_us")?,
-            ))
-        })
-        .transpose()
+        query
     }
 
     /// Appends the history entry of a pointer move.

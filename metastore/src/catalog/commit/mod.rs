@@ -17,7 +17,7 @@
 mod retry;
 pub(super) mod validate;
 
-use super::pointer::PointerMove;
+use super::pointer::{self, PointerMove};
 use super::{Catalog, Dialect};
 use crate::error::{CatalogError, CatalogResult, Missing};
 use crate::model::{
@@ -177,10 +177,8 @@ impl Catalog {
                 bytes: p.bytes,
                 expected: p.update.expected.as_ref(),
             };
-            let Some((version, stamp)) = self.move_pointer(conn, &change, stamp).await? else {
-                return Err(TxStop::Conflict(p.batch.batch_id.clone()));
-            };
-            self.record_committed(conn, p, &change, version, stamp, actor, message)
+            let (version, stamp) = self
+                .move_and_record(conn, p, &change, stamp, actor, message)
                 .await?;
             committed.push((
                 p.index,
@@ -200,51 +198,87 @@ impl Catalog {
         Ok(committed)
     }
 
-    /// Appends the version's history entry and marks its batch committed, the latter only
-    /// while the batch is pending with a live lease. Both go to the database at once, one
-    /// round trip fewer while the partition's row is locked: on PostgreSQL one statement (a
-    /// data-modifying `WITH`), on SQLite (which has none) two statements sent together.
-    #[allow(clippy::too_many_arguments)]
-    async fn record_committed(
+    /// Moves the partition's pointer ([`Catalog::move_pointer`]), appends the version's history
+    /// entry and marks its batch committed, the last only while the batch is pending with a
+    /// live lease. Returns the new version and its stamp. On SQLite the three statements go to
+    /// the database together, one round trip (the two after the move run only if it moved the
+    /// pointer); on PostgreSQL the move comes first, then the other two as one statement (a
+    /// data-modifying `WITH`): one round trip fewer while the partition's row is locked.
+    async fn move_and_record(
         &self,
         conn: &mut AnyConnection,
         p: &PreparedUpdate,
         change: &PointerMove<'_>,
-        version: i64,
-        stamp: Micros,
+        stamp: Option<Micros>,
         actor: &str,
         message: &str,
-    ) -> Result<(), TxStop> {
+    ) -> Result<(i64, Micros), TxStop> {
         const APPEND: &str = "INSERT INTO history (partition_id, version, batch_id, operation, \
-                                       actor, message, committed_at_us, rows, bytes) \
-             VALUES ($1, $2, $3, 'write', $4, $5, $6, $7, $8)";
-        const MARK: &str = "UPDATE batches SET state = 'committed', version = $2, \
+                                       actor, message, committed_at_us, rows, bytes)";
+        let conflict = || TxStop::Conflict(p.batch.batch_id.clone());
+        let not_pending = || TxStop::BatchNotPending(p.batch.batch_id.clone());
+        // All rows: sqlx stops a `fetch_optional` of SQLite statements sent together after the
+        // first statement.
+        let now = self.dialect.now();
+        if self.dialect == Dialect::Sqlite {
+            let rows = self
+                .pointer_update(change, stamp, |n| {
+                    let (actor, message, schema) = (n, n + 1, n + 2);
+                    format!(
+                        "{APPEND} SELECT id, current_version, $1, 'write', ${actor}, ${message}, \
+                                updated_at_us, $2, $3 \
+                         FROM partitions WHERE id = $4 AND current_batch_id = $1; \
+                         UPDATE batches SET state = 'committed', version = p.current_version, \
+                                committed_at_us = p.updated_at_us, rows = $2, bytes = $3, \
+                                arrow_schema = ${schema} \
+                         FROM (SELECT current_version, updated_at_us FROM partitions \
+                               WHERE id = $4 AND current_batch_id = $1) AS p \
+                         WHERE batch_id = $1 AND state = 'pending' AND lease_expires_at_us > {now} \
+                         RETURNING batch_id"
+                    )
+                })
+                .bind(actor)
+                .bind(message)
+                .bind(&p.update.arrow_schema)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| lost_batch(e, &p.batch.batch_id))?;
+            let is_move = |row: &&sqlx::any::AnyRow| row.try_column("current_version").is_ok();
+            let moved = rows.iter().find(is_move).ok_or_else(conflict)?;
+            let moved = pointer::moved(moved)?;
+            if !rows.iter().any(|row| !is_move(&row)) {
+                return Err(not_pending());
+            }
+            return Ok(moved);
+        }
+        let (version, stamp) = self
+            .move_pointer(conn, change, stamp)
+            .await?
+            .ok_or_else(conflict)?;
+        let marked = sqlx::query(AssertSqlSafe(format!(
+            "WITH appended AS ({APPEND} \
+                 VALUES ($1, $2, $3, 'write', $4, $5, $6, $7, $8)) \
+             UPDATE batches SET state = 'committed', version = $2, \
                     committed_at_us = $6, rows = $7, bytes = $8, arrow_schema = $9 \
              WHERE batch_id = $3 AND state = 'pending' AND lease_expires_at_us > {now} \
-             RETURNING batch_id";
-        let sql = match self.dialect {
-            Dialect::Postgres => format!("WITH appended AS ({APPEND}) {MARK}"),
-            Dialect::Sqlite => format!("{APPEND}; {MARK}"),
-        };
-        let marked = sqlx::query(self.sql(&sql))
-            .bind(change.partition_id)
-            .bind(version)
-            .bind(&p.batch.batch_id)
-            .bind(actor)
-            .bind(message)
-            .bind(stamp)
-            .bind(p.rows)
-            .bind(p.bytes)
-            .bind(&p.update.arrow_schema)
-            // All rows: sqlx stops a `fetch_optional` of SQLite statements sent together
-            // after the first statement.
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| lost_batch(e, &p.batch.batch_id))?;
+             RETURNING batch_id"
+        )))
+        .bind(change.partition_id)
+        .bind(version)
+        .bind(&p.batch.batch_id)
+        .bind(actor)
+        .bind(message)
+        .bind(stamp)
+        .bind(p.rows)
+        .bind(p.bytes)
+        .bind(&p.update.arrow_schema)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| lost_batch(e, &p.batch.batch_id))?;
         if marked.is_empty() {
-            return Err(TxStop::BatchNotPending(p.batch.batch_id.clone()));
+            return Err(not_pending());
         }
-        Ok(())
+        Ok((version, stamp))
     }
 
     /// Keeps each table's read schema right for the writes of this commit: a table without a

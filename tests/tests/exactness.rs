@@ -17,6 +17,7 @@ type Change = Box<dyn Fn(&mut pb::CommitRequest)>;
 on_both_backends!(
     retry_is_compared_with_what_was_committed,
     retry_after_losing_the_race_is_answered_not_refused,
+    a_commit_racing_its_identical_retry_is_answered_once,
     one_commit_one_timestamp_and_repeatable_as_of,
     as_of_in_the_future_is_refused,
     partition_named_twice_is_read_once,
@@ -243,6 +244,73 @@ async fn retry_after_losing_the_race_is_answered_not_refused(
     let retried = on_a.commit(request).await?.into_inner();
     assert!(retried.already_committed);
     assert_eq!(retried.committed[0].version, committed.committed[0].version);
+    Ok(())
+}
+
+/// The same compare-and-swap commit sent twice at once (a client's retry, a hedged request):
+/// the second waits while the first holds its transaction open (a fault the debug build
+/// injects), then finds its batch committed. Both are answered with the one version, with
+/// files and without (a batch of no files has no file rows to collide on first).
+async fn a_commit_racing_its_identical_retry_is_answered_once(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let db = TestDatabase::create(backend)?;
+    let warehouse = tempfile::tempdir()?;
+    let server = Metastore::start_with_env(
+        &db.url,
+        &warehouse.path().display().to_string(),
+        &[],
+        &[(
+            "BATCHSTORE_FAULT_COMMIT_PAUSE_MS".to_owned(),
+            "300".to_owned(),
+        )],
+    )?;
+    let mut client = server.client().await?;
+    create_table(&mut client, "sales", "items").await?;
+    let mut current = write_once(&mut client, "sales", "items", &ds("1"), None).await?;
+    let no_files: &[(&str, i64)] = &[];
+    for files in [no_files, &[("part-00000.parquet", 2)]] {
+        let mut updates = staged(&mut client, &["1"], files).await?;
+        updates[0].expected_current_batch_id = Some(current.batch_id.clone());
+        let request = commit_of(updates, "cas");
+        let mut other = server.client().await?;
+        let sent = request.clone();
+        let first = tokio::spawn(async move { other.commit(sent).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let second = client.commit(request).await;
+        let first = first.await?;
+        let (first, second) = (first?.into_inner(), second?.into_inner());
+        assert_eq!(
+            first.committed[0].version,
+            second.committed[0].version,
+            "{} files: {first:?} vs {second:?}",
+            files.len()
+        );
+        assert_eq!(
+            u8::from(first.already_committed) + u8::from(second.already_committed),
+            1,
+            "exactly one of the two made the version: {first:?} vs {second:?}"
+        );
+        let history = client
+            .get_history(pb::GetHistoryRequest {
+                table: table_ref("sales", "items"),
+                partition: Some(ds("1")),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let made = history
+            .entries
+            .iter()
+            .filter(|e| e.batch_id == first.committed[0].batch_id)
+            .count();
+        assert_eq!(made, 1, "one history entry for the batch: {history:?}");
+        current = first
+            .committed
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("no version"))?;
+    }
     Ok(())
 }
 

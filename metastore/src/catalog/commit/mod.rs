@@ -201,9 +201,11 @@ impl Catalog {
     /// Moves the partition's pointer ([`Catalog::move_pointer`]), appends the version's history
     /// entry and marks its batch committed, the last only while the batch is pending with a
     /// live lease. Returns the new version and its stamp. On SQLite the three statements go to
-    /// the database together, one round trip (the two after the move run only if it moved the
-    /// pointer); on PostgreSQL the move comes first, then the other two as one statement (a
-    /// data-modifying `WITH`): one round trip fewer while the partition's row is locked.
+    /// the database together, one round trip: each after the move runs only if the statement
+    /// before it changed one row (`changes()`), so nothing follows a failed compare-and-swap,
+    /// even one that failed because a racing retry made this batch current already. On
+    /// PostgreSQL the move comes first, then the other two as one statement (a data-modifying
+    /// `WITH`): one round trip fewer while the partition's row is locked.
     async fn move_and_record(
         &self,
         conn: &mut AnyConnection,
@@ -227,12 +229,12 @@ impl Catalog {
                     format!(
                         "{APPEND} SELECT id, current_version, $1, 'write', ${actor}, ${message}, \
                                 updated_at_us, $2, $3 \
-                         FROM partitions WHERE id = $4 AND current_batch_id = $1; \
+                         FROM partitions WHERE id = $4 AND current_batch_id = $1 AND changes() = 1; \
                          UPDATE batches SET state = 'committed', version = p.current_version, \
                                 committed_at_us = p.updated_at_us, rows = $2, bytes = $3, \
                                 arrow_schema = ${schema} \
                          FROM (SELECT current_version, updated_at_us FROM partitions \
-                               WHERE id = $4 AND current_batch_id = $1) AS p \
+                               WHERE id = $4 AND current_batch_id = $1 AND changes() = 1) AS p \
                          WHERE batch_id = $1 AND state = 'pending' AND lease_expires_at_us > {now} \
                          RETURNING batch_id"
                     )

@@ -28,6 +28,7 @@ use parquet::file::properties::WriterProperties;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 /// A file is also cut when its input reaches this many bytes of Arrow memory.
 const MAX_FILE_MEMORY: usize = 512 * 1024 * 1024;
@@ -483,9 +484,10 @@ async fn upload_batch(
         cut_into_files(data, rows_per_file, &cutter, &sender);
     });
 
-    // Uploads are polled here, with the input, rather than spawned: a tiny write then costs no
-    // task start and no wake-up of another thread to finish (encoding runs on blocking threads
-    // either way).
+    // A small file (encoded already, as it was cut) is uploaded here, with the input: a tiny
+    // write then costs no task start and no wake-up of another thread to finish. A large one
+    // gets a task of its own, so that the work its upload does on the runtime (the SHA-256 of
+    // an S3 payload) runs beside the other files' on every core.
     let mut uploads = FuturesUnordered::new();
     let mut files = Vec::new();
     let mut index = 0usize;
@@ -498,13 +500,21 @@ async fn upload_batch(
                     input_ended = true;
                     continue;
                 };
-                uploads.push(encode_and_put(
+                let chunk = chunk?;
+                let small = matches!(chunk, Chunk::Encoded(..));
+                let upload = encode_and_put(
                     dir.clone(),
                     format!("part-{index:05}.parquet"),
                     encoder.clone(),
-                    chunk?,
+                    chunk,
                     progress.clone(),
-                ));
+                );
+                uploads.push(if small {
+                    upload.boxed()
+                } else {
+                    let task = AbortOnDropHandle::new(tokio::spawn(upload));
+                    async move { task.await? }.boxed()
+                });
                 index += 1;
             }
             else => break,

@@ -48,6 +48,28 @@ async fn setup(backend: Backend) -> anyhow::Result<(TestDatabase, Metastore, Rpc
     Ok((db, server, client))
 }
 
+/// As [`setup`], on a server whose every commit holds its stamped transaction open for
+/// `pause_ms` before it ends (a fault the debug build injects).
+async fn setup_pausing_commits(
+    backend: Backend,
+    pause_ms: u64,
+) -> anyhow::Result<(TestDatabase, tempfile::TempDir, Metastore, Rpc)> {
+    let db = TestDatabase::create(backend)?;
+    let warehouse = tempfile::tempdir()?;
+    let server = Metastore::start_with_env(
+        &db.url,
+        &warehouse.path().display().to_string(),
+        &[],
+        &[(
+            "BATCHSTORE_FAULT_COMMIT_PAUSE_MS".to_owned(),
+            pause_ms.to_string(),
+        )],
+    )?;
+    let mut client = server.client().await?;
+    create_table(&mut client, "sales", "items").await?;
+    Ok((db, warehouse, server, client))
+}
+
 fn ds(value: &str) -> pb::PartitionSpec {
     spec(&[("ds", value)])
 }
@@ -254,19 +276,7 @@ async fn retry_after_losing_the_race_is_answered_not_refused(
 async fn a_commit_racing_its_identical_retry_is_answered_once(
     backend: Backend,
 ) -> anyhow::Result<()> {
-    let db = TestDatabase::create(backend)?;
-    let warehouse = tempfile::tempdir()?;
-    let server = Metastore::start_with_env(
-        &db.url,
-        &warehouse.path().display().to_string(),
-        &[],
-        &[(
-            "BATCHSTORE_FAULT_COMMIT_PAUSE_MS".to_owned(),
-            "300".to_owned(),
-        )],
-    )?;
-    let mut client = server.client().await?;
-    create_table(&mut client, "sales", "items").await?;
+    let (_db, _warehouse, server, mut client) = setup_pausing_commits(backend, 300).await?;
     let mut current = write_once(&mut client, "sales", "items", &ds("1"), None).await?;
     let no_files: &[(&str, i64)] = &[];
     for files in [no_files, &[("part-00000.parquet", 2)]] {
@@ -317,19 +327,7 @@ async fn a_commit_racing_its_identical_retry_is_answered_once(
 async fn one_commit_one_timestamp_and_repeatable_as_of(backend: Backend) -> anyhow::Result<()> {
     // Every commit holds its stamped transaction open for a while (a fault the debug build
     // injects), so readers meet commits in flight all the time.
-    let db = TestDatabase::create(backend)?;
-    let warehouse = tempfile::tempdir()?;
-    let server = Metastore::start_with_env(
-        &db.url,
-        &warehouse.path().display().to_string(),
-        &[],
-        &[(
-            "BATCHSTORE_FAULT_COMMIT_PAUSE_MS".to_owned(),
-            "40".to_owned(),
-        )],
-    )?;
-    let mut client = server.client().await?;
-    create_table(&mut client, "sales", "items").await?;
+    let (_db, _warehouse, server, mut client) = setup_pausing_commits(backend, 40).await?;
     let partitions = ["a", "b", "c"];
     let files = [("part-00000.parquet", 1)];
     let updates = staged(&mut client, &partitions, &files).await?;

@@ -230,8 +230,10 @@ impl Catalog {
 
     /// The statement of [`Self::move_pointer`], its parameters bound, followed by the
     /// statements `then` gives for the first parameter number free after it (empty for none;
-    /// SQLite sends statements together in one round trip). Statements after the update see
-    /// whether it moved the pointer: the partition's `current_batch_id` is then `$1`.
+    /// SQLite sends statements together in one round trip). A statement right after the
+    /// update sees whether it moved the pointer by `changes() = 1`; the partition pointing at
+    /// `$1` alone does not say so, since a racing commit of the same batch may have made it
+    /// current already.
     pub(super) fn pointer_update<'q>(
         &self,
         change: &PointerMove<'q>,

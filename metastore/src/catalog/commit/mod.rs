@@ -219,10 +219,10 @@ impl Catalog {
                                        actor, message, committed_at_us, rows, bytes)";
         let conflict = || TxStop::Conflict(p.batch.batch_id.clone());
         let not_pending = || TxStop::BatchNotPending(p.batch.batch_id.clone());
-        // All rows: sqlx stops a `fetch_optional` of SQLite statements sent together after the
-        // first statement.
         let now = self.dialect.now();
         if self.dialect == Dialect::Sqlite {
+            // All rows: sqlx stops a `fetch_optional` of SQLite statements sent together after
+            // the first statement.
             let rows = self
                 .pointer_update(change, stamp, |n| {
                     let (actor, message, schema) = (n, n + 1, n + 2);
@@ -245,12 +245,9 @@ impl Catalog {
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(|e| lost_batch(e, &p.batch.batch_id))?;
-            let is_move = |row: &&sqlx::any::AnyRow| row.try_column("current_version").is_ok();
-            let moved = rows.iter().find(is_move).ok_or_else(conflict)?;
-            let moved = pointer::moved(moved)?;
-            if !rows.iter().any(|row| !is_move(&row)) {
-                return Err(not_pending());
-            }
+            let returned = |column: &str| rows.iter().find(|row| row.try_column(column).is_ok());
+            let moved = pointer::moved(returned("current_version").ok_or_else(conflict)?)?;
+            returned("batch_id").ok_or_else(not_pending)?;
             return Ok(moved);
         }
         let (version, stamp) = self
@@ -274,12 +271,10 @@ impl Catalog {
         .bind(p.rows)
         .bind(p.bytes)
         .bind(&p.update.arrow_schema)
-        .fetch_all(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(|e| lost_batch(e, &p.batch.batch_id))?;
-        if marked.is_empty() {
-            return Err(not_pending());
-        }
+        marked.ok_or_else(not_pending)?;
         Ok((version, stamp))
     }
 

@@ -6,7 +6,8 @@
 //! well below the 5 GiB a single S3 PUT allows). Only when every file is in place does the commit
 //! make the batch visible, so a write that fails or is killed at any point leaves every
 //! partition as it was; a failed write tells the metastore (AbortWrite) when it still can,
-//! and otherwise its lease runs out.
+//! and otherwise its lease runs out. A front end that must convert its data first (a pandas
+//! frame) can begin the batches early, so that the round trip overlaps the conversion.
 
 use crate::client::Client;
 use crate::commit::{CommitOutcome, repeat_while_unknown};
@@ -25,6 +26,7 @@ use object_store::{PutMode, PutOptions, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -139,6 +141,79 @@ impl Client {
         options: &WriteOptions,
         progress: Option<Arc<dyn Progress>>,
     ) -> Result<Vec<CommitInfo>> {
+        self.write_after(request, options, progress, None).await
+    }
+
+    /// Starts beginning the batches of a write to `partitions` of `table` now, on the runtime
+    /// (call it from within the runtime), so that the round trip runs while the caller still
+    /// prepares the data, for example converts a frame. [`Client::write_begun`] then writes
+    /// with them; dropped unused, the batches are aborted. Errors surface in that write.
+    pub fn begin_early(
+        &self,
+        table: &TableName,
+        partitions: Vec<PartitionSpec>,
+        options: &WriteOptions,
+    ) -> EarlyBegin {
+        let pending = Arc::new(PendingBatches::new(self.clone()));
+        let begun = {
+            let (client, table, partitions, options, pending) = (
+                self.clone(),
+                table.clone(),
+                partitions.clone(),
+                options.clone(),
+                pending.clone(),
+            );
+            // A missing table is created by the write itself, once its data is ready: a frame
+            // that fails to convert leaves nothing behind.
+            tokio::spawn(async move {
+                client
+                    .begin_all(&table, &partitions, &options, &pending)
+                    .await
+            })
+        };
+        EarlyBegin {
+            table: table.clone(),
+            partitions,
+            pending,
+            begun: AbortOnDropHandle::new(begun),
+        }
+    }
+
+    /// [`Client::write_partitions`] with batches begun early for exactly these partitions
+    /// (same table, same partitions in the same order, same options).
+    ///
+    /// # Errors
+    /// As [`Client::write_partitions`]; `InvalidArgument` when `early` was begun for other
+    /// partitions (it is then aborted).
+    pub async fn write_begun(
+        &self,
+        request: WriteRequest,
+        options: &WriteOptions,
+        progress: Option<Arc<dyn Progress>>,
+        early: EarlyBegin,
+    ) -> Result<Vec<CommitInfo>> {
+        let same = early.table == request.table
+            && early
+                .partitions
+                .iter()
+                .eq(request.partitions.iter().map(|p| &p.partition));
+        if !same {
+            early.abort().await;
+            return Err(ClientError::InvalidArgument(
+                "the batches were begun early for other partitions than the write's".into(),
+            ));
+        }
+        self.write_after(request, options, progress, Some(early))
+            .await
+    }
+
+    async fn write_after(
+        &self,
+        request: WriteRequest,
+        options: &WriteOptions,
+        progress: Option<Arc<dyn Progress>>,
+        early: Option<EarlyBegin>,
+    ) -> Result<Vec<CommitInfo>> {
         if request.partitions.len() > MAX_PARTITIONS_PER_WRITE {
             return Err(ClientError::InvalidArgument(format!(
                 "a write commits at most {MAX_PARTITIONS_PER_WRITE} partitions at once; {} were \
@@ -146,10 +221,19 @@ impl Client {
                 request.partitions.len()
             )));
         }
-        let pending = PendingBatches::new(self.clone());
+        let (pending, early) = match early {
+            Some(early) => (early.pending, Some(early.begun)),
+            None => (Arc::new(PendingBatches::new(self.clone())), None),
+        };
+        let specs: Vec<PartitionSpec> = request
+            .partitions
+            .iter()
+            .map(|p| p.partition.clone())
+            .collect();
+        let begun = self.begin_or_create(&request.table, &specs, options, &pending, early);
         let staged = tokio::select! {
-            staged = self.stage(&request.table, request.partitions, &request.inputs, options,
-                                progress, &pending) => staged,
+            staged = self.stage(begun, request.partitions, &request.inputs, options,
+                                progress) => staged,
             () = options.cancel.cancelled() => Err(ClientError::Cancelled(
                 "interrupted; nothing was committed".into(),
             )),
@@ -200,21 +284,18 @@ impl Client {
         })
     }
 
-    /// Begins a batch for every partition (creating the table first when asked and missing)
-    /// and uploads each partition's data, partitions concurrently; returns the commit's
-    /// updates in the order given. Files are encoded while the batches begin, but nothing is
-    /// uploaded unless every batch began.
+    /// Uploads each partition's data into the batch `begun` gives it, partitions
+    /// concurrently; returns the commit's updates in the order given. Files are encoded while
+    /// the batches begin, but nothing is uploaded unless every batch began.
     async fn stage(
         &self,
-        table: &TableName,
+        begun: impl Future<Output = Result<Vec<pb::BeginWriteResponse>>>,
         partitions: Vec<PartitionData>,
         inputs: &[String],
         options: &WriteOptions,
         progress: Option<Arc<dyn Progress>>,
-        pending: &PendingBatches,
     ) -> Result<Vec<pb::PartitionUpdate>> {
-        let specs: Vec<PartitionSpec> = partitions.iter().map(|p| p.partition.clone()).collect();
-        let (senders, promises): (Vec<_>, Vec<DirPromise>) = specs
+        let (senders, promises): (Vec<_>, Vec<DirPromise>) = partitions
             .iter()
             .map(|_| {
                 let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -224,17 +305,7 @@ impl Client {
         // Set when every upload has ended, so that lease renewal stops.
         let uploads_ended = CancellationToken::new();
         let begin = async {
-            let begun = match self.begin_all(table, &specs, options, pending).await {
-                Err(missing)
-                    if options.create_table_if_missing
-                        && self.table_is_missing(table, &missing).await =>
-                {
-                    pending.abort().await;
-                    self.create_for_write(table, specs.first()).await?;
-                    self.begin_all(table, &specs, options, pending).await?
-                }
-                other => other?,
-            };
+            let begun = begun.await?;
             for (sender, begun) in senders.into_iter().zip(&begun) {
                 // A receiver gone means that upload failed already; its error is reported.
                 let _ = sender.send(self.stores.batch_dir(&begun.location)?);
@@ -278,6 +349,33 @@ impl Client {
                 input_batch_ids: inputs.to_vec(),
             })
             .collect())
+    }
+
+    /// Begins one batch per partition (creating the table first when asked and missing), or
+    /// takes the batches begun early.
+    async fn begin_or_create(
+        &self,
+        table: &TableName,
+        specs: &[PartitionSpec],
+        options: &WriteOptions,
+        pending: &PendingBatches,
+        early: Option<AbortOnDropHandle<Result<Vec<pb::BeginWriteResponse>>>>,
+    ) -> Result<Vec<pb::BeginWriteResponse>> {
+        let begun = match early {
+            Some(task) => task.await?,
+            None => self.begin_all(table, specs, options, pending).await,
+        };
+        match begun {
+            Err(missing)
+                if options.create_table_if_missing
+                    && self.table_is_missing(table, &missing).await =>
+            {
+                pending.abort().await;
+                self.create_for_write(table, specs.first()).await?;
+                self.begin_all(table, specs, options, pending).await
+            }
+            other => other,
+        }
     }
 
     /// Begins one batch per partition, concurrently, in the order given.
@@ -400,6 +498,9 @@ const RENEW_EVERY: Duration = Duration::from_secs(60);
 struct PendingBatches {
     client: Client,
     ids: Mutex<Vec<String>>,
+    /// The runtime they were begun on, which aborts them when they are dropped elsewhere (an
+    /// early begin dropped by a front end's thread).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl PendingBatches {
@@ -407,6 +508,7 @@ impl PendingBatches {
         PendingBatches {
             client,
             ids: Mutex::new(Vec::new()),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -441,7 +543,7 @@ impl Drop for PendingBatches {
         if ids.is_empty() {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let Some(runtime) = &self.runtime else {
             return;
         };
         runtime.spawn(abort_all(self.client.rpc.clone(), ids));
@@ -457,6 +559,25 @@ async fn abort_all(mut rpc: crate::client::Rpc, batch_ids: Vec<String>) {
         if let Err(error) = rpc.abort_write(call).await {
             tracing::debug!(%batch_id, %error, "could not abort the batch; its lease will expire");
         }
+    }
+}
+
+/// The batches of a write begun before its data was ready; see [`Client::begin_early`].
+pub struct EarlyBegin {
+    table: TableName,
+    partitions: Vec<PartitionSpec>,
+    pending: Arc<PendingBatches>,
+    begun: AbortOnDropHandle<Result<Vec<pb::BeginWriteResponse>>>,
+}
+
+impl EarlyBegin {
+    /// Gives the batches up, for a write that will not happen (its data could not be
+    /// prepared): once the begin has ended, every batch it began is aborted. Merely dropped,
+    /// the begin is cut short and a batch it began unseen waits for its lease to run out.
+    pub async fn abort(self) {
+        // Its error does not matter: whatever began was recorded as pending.
+        let _ = self.begun.await;
+        self.pending.abort().await;
     }
 }
 

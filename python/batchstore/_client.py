@@ -143,12 +143,21 @@ class Client:
         ``partition_by="col"`` splits the frame by that column's values and commits every
         partition at once (all or nothing); it returns a list of :class:`CommitInfo`.
         """
-        data = _frames.to_arrow(df)
+        # The batch of one partition begins while a pandas frame converts (that takes a while).
+        early = None
+        if partition_by is None and _frames.is_pandas(df):
+            early = self._native.begin_early(namespace, table, partitions)
+        try:
+            data = _frames.to_arrow(df)
+        except BaseException:
+            if early is not None:
+                early.abort()
+            raise
         if partition_by is not None:
             parts = [({partition_by: value}, expected_batch, rows) for value, rows in _frames.split_by(data, partition_by)]
         else:
             parts = [(partitions, expected_batch, data)]
-        committed = self._native.write(namespace, table, parts, message, list(inputs))
+        committed = self._native.write(namespace, table, parts, message, list(inputs), early)
         infos = [CommitInfo._from_native(c) for c in committed]
         return infos if partition_by is not None else infos[0]
 

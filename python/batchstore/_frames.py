@@ -18,6 +18,11 @@ import pyarrow.compute as pc
 _CATEGORIES_KEY = b"batchstore.categories"
 
 
+def is_pandas(data: Any) -> bool:
+    """True for a pandas object: its conversion to Arrow takes Python work of its own."""
+    return type(data).__module__.split(".")[0] == "pandas"
+
+
 def to_arrow(data: Any) -> Any:
     """An object exporting an Arrow C stream for ``data``."""
     if isinstance(data, (pa.Table, pa.RecordBatchReader)):
@@ -42,7 +47,7 @@ def _from_pandas(df: Any) -> pa.Table:
 
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
-    table = pa.Table.from_pandas(df, preserve_index=None)
+    table = _convert_pandas(df)
     # Categoricals become dictionary columns: without one there is nothing to record, and
     # `df.dtypes` (a Series) is not built at all.
     if not any(pa.types.is_dictionary(field.type) for field in table.schema):
@@ -62,6 +67,79 @@ def _from_pandas(df: Any) -> pa.Table:
         metadata = dict(table.schema.metadata or {})
         metadata[_CATEGORIES_KEY] = json.dumps(categories).encode()
         table = table.replace_schema_metadata(metadata)
+    return table
+
+
+# A tiny frame's `Table.from_pandas` is mostly Python work that depends only on the frame's
+# layout (names, dtypes, Arrow types, index and column-index kind), not on its values: the
+# pandas metadata it records. Frames of a layout seen before convert each column exactly as
+# `from_pandas` does (`pa.array(column, from_pandas=True)`) and reuse that layout's schema;
+# only the RangeIndex descriptor, which opens the metadata, is written anew. Anything else
+# (another index, categoricals, attrs, non-str names, frames long enough for `from_pandas`
+# to convert columns on threads) takes `from_pandas` itself.
+_LAYOUTS: dict[tuple, tuple[pa.Schema, str]] = {}
+_MAX_LAYOUTS = 64
+_METADATA_OPENING = '{"index_columns": ['
+
+
+def _layout(df: Any) -> tuple[tuple, list] | None:
+    """The layout key of a frame the fast conversion may take, with its converted columns."""
+    import pandas as pd
+
+    index, columns = df.index, df.columns
+    count = len(columns)
+    if (
+        type(index) is not pd.RangeIndex
+        or type(columns) is not pd.Index
+        or df.attrs
+        or count == 0
+        or (len(df) > count * 100 and count > 1)
+        or not (index.name is None or isinstance(index.name, str))
+        or not columns.is_unique
+    ):
+        return None
+    key: list = [columns.dtype, columns.name, index.name]
+    arrays = []
+    for name, column in df.items():
+        dtype = column.dtype
+        if not isinstance(name, str) or isinstance(dtype, (pd.CategoricalDtype, pd.SparseDtype)):
+            return None
+        try:
+            array = pa.array(column, from_pandas=True)
+        except (pa.ArrowException, TypeError, ValueError):
+            return None  # `from_pandas` raises its own, clearer error
+        arrays.append(array)
+        key += (name, dtype, array.type)
+    return tuple(key), arrays
+
+
+def _range_descriptor(index: Any) -> str:
+    return json.dumps(
+        {"kind": "range", "name": index.name, "start": index.start, "stop": index.stop, "step": index.step}
+    )
+
+
+def _convert_pandas(df: Any) -> pa.Table:
+    """`pa.Table.from_pandas(df, preserve_index=None)`, from the layout's schema when known."""
+    layout = _layout(df)
+    if layout is None:
+        return pa.Table.from_pandas(df, preserve_index=None)
+    key, arrays = layout
+    opening = _METADATA_OPENING + _range_descriptor(df.index)
+    try:
+        known = _LAYOUTS.get(key)
+    except TypeError:  # an unhashable extension dtype
+        return pa.Table.from_pandas(df, preserve_index=None)
+    if known is not None:
+        schema, rest = known
+        metadata = {b"pandas": (opening + rest).encode()}
+        return pa.Table.from_arrays(arrays, schema=schema.with_metadata(metadata))
+    table = pa.Table.from_pandas(df, preserve_index=None)
+    recorded = (table.schema.metadata or {}).get(b"pandas", b"").decode()
+    if recorded.startswith(opening) and [a.type for a in arrays] == table.schema.types:
+        if len(_LAYOUTS) >= _MAX_LAYOUTS:
+            del _LAYOUTS[next(iter(_LAYOUTS))]
+        _LAYOUTS[key] = (table.schema.remove_metadata(), recorded[len(opening):])
     return table
 
 

@@ -16,6 +16,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<native::NativeClient>()?;
     m.add_class::<native::NativeManifest>()?;
+    m.add_class::<native::EarlyWrite>()?;
     m.add_function(wrap_pyfunction!(native::serve_home, m)?)?;
     m.add("Error", py.get_type::<errors::Error>())?;
     m.add("NotFound", py.get_type::<errors::NotFound>())?;

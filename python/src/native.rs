@@ -6,9 +6,9 @@ use crate::values;
 use arrow_array::ffi_stream::RecordBatchStreamReader;
 use arrow_pyarrow::{FromPyArrow, IntoPyArrow, Table};
 use batchstore_client::{
-    Client, ConnectOptions, Expected, GcScope, KeyType, LeaseName, Manifest, PartitionColumns,
-    PartitionData, PartitionKey, ReadRequest, Retention, RollbackTo, TableName, TagTarget,
-    WriteOptions, WriteRequest,
+    Client, ConnectOptions, EarlyBegin, Expected, GcScope, KeyType, LeaseName, Manifest,
+    PartitionColumns, PartitionData, PartitionKey, ReadRequest, Retention, RollbackTo, TableName,
+    TagTarget, WriteOptions, WriteRequest,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -18,6 +18,35 @@ use std::path::PathBuf;
 #[pyclass(module = "batchstore._native", frozen)]
 pub struct NativeClient {
     client: Client,
+}
+
+/// Batches begun for a `write` before its frame was converted (`NativeClient.begin_early`);
+/// dropped unused, they are aborted.
+#[pyclass(module = "batchstore._native")]
+pub struct EarlyWrite {
+    early: Option<EarlyBegin>,
+}
+
+#[pymethods]
+impl EarlyWrite {
+    /// Gives the batch up: the frame could not be converted, so the write will not happen.
+    fn abort(&mut self, py: Python<'_>) -> PyResult<()> {
+        let Some(early) = self.early.take() else {
+            return Ok(());
+        };
+        run(py, async move {
+            early.abort().await;
+            Ok(())
+        })
+    }
+}
+
+/// How the Python package writes: a missing table is created from the partition's values.
+fn write_options() -> WriteOptions {
+    WriteOptions {
+        create_table_if_missing: true,
+        ..WriteOptions::default()
+    }
 }
 
 fn expected(text: Option<String>) -> Option<Expected> {
@@ -229,11 +258,30 @@ impl NativeClient {
         run(py, async move { client.drop_table(&name).await })
     }
 
+    /// Begins the batch of a one-partition `write` now, so that the round trip runs while
+    /// the caller converts its frame; pass the result to that `write`.
+    fn begin_early(
+        &self,
+        namespace: String,
+        table: String,
+        partition: Bound<'_, PyAny>,
+    ) -> PyResult<EarlyWrite> {
+        let partition = values::partition(Some(&partition))?;
+        let _context = crate::runtime::runtime()?.enter();
+        let early = self.client.begin_early(
+            &TableName::new(namespace, table),
+            vec![partition],
+            &write_options(),
+        );
+        Ok(EarlyWrite { early: Some(early) })
+    }
+
     /// Writes each `(partition, expected_batch, data)` into a fresh batch and commits them all
     /// at once; `inputs` are the batches the data was computed from (lineage). A missing table
     /// is created from the first partition's keys and values. Returns one commit dict per
-    /// partition.
-    #[pyo3(signature = (namespace, table, parts, message, inputs=Vec::new()))]
+    /// partition. `early`: its batch begun by `begin_early`.
+    #[pyo3(signature = (namespace, table, parts, message, inputs=Vec::new(), early=None))]
+    #[allow(clippy::too_many_arguments)]
     fn write<'py>(
         &self,
         py: Python<'py>,
@@ -242,6 +290,7 @@ impl NativeClient {
         parts: Vec<(Bound<'py, PyAny>, Option<String>, Bound<'py, PyAny>)>,
         message: String,
         inputs: Vec<String>,
+        early: Option<PyRefMut<'py, EarlyWrite>>,
     ) -> PyResult<Bound<'py, PyList>> {
         let mut partitions = Vec::with_capacity(parts.len());
         for (partition, expected_batch, data) in parts {
@@ -260,13 +309,14 @@ impl NativeClient {
             inputs,
         };
         let client = self.client.clone();
-        let options = WriteOptions {
-            create_table_if_missing: true,
-            ..WriteOptions::default()
-        };
+        let options = write_options();
         let cancel = options.cancel.clone();
+        let early = early.and_then(|mut early| early.early.take());
         let committed = run_cancellable(py, cancel, async move {
-            client.write_partitions(request, &options, None).await
+            match early {
+                Some(early) => client.write_begun(request, &options, None, early).await,
+                None => client.write_partitions(request, &options, None).await,
+            }
         })?;
         values::dict_list(py, &committed, values::commit_dict)
     }

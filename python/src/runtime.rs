@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use std::future::Future;
 use std::time::Duration;
 
-fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
     batchstore_client::runtime::shared().map_err(errors::Error::new_err)
 }
 

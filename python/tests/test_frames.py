@@ -260,3 +260,123 @@ def test_partition_columns_can_be_chosen(client):
     assert list(bs.load_dataframe("pc", "t", partition_columns="never").columns) == ["v"]
     with pytest.raises(bs.InvalidArgument, match="partition_columns"):
         bs.load_dataframe("pc", "t", partition_columns="sometimes")
+
+
+def conversion_columns() -> dict[str, object]:
+    """One column of each kind a pandas frame commonly holds (4 rows)."""
+    return {
+        "i64": [1, -2, 3, 4],
+        "i8": pd.array([1, -2, 3, 4], dtype="int8"),
+        "u32": pd.array([1, 2, 3, 4], dtype="uint32"),
+        "f32": pd.array([0.5, float("nan"), -1.0, 2.0], dtype="float32"),
+        "f64": [0.5, float("nan"), -1e300, 2.25],
+        "b": [True, False, True, False],
+        "s": ["a", "naïve", "数据", ""],
+        "s_none": ["a", None, "c", ""],
+        "obj_str": pd.Series(["a", "b", None, "d"], dtype=object),
+        "obj_mixed": pd.Series([1, "b", 2.5, None], dtype=object),
+        "obj_none": pd.Series([None, None, None, None], dtype=object),
+        "bytes": pd.Series([b"a", b"", None, b"\x00"], dtype=object),
+        "nullable": pd.array([1, None, 3, None], dtype="Int64"),
+        "boolean": pd.array([True, None, False, True], dtype="boolean"),
+        "arrow_str": pd.array(["x", None, "z", "w"], dtype="string[pyarrow]"),
+        "ns": pd.to_datetime(["2016-10-31 12:00", "2016-11-01 00:00", None, "1970-01-01 00:00"]),
+        "us": pd.to_datetime(["2016-10-31 12:00", "2016-11-01 00:00", None, "1970-01-01 00:00"]).astype("datetime64[us]"),
+        "aware": pd.to_datetime(["2016-10-31 12:00", None, "2020-02-29 00:00", "2021-01-01 00:00"]).tz_localize("Europe/Paris"),
+        "delta": pd.to_timedelta([1, 2, None, 4], unit="s"),
+        "day": [dt.date(2016, 10, 31), dt.date(1970, 1, 1), None, dt.date(2100, 12, 31)],
+        "price": [decimal.Decimal("1.10"), decimal.Decimal("-2.50"), None, decimal.Decimal("0.01")],
+        "cat": pd.Categorical(["x", "y", "x", None], categories=["y", "x", "unused"]),
+        "lists": pd.Series([[1, 2], [], None, [3]], dtype=object),
+    }
+
+
+def conversion_frames():
+    """Frames of many layouts: each column kind alone and all together, under several kinds of
+    index and column index, with attrs, and long enough for `from_pandas` to use threads."""
+    columns = conversion_columns()
+    layouts = [{name: values} for name, values in columns.items()]
+    layouts.append(columns)
+    layouts.append({name: columns[name] for name in ("i64", "f64", "s", "us")})
+    for layout in layouts:
+        frame = pd.DataFrame(layout)
+        yield frame
+        yield frame.iloc[1:3]  # a RangeIndex starting elsewhere
+        yield frame.iloc[::2]  # a RangeIndex with a step
+        named = frame.copy()
+        named.index = pd.RangeIndex(10, 10 + 3 * len(frame), 3, name="row")
+        yield named
+        keyed = frame.copy()
+        keyed.index = pd.Index([7, 3, 9, 1], name="k")
+        yield keyed
+        titled = frame.copy()
+        titled.columns = pd.Index(list(frame.columns), name="fields")
+        yield titled
+        with_attrs = frame.copy()
+        with_attrs.attrs = {"source": "test"}
+        yield with_attrs
+    yield pd.DataFrame({0: [1, 2], "a": [3, 4]})  # a non-str column name
+    yield pd.DataFrame({"a": range(1000), "b": [0.5] * 1000})  # converted on threads
+    yield pd.DataFrame({"a": [1, 2]}, index=pd.MultiIndex.from_tuples([(1, "x"), (2, "y")]))
+    yield pd.DataFrame(index=pd.RangeIndex(3))  # no columns
+
+
+# pyarrow warns of the frame with a non-str column name (both conversions alike).
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_pandas_conversion_is_exactly_from_pandas():
+    """The conversion of a frame of a layout seen before (schema reused) gives exactly what
+    `Table.from_pandas` gives: the same columns, types and pandas metadata, byte for byte."""
+    from batchstore import _frames
+
+    _frames._LAYOUTS.clear()
+    frames = list(conversion_frames())
+    for round_ in ("first sight", "seen before"):
+        for frame in frames:
+            try:
+                expected = pa.Table.from_pandas(frame, preserve_index=None)
+            except (pa.ArrowException, TypeError, ValueError) as error:
+                with pytest.raises(type(error)):
+                    _frames._convert_pandas(frame)
+                continue
+            converted = _frames._convert_pandas(frame)
+            assert converted.equals(expected, check_metadata=True), (round_, frame.dtypes, frame.index)
+            assert converted.schema.metadata == expected.schema.metadata
+    # The fast conversion was taken: frames of simple layouts were remembered.
+    assert len(_frames._LAYOUTS) > 10
+
+
+def batch_states(tmp_path, table: str) -> dict[str, int]:
+    """How many of a table's batches the catalog holds in each state."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{tmp_path / 'catalog.db'}?mode=ro", uri=True) as catalog:
+        rows = catalog.execute(
+            "SELECT state, count(*) FROM batches WHERE table_id IN "
+            "(SELECT id FROM tables WHERE name = ?) GROUP BY state",
+            (table,),
+        )
+        return dict(rows.fetchall())
+
+
+@pytest.mark.parametrize("metastore", ["local"], indirect=True)
+def test_a_frame_that_fails_to_convert_leaves_nothing_behind(client, tmp_path):
+    """A pandas frame's batch begins while the frame converts: when the conversion fails, the
+    batch is aborted at once, no table is created and the partition is untouched."""
+    unconvertible = pd.DataFrame({"v": pd.Series([1, "a", 2.5], dtype=object)})
+    with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError)):
+        bs.store_dataframe(unconvertible, "fresh", "never", partitions={"ds": "1"})
+    assert "fresh.never" not in client.list_tables()
+    with pytest.raises(bs.NotFound):
+        client.describe_table("fresh", "never")
+
+    good = pd.DataFrame({"v": [1, 2, 3]})
+    first = bs.store_dataframe(good, "sales", "items", partitions={"ds": "1"})
+    with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError)):
+        bs.store_dataframe(unconvertible, "sales", "items", partitions={"ds": "1"})
+    assert batch_states(tmp_path, "items") == {"committed": 1, "aborted": 1}
+    assert list(bs.history("sales", "items", {"ds": "1"})["batch_id"]) == [first.batch_id]
+    pdt.assert_frame_equal(bs.load_dataframe("sales", "items", partitions={"ds": "1"}), good)
+    # The next write of the partition begins and commits as usual.
+    second = bs.store_dataframe(good.iloc[1:], "sales", "items", partitions={"ds": "1"})
+    assert second.version == 2
+    assert batch_states(tmp_path, "items") == {"committed": 2, "aborted": 1}

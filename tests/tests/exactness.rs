@@ -36,6 +36,7 @@ on_both_backends!(
     the_read_schema_covers_every_batch,
     leases_are_renewed_only_while_pending_and_live,
     an_upload_longer_than_its_lease_still_commits,
+    a_batch_begun_early_is_written_or_given_up,
     footers_are_checked_on_s3,
     a_commit_of_a_batch_the_catalog_lost_is_not_found,
 );
@@ -1386,6 +1387,114 @@ async fn an_upload_longer_than_its_lease_still_commits(backend: Backend) -> anyh
         )
         .await?;
     assert_eq!((committed.version, committed.rows), (1, 12));
+    Ok(())
+}
+
+/// The states of a table's batches in the catalog, as `state|count` lines in state order.
+fn batch_states(db: &TestDatabase, table: &str) -> anyhow::Result<String> {
+    catalog_query(
+        db,
+        &format!(
+            "SELECT state, count(*) FROM batches WHERE table_id IN \
+             (SELECT id FROM tables WHERE name = '{table}') GROUP BY state ORDER BY state"
+        ),
+    )
+}
+
+/// Batches begun before their data is ready (a front end converting its frame meanwhile) are
+/// written by the write they were begun for, create the table first only with the data in
+/// hand, and are aborted, not left pending, when that write does not happen or names other
+/// partitions.
+async fn a_batch_begun_early_is_written_or_given_up(backend: Backend) -> anyhow::Result<()> {
+    use batchstore_client::{
+        Client, ClientError, PartitionData, PartitionSpec, TableName, WriteOptions, WriteRequest,
+    };
+    let (db, server, _rpc) = setup(backend).await?;
+    let client = Client::connect(Some(&server.endpoint())).await?;
+    let options = WriteOptions {
+        create_table_if_missing: true,
+        ..WriteOptions::default()
+    };
+    let one_row = |partition: &str| {
+        let batch = arrow_array::RecordBatch::try_from_iter([(
+            "v",
+            std::sync::Arc::new(arrow_array::Int64Array::from(vec![7])) as arrow_array::ArrayRef,
+        )])
+        .map_err(anyhow::Error::from)?;
+        let reader = arrow_array::RecordBatchIterator::new([Ok(batch.clone())], batch.schema());
+        Ok::<_, anyhow::Error>(PartitionData {
+            partition: PartitionSpec::named([("ds", partition)]),
+            expected: None,
+            data: Box::new(reader),
+        })
+    };
+    let write_to = |table: &TableName, partition: &str| {
+        Ok::<_, anyhow::Error>(WriteRequest {
+            table: table.clone(),
+            partitions: vec![one_row(partition)?],
+            message: String::new(),
+            inputs: Vec::new(),
+        })
+    };
+    let named = |partition: &str| vec![PartitionSpec::named([("ds", partition)])];
+
+    // A table that does not exist yet: the early begin finds it missing and creates nothing;
+    // the write creates it and commits.
+    let fresh = TableName::new("early", "fresh");
+    let early = client.begin_early(&fresh, named("1"), &options);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(matches!(
+        client.get_table(&fresh).await,
+        Err(ClientError::NotFound { .. })
+    ));
+    let committed = client
+        .write_begun(write_to(&fresh, "1")?, &options, None, early)
+        .await?;
+    assert_eq!(committed.len(), 1);
+    assert_eq!((committed[0].version, committed[0].rows), (1, 1));
+    assert_eq!(batch_states(&db, "fresh")?, "committed|1\n");
+
+    // An existing table: the batch begun early is the one committed.
+    let early = client.begin_early(&fresh, named("2"), &options);
+    let committed = client
+        .write_begun(write_to(&fresh, "2")?, &options, None, early)
+        .await?;
+    assert_eq!(committed[0].version, 1);
+    assert_eq!(batch_states(&db, "fresh")?, "committed|2\n");
+
+    // Begun for other partitions than the write's: refused, and the batch is aborted.
+    let early = client.begin_early(&fresh, named("3"), &options);
+    let refused = client
+        .write_begun(write_to(&fresh, "4")?, &options, None, early)
+        .await;
+    assert!(
+        matches!(refused, Err(ClientError::InvalidArgument(_))),
+        "{refused:?}"
+    );
+    assert_eq!(batch_states(&db, "fresh")?, "aborted|1\ncommitted|2\n");
+
+    // A write that does not happen: aborted at once, the partition untouched.
+    let early = client.begin_early(&fresh, named("1"), &options);
+    early.abort().await;
+    assert_eq!(batch_states(&db, "fresh")?, "aborted|2\ncommitted|2\n");
+
+    // Merely dropped once begun: aborted in the background.
+    let early = client.begin_early(&fresh, named("1"), &options);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(early);
+    let mut states = String::new();
+    for _ in 0..50 {
+        states = batch_states(&db, "fresh")?;
+        if states == "aborted|3\ncommitted|2\n" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(states, "aborted|3\ncommitted|2\n");
+    let history = client
+        .history(&fresh, &PartitionSpec::named([("ds", "1")]))
+        .await?;
+    assert_eq!(history.len(), 1);
     Ok(())
 }
 

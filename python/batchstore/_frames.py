@@ -29,12 +29,11 @@ def to_arrow(data: Any) -> Any:
         return data
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
-    module = type(data).__module__.split(".")[0]
-    if module == "pandas":
+    if is_pandas(data):
         return _from_pandas(data)
     if hasattr(data, "__arrow_c_stream__"):
         return data
-    if module == "polars" and hasattr(data, "to_arrow"):
+    if type(data).__module__.split(".")[0] == "polars" and hasattr(data, "to_arrow"):
         return data.to_arrow()
     raise TypeError(
         f"cannot store a {type(data).__module__}.{type(data).__name__}; pass a pandas or polars "

@@ -38,6 +38,10 @@ const MAX_FILE_MEMORY: usize = 512 * 1024 * 1024;
 /// input, as it cuts them: handing a tiny file to a thread of its own costs more than encoding
 /// it.
 const ENCODE_INLINE_MEMORY: usize = 1024 * 1024;
+/// Files of less Arrow memory than this are stored uncompressed: compressing one would save a
+/// few KiB at most, while the zstd contexts Parquet sets up for each of its columns cost more
+/// than the rest of a tiny write.
+const COMPRESS_FROM_MEMORY: usize = 32 * 1024;
 /// Most partitions one write commits (the metastore's limit of updates per commit), checked
 /// before anything is uploaded.
 pub const MAX_PARTITIONS_PER_WRITE: usize = 10_000;
@@ -53,7 +57,8 @@ pub trait Progress: Send + Sync {
 pub struct WriteOptions {
     /// Most rows in one Parquet file (and one row group).
     pub rows_per_file: usize,
-    /// zstd compression level (1 is fast; up to 22).
+    /// zstd compression level (1 is fast; up to 22). Files of under 32 KiB of Arrow data are
+    /// stored uncompressed.
     pub zstd_level: i32,
     /// Files encoded and uploaded at once.
     pub parallelism: usize,
@@ -594,10 +599,7 @@ async fn upload_batch(
 ) -> Result<(SchemaRef, Vec<pb::DataFile>)> {
     let schema = data.schema();
     let parallelism = options.parallelism.max(1);
-    let encoder = Encoder {
-        schema: schema.clone(),
-        properties: Arc::new(writer_properties(options)?),
-    };
+    let encoder = Encoder::new(schema.clone(), options)?;
     let (sender, mut chunks) = tokio::sync::mpsc::channel::<Result<Chunk>>(parallelism);
     let rows_per_file = options.rows_per_file.max(1);
     let cutter = encoder.clone();
@@ -659,36 +661,52 @@ async fn upload_batch(
     Ok((schema, files))
 }
 
-fn writer_properties(options: &WriteOptions) -> Result<WriterProperties> {
-    let level = ZstdLevel::try_new(options.zstd_level).map_err(|e| {
-        ClientError::InvalidArgument(format!("bad zstd level {}: {e}", options.zstd_level))
-    })?;
-    Ok(WriterProperties::builder()
-        .set_compression(Compression::ZSTD(level))
-        .set_max_row_group_row_count(Some(options.rows_per_file.max(1)))
-        .build())
-}
-
 /// One file's data: its record batches, or (when small) already encoded with its row count.
 enum Chunk {
     Batches(Vec<RecordBatch>),
     Encoded(Bytes, usize),
 }
 
-/// How a file is encoded.
+/// How a file is encoded: zstd at the level asked for, or uncompressed when it is tiny.
 #[derive(Clone)]
 struct Encoder {
     schema: SchemaRef,
-    properties: Arc<WriterProperties>,
+    compressed: Arc<WriterProperties>,
+    uncompressed: Arc<WriterProperties>,
 }
 
 impl Encoder {
-    /// The Parquet file of `batches` (blocking: call it off the async workers).
-    fn encode(&self, batches: &[RecordBatch]) -> Result<Bytes> {
+    fn new(schema: SchemaRef, options: &WriteOptions) -> Result<Self> {
+        let level = ZstdLevel::try_new(options.zstd_level).map_err(|e| {
+            ClientError::InvalidArgument(format!("bad zstd level {}: {e}", options.zstd_level))
+        })?;
+        let properties = |compression| {
+            Arc::new(
+                WriterProperties::builder()
+                    .set_compression(compression)
+                    .set_max_row_group_row_count(Some(options.rows_per_file.max(1)))
+                    .build(),
+            )
+        };
+        Ok(Encoder {
+            schema,
+            compressed: properties(Compression::ZSTD(level)),
+            uncompressed: properties(Compression::UNCOMPRESSED),
+        })
+    }
+
+    /// The Parquet file of `batches`, which take `memory` bytes of Arrow memory (blocking: call
+    /// it off the async workers).
+    fn encode(&self, batches: &[RecordBatch], memory: usize) -> Result<Bytes> {
+        let properties = if memory < COMPRESS_FROM_MEMORY {
+            &self.uncompressed
+        } else {
+            &self.compressed
+        };
         let mut writer = ArrowWriter::try_new(
             Vec::new(),
             self.schema.clone(),
-            Some((*self.properties).clone()),
+            Some((**properties).clone()),
         )?;
         for batch in batches {
             writer.write(batch)?;
@@ -702,7 +720,7 @@ impl Encoder {
             return Ok(Chunk::Batches(batches));
         }
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
-        Ok(Chunk::Encoded(self.encode(&batches)?, rows))
+        Ok(Chunk::Encoded(self.encode(&batches, memory)?, rows))
     }
 }
 
@@ -758,7 +776,9 @@ async fn encode_and_put(
         Chunk::Encoded(bytes, rows) => (bytes, rows),
         Chunk::Batches(batches) => {
             let rows = batches.iter().map(RecordBatch::num_rows).sum();
-            let bytes = tokio::task::spawn_blocking(move || encoder.encode(&batches)).await??;
+            let memory = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+            let bytes =
+                tokio::task::spawn_blocking(move || encoder.encode(&batches, memory)).await??;
             (bytes, rows)
         }
     };
@@ -782,4 +802,76 @@ async fn encode_and_put(
         size_bytes: size as i64,
         rows: rows as i64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    fn batch(rows: usize) -> RecordBatch {
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows as i64));
+        let names: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..rows).map(|i| format!("name-{}", i % 50)),
+        ));
+        RecordBatch::try_from_iter([("id", ids), ("name", names)]).expect("a valid batch")
+    }
+
+    /// Encodes `batch` as a write cuts it, and returns every column chunk's codec and the rows
+    /// read back.
+    fn encoded(batch: &RecordBatch) -> (Vec<Compression>, Vec<RecordBatch>) {
+        let options = WriteOptions {
+            zstd_level: 3,
+            ..WriteOptions::default()
+        };
+        let encoder = Encoder::new(batch.schema(), &options).expect("an encoder");
+        let memory = batch.get_array_memory_size();
+        let bytes = match encoder.chunk(vec![batch.clone()], memory).expect("encoded") {
+            Chunk::Encoded(bytes, _) => bytes,
+            Chunk::Batches(batches) => encoder.encode(&batches, memory).expect("encoded"),
+        };
+        let file = SerializedFileReader::new(bytes.clone()).expect("a Parquet file");
+        let codecs = file
+            .metadata()
+            .row_groups()
+            .iter()
+            .flat_map(|group| group.columns().iter().map(|c| c.compression()))
+            .collect();
+        let read = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.with_batch_size(batch.num_rows()).build())
+            .expect("readable")
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .expect("decoded");
+        (codecs, read)
+    }
+
+    #[test]
+    fn tiny_files_are_stored_uncompressed_and_the_rest_in_zstd() {
+        let mut sides = (0, 0);
+        for rows in [1, 10, 300, 3_000, 20_000] {
+            let input = batch(rows);
+            let (codecs, read) = encoded(&input);
+            assert_eq!(codecs.len(), 2, "{rows} rows: one chunk per column");
+            if input.get_array_memory_size() < COMPRESS_FROM_MEMORY {
+                sides.0 += 1;
+                assert!(
+                    codecs.iter().all(|c| *c == Compression::UNCOMPRESSED),
+                    "{rows} rows: {codecs:?}"
+                );
+            } else {
+                sides.1 += 1;
+                assert!(
+                    codecs.iter().all(|c| matches!(c, Compression::ZSTD(_))),
+                    "{rows} rows: {codecs:?}"
+                );
+            }
+            assert_eq!(read, vec![input], "{rows} rows read back");
+        }
+        assert!(
+            sides.0 > 0 && sides.1 > 0,
+            "both sides of the limit: {sides:?}"
+        );
+    }
 }

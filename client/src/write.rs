@@ -651,7 +651,7 @@ async fn upload_batch(
                 dir,
                 "part-00000.parquet".into(),
                 encoder,
-                Chunk::Batches(Vec::new()),
+                Chunk::Batches(Vec::new(), 0),
                 progress,
             )
             .await?,
@@ -661,9 +661,10 @@ async fn upload_batch(
     Ok((schema, files))
 }
 
-/// One file's data: its record batches, or (when small) already encoded with its row count.
+/// One file's data: its record batches with their Arrow memory, or (when small) already
+/// encoded with its row count.
 enum Chunk {
-    Batches(Vec<RecordBatch>),
+    Batches(Vec<RecordBatch>, usize),
     Encoded(Bytes, usize),
 }
 
@@ -717,7 +718,7 @@ impl Encoder {
     /// A cut file: encoded here when small, else left to a thread of its own.
     fn chunk(&self, batches: Vec<RecordBatch>, memory: usize) -> Result<Chunk> {
         if memory > ENCODE_INLINE_MEMORY {
-            return Ok(Chunk::Batches(batches));
+            return Ok(Chunk::Batches(batches, memory));
         }
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
         Ok(Chunk::Encoded(self.encode(&batches, memory)?, rows))
@@ -774,9 +775,8 @@ async fn encode_and_put(
 ) -> Result<pb::DataFile> {
     let (encoded, rows) = match chunk {
         Chunk::Encoded(bytes, rows) => (bytes, rows),
-        Chunk::Batches(batches) => {
+        Chunk::Batches(batches, memory) => {
             let rows = batches.iter().map(RecordBatch::num_rows).sum();
-            let memory = batches.iter().map(RecordBatch::get_array_memory_size).sum();
             let bytes =
                 tokio::task::spawn_blocking(move || encoder.encode(&batches, memory)).await??;
             (bytes, rows)
@@ -830,7 +830,7 @@ mod tests {
         let memory = batch.get_array_memory_size();
         let bytes = match encoder.chunk(vec![batch.clone()], memory).expect("encoded") {
             Chunk::Encoded(bytes, _) => bytes,
-            Chunk::Batches(batches) => encoder.encode(&batches, memory).expect("encoded"),
+            Chunk::Batches(batches, memory) => encoder.encode(&batches, memory).expect("encoded"),
         };
         let file = SerializedFileReader::new(bytes.clone()).expect("a Parquet file");
         let codecs = file

@@ -22,7 +22,6 @@ use batchstore_proto::v1 as pb;
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt, TryStreamExt};
-use object_store::{PutMode, PutOptions, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -786,14 +785,7 @@ async fn encode_and_put(
     let dir = dir
         .await
         .map_err(|_| ClientError::Internal("the write's batches did not begin".into()))?;
-    let path = dir.file(&name)?;
-    let options = PutOptions {
-        mode: PutMode::Create,
-        ..Default::default()
-    };
-    dir.store
-        .put_opts(&path, PutPayload::from(encoded), options)
-        .await?;
+    dir.put_new(&dir.file(&name)?, encoded).await?;
     if let Some(progress) = &progress {
         progress.advance(rows as u64, size as u64);
     }

@@ -4,8 +4,8 @@
 //! count and schema (from its footer), and its column statistics. The footer is found by one
 //! ranged read of the file's tail (a second when the footer is larger than that tail); data
 //! pages are never read. Footers are bounded in size, and large ones are decoded off the
-//! async workers. A local file is opened, read and decoded in one blocking step
-//! ([`inspect_local`]): each hop between threads costs more than reading a small footer.
+//! async workers. A local file is opened, read and decoded in one step ([`inspect_local`]):
+//! each hop between threads costs more than reading a small footer.
 
 use crate::error::{CatalogError, CatalogResult};
 use arrow_schema::Schema;
@@ -70,12 +70,12 @@ pub async fn inspect(store: &dyn ObjectStore, path: &Path, name: &str) -> Catalo
         .map_err(|e| CatalogError::Internal(format!("reading a footer failed: {e}")))?
 }
 
-/// Reads the facts of an open local Parquet file (blocking: call it off the async workers, as
-/// the one step that opens and reads the file).
+/// Reads the facts of an open local Parquet file of `size` bytes (blocking: off the async
+/// workers unless the file is small, as the one step that opens and reads the file).
 ///
 /// # Errors
 /// As [`inspect`]; a failed read is `Unavailable`.
-pub fn inspect_local(file: &std::fs::File, name: &str) -> CatalogResult<FileFacts> {
+pub fn inspect_local(file: &std::fs::File, size: u64, name: &str) -> CatalogResult<FileFacts> {
     use std::os::unix::fs::FileExt;
     let unreadable =
         |e: std::io::Error| CatalogError::Unavailable(format!("cannot read file {name}: {e}"));
@@ -84,7 +84,6 @@ pub fn inspect_local(file: &std::fs::File, name: &str) -> CatalogResult<FileFact
         file.read_exact_at(&mut bytes, start).map_err(unreadable)?;
         Ok::<_, CatalogError>(Bytes::from(bytes))
     };
-    let size = file.metadata().map_err(unreadable)?.len();
     let start = size.saturating_sub(TAIL_BYTES);
     let tail = Tail {
         size,

@@ -19,6 +19,10 @@ mod nofollow;
 
 /// How many files a commit inspects at once.
 const INSPECT_CONCURRENCY: usize = 16;
+/// A commit of at most this many files, each of at most [`INSPECT_INLINE_BYTES`], has its
+/// local footers read on the async worker (see [`Warehouse::inspect_files`]).
+const INSPECT_INLINE_FILES: usize = 4;
+const INSPECT_INLINE_BYTES: i64 = 64 * 1024;
 /// How many never-committed batch directories GC lists at once on object storage.
 const LIST_CONCURRENCY: usize = 16;
 
@@ -143,6 +147,11 @@ impl Warehouse {
     /// statistics), at most [`INSPECT_CONCURRENCY`] at a time over the whole request, in order,
     /// and checks the stated size of each.
     ///
+    /// On a local warehouse a commit of a few small files (a tiny commit) reads them on the
+    /// async worker: a hop to a blocking thread and back costs more than reading a footer of a
+    /// few kilobytes. The bounds keep that work small whatever the request claims: a file whose
+    /// size differs from the stated one is refused before anything is read.
+    ///
     /// # Errors
     /// `FailedPrecondition` naming the first file that is missing, wrongly sized, not Parquet,
     /// or (on a local warehouse) reached through a symbolic link; `Unavailable` when the
@@ -151,9 +160,13 @@ impl Warehouse {
         &self,
         files: &[(&str, &DataFile)],
     ) -> CatalogResult<Vec<FileFacts>> {
+        let inline = files.len() <= INSPECT_INLINE_FILES
+            && files
+                .iter()
+                .all(|(_, f)| (0..=INSPECT_INLINE_BYTES).contains(&f.size_bytes));
         let checks: Vec<_> = files
             .iter()
-            .map(|(location, file)| self.inspect_file(location, file))
+            .map(|(location, file)| self.inspect_file(location, file, inline))
             .collect();
         futures::stream::iter(checks)
             .buffered(INSPECT_CONCURRENCY)
@@ -161,32 +174,47 @@ impl Warehouse {
             .await
     }
 
-    async fn inspect_file(&self, location: &str, file: &DataFile) -> CatalogResult<FileFacts> {
+    async fn inspect_file(
+        &self,
+        location: &str,
+        file: &DataFile,
+        inline: bool,
+    ) -> CatalogResult<FileFacts> {
         let dir = self.object_dir(location)?;
         let path = Path::parse(format!("{dir}/{}", file.path)).map_err(|e| {
             CatalogError::InvalidArgument(format!("bad file path {}: {e}", file.path))
         })?;
         let name = format!("{} in {location}", file.path);
+        let stated = file.size_bytes as u64;
         let facts = match self.local_root.clone() {
+            Some(root) if inline => inspect_local(&root, &path, stated, &name)?,
             Some(root) => {
                 let name = name.clone();
-                tokio::task::spawn_blocking(move || inspect_local(&root, &path, &name))
+                tokio::task::spawn_blocking(move || inspect_local(&root, &path, stated, &name))
                     .await
                     .map_err(|e| {
                         CatalogError::Internal(format!("reading a footer failed: {e}"))
                     })??
             }
-            None => footer::inspect(self.store.as_ref(), &path, &name).await?,
+            None => {
+                let facts = footer::inspect(self.store.as_ref(), &path, &name).await?;
+                check_size(&name, facts.size, stated)?;
+                facts
+            }
         };
-        if facts.size != file.size_bytes as u64 {
-            return Err(CatalogError::FailedPrecondition(format!(
-                "file {name} is {} bytes, but the commit says {}; the upload is incomplete or \
-                 the file list is wrong",
-                facts.size, file.size_bytes
-            )));
-        }
         Ok(facts)
     }
+}
+
+/// Refuses a file whose size in storage is not the one its commit states.
+fn check_size(name: &str, size: u64, stated: u64) -> CatalogResult<()> {
+    if size == stated {
+        return Ok(());
+    }
+    Err(CatalogError::FailedPrecondition(format!(
+        "file {name} is {size} bytes, but the commit says {stated}; the upload is incomplete \
+         or the file list is wrong"
+    )))
 }
 
 /// What GC deletes of one batch: exactly its recorded files, or (`None`, a batch never
@@ -431,7 +459,14 @@ fn parse_path(text: &str) -> CatalogResult<Path> {
 /// Opens, reads and decodes a local file's footer in one step (blocking). The file must be a
 /// regular file reached without symbolic links, so a batch can never make the catalog record
 /// (or later delete) something outside it.
-fn inspect_local(root: &std::path::Path, path: &Path, name: &str) -> CatalogResult<FileFacts> {
+/// Opens a local file without following links, checks its size against the stated one, and
+/// reads its footer (blocking).
+fn inspect_local(
+    root: &std::path::Path,
+    path: &Path,
+    stated: u64,
+    name: &str,
+) -> CatalogResult<FileFacts> {
     let file = match nofollow::open_file(root, path.as_ref()) {
         Ok(Some(file)) => file,
         Ok(None) => return Err(footer::missing(name)),
@@ -447,7 +482,12 @@ fn inspect_local(root: &std::path::Path, path: &Path, name: &str) -> CatalogResu
             )));
         }
     };
-    footer::inspect_local(&file, name)
+    let size = file
+        .metadata()
+        .map_err(|e| CatalogError::Unavailable(format!("cannot read file {name}: {e}")))?
+        .len();
+    check_size(name, size, stated)?;
+    footer::inspect_local(&file, size, name)
 }
 
 fn endpoint_is_plain_http() -> bool {
@@ -455,4 +495,106 @@ fn endpoint_is_plain_http() -> bool {
         .iter()
         .filter_map(|k| std::env::var(k).ok())
         .any(|v| v.starts_with("http://"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+    use parquet::arrow::ArrowWriter;
+
+    fn parquet_of(rows: i64) -> Vec<u8> {
+        let values: ArrayRef = Arc::new(Int64Array::from_iter_values(
+            (0..rows).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as i64)),
+        ));
+        let batch = RecordBatch::try_from_iter([("x", values)]).expect("a batch");
+        let mut bytes = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), None).expect("a writer");
+        writer.write(&batch).expect("written");
+        writer.close().expect("closed");
+        bytes
+    }
+
+    /// What an inspection answered, comparable across the two ways it runs.
+    fn answer(result: &CatalogResult<FileFacts>) -> String {
+        match result {
+            Ok(facts) => format!("{} bytes, {} rows, {}", facts.size, facts.rows, facts.stats),
+            Err(e) => format!("{e:?}"),
+        }
+    }
+
+    /// A commit of a few small files reads their footers on the async worker, a larger one on
+    /// blocking threads: both must give the same answer for every kind of file, true or
+    /// lying about its size, missing, linked or not Parquet.
+    #[tokio::test]
+    async fn local_files_are_inspected_alike_inline_and_on_blocking_threads() {
+        let root = tempfile::tempdir().expect("a directory");
+        let warehouse = Warehouse::open(&root.path().to_string_lossy()).expect("a warehouse");
+        let location = format!("{}/ns/t/_batch=b", warehouse.root_url);
+        let dir = root.path().join("ns/t/_batch=b");
+        std::fs::create_dir_all(&dir).expect("a batch directory");
+        let small = parquet_of(10);
+        let large = parquet_of(20_000);
+        assert!(small.len() as i64 <= INSPECT_INLINE_BYTES);
+        assert!(large.len() as i64 > INSPECT_INLINE_BYTES);
+        std::fs::write(dir.join("small.parquet"), &small).expect("written");
+        std::fs::write(dir.join("large.parquet"), &large).expect("written");
+        std::fs::write(dir.join("text.parquet"), b"not parquet at all").expect("written");
+        let outside = tempfile::tempdir().expect("a directory");
+        std::fs::write(outside.path().join("x.parquet"), &small).expect("written");
+        std::os::unix::fs::symlink(outside.path().join("x.parquet"), dir.join("link.parquet"))
+            .expect("a link");
+        let file = |path: &str, size: usize| DataFile {
+            path: path.into(),
+            size_bytes: size as i64,
+            rows: 0,
+        };
+        let cases = [
+            file("small.parquet", small.len()),
+            file("small.parquet", small.len() + 1),
+            file("small.parquet", small.len() - 1),
+            file("large.parquet", large.len()),
+            file("large.parquet", small.len()),
+            file("missing.parquet", small.len()),
+            file("link.parquet", small.len()),
+            file("text.parquet", 18),
+        ];
+        let mut answers = Vec::new();
+        for case in &cases {
+            // Alone (inline when small), and fifth of five (never inline).
+            let alone = warehouse.inspect_files(&[(location.as_str(), case)]).await;
+            let padding = file("small.parquet", small.len());
+            let mut many: Vec<(&str, &DataFile)> = vec![(location.as_str(), &padding); 4];
+            many.push((location.as_str(), case));
+            let among = warehouse
+                .inspect_files(&many)
+                .await
+                .map(|mut facts| facts.pop().into_iter().collect::<Vec<_>>());
+            let first = |r: CatalogResult<Vec<FileFacts>>| {
+                r.and_then(|mut v| {
+                    v.pop()
+                        .ok_or_else(|| CatalogError::Internal("no facts".into()))
+                })
+            };
+            let (alone, among) = (first(alone), first(among));
+            assert_eq!(answer(&alone), answer(&among), "{case:?}");
+            answers.push(alone);
+        }
+        let rows: Vec<Option<i64>> = answers
+            .iter()
+            .map(|a| a.as_ref().ok().map(|f| f.rows))
+            .collect();
+        assert_eq!(
+            rows,
+            [Some(10), None, None, Some(20_000), None, None, None, None]
+        );
+        for (case, answer) in cases.iter().zip(&answers) {
+            if let Err(e) = answer {
+                assert!(
+                    matches!(e, CatalogError::FailedPrecondition(_)),
+                    "{case:?}: {e:?}"
+                );
+            }
+        }
+    }
 }

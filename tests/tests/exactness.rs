@@ -39,6 +39,7 @@ on_both_backends!(
     a_batch_begun_early_is_written_or_given_up,
     footers_are_checked_on_s3,
     a_commit_of_a_batch_the_catalog_lost_is_not_found,
+    every_file_of_a_commit_is_recorded_or_none,
 );
 
 async fn setup(backend: Backend) -> anyhow::Result<(TestDatabase, Metastore, Rpc)> {
@@ -1623,5 +1624,70 @@ async fn a_commit_of_a_batch_the_catalog_lost_is_not_found(backend: Backend) -> 
     // The next write of the partition commits as version 1.
     let committed = write_once(&mut client, "sales", "items", &ds("1"), None).await?;
     assert_eq!(committed.version, 1);
+    Ok(())
+}
+
+/// The catalog records a commit's files in statements of a bounded size: whatever their
+/// number, every file of a commit is recorded once, with its rows, and none of a commit that
+/// is refused.
+async fn every_file_of_a_commit_is_recorded_or_none(backend: Backend) -> anyhow::Result<()> {
+    let (db, _server, mut client) = setup(backend).await?;
+    let names = |count: usize| -> Vec<(String, i64)> {
+        (0..count)
+            .map(|i| (format!("part-{i:05}.parquet"), 1 + (i % 3) as i64))
+            .collect()
+    };
+    let recorded = |batch_id: &str| -> anyhow::Result<String> {
+        catalog_query(
+            &db,
+            &format!(
+                "SELECT count(*), count(DISTINCT path), coalesce(sum(rows), 0) \
+                 FROM batch_files WHERE batch_id = '{batch_id}'"
+            ),
+        )
+        .map(|out| out.trim().replace(['|', ','], " "))
+    };
+    let expect = |files: &[(String, i64)]| {
+        let rows: i64 = files.iter().map(|(_, r)| r).sum();
+        format!("{} {} {rows}", files.len(), files.len())
+    };
+    fn stage(files: &[(String, i64)]) -> Vec<(&str, i64)> {
+        files
+            .iter()
+            .map(|(name, rows)| (name.as_str(), *rows))
+            .collect()
+    }
+    // One partition per commit, at and around each statement's bound.
+    for (i, count) in [1, 3, 200, 201, 401].into_iter().enumerate() {
+        let files = names(count);
+        let updates = staged(&mut client, &[&format!("n{i}")], &stage(&files)).await?;
+        let batch_id = updates[0].batch_id.clone();
+        let committed = client
+            .commit(commit_of(updates, "files"))
+            .await?
+            .into_inner();
+        assert_eq!(committed.committed[0].version, 1, "{count} files");
+        assert_eq!(recorded(&batch_id)?, expect(&files), "{count} files");
+    }
+    // Two partitions in one commit, on both sides of the bound.
+    let (small, large) = (names(200), names(201));
+    let mut updates = staged(&mut client, &["m1"], &stage(&small)).await?;
+    updates.extend(staged(&mut client, &["m2"], &stage(&large)).await?);
+    let ids: Vec<String> = updates.iter().map(|u| u.batch_id.clone()).collect();
+    client.commit(commit_of(updates, "two")).await?;
+    assert_eq!(recorded(&ids[0])?, expect(&small));
+    assert_eq!(recorded(&ids[1])?, expect(&large));
+    // A refused compare-and-swap records none, whatever the number of files.
+    for count in [3, 201] {
+        let mut updates = staged(&mut client, &["n0"], &stage(&names(count))).await?;
+        updates[0].expected_current_batch_id = Some(ids[0].clone());
+        let batch_id = updates[0].batch_id.clone();
+        let refused = client
+            .commit(commit_of(updates, "stale"))
+            .await
+            .expect_err("a stale expectation");
+        assert_eq!(refused.code(), Code::Aborted, "{refused:?}");
+        assert_eq!(recorded(&batch_id)?, "0 0 0", "{count} files");
+    }
     Ok(())
 }

@@ -16,7 +16,7 @@ use crate::partition::{PartitionSpec, describe_partition};
 use crate::storage::BatchDir;
 use crate::types::{CommitInfo, Expected, TableName};
 use crate::wire::{expected_to_pb, spec_to_pb, table_ref};
-use arrow_array::{RecordBatch, RecordBatchIterator, RecordBatchReader};
+use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_schema::SchemaRef;
 use batchstore_proto::v1 as pb;
 use bytes::Bytes;
@@ -601,20 +601,10 @@ async fn upload_batch(
     let encoder = Encoder::new(schema.clone(), options)?;
     let (sender, mut chunks) = tokio::sync::mpsc::channel::<Result<Chunk>>(parallelism);
     let rows_per_file = options.rows_per_file.max(1);
-    let producer = match Input::peek(data, rows_per_file) {
-        // Encoded here: a blocking thread's wake-up and the hand-back cost more.
-        Input::Tiny(batch, memory) => {
-            let _ = sender.try_send(encoder.chunk(vec![batch], memory));
-            drop(sender);
-            None
-        }
-        Input::Reader(data) => {
-            let cutter = encoder.clone();
-            Some(tokio::task::spawn_blocking(move || {
-                cut_into_files(data, rows_per_file, &cutter, &sender);
-            }))
-        }
-    };
+    let cutter = encoder.clone();
+    let producer = tokio::task::spawn_blocking(move || {
+        cut_into_files(data, rows_per_file, &cutter, &sender);
+    });
 
     // A small file (encoded already, as it was cut) is uploaded here, with the input: a tiny
     // write then costs no task start and no wake-up of another thread to finish. A large one
@@ -652,9 +642,7 @@ async fn upload_batch(
             else => break,
         }
     }
-    if let Some(producer) = producer {
-        producer.await?;
-    }
+    producer.await?;
     if index == 0 {
         // No rows at all: one empty file still records the schema.
         files.push(
@@ -733,46 +721,6 @@ impl Encoder {
         }
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
         Ok(Chunk::Encoded(self.encode(&batches, memory)?, rows))
-    }
-}
-
-/// A write's input, as its first reads found it.
-enum Input {
-    /// All of it: one batch of under [`COMPRESS_FROM_MEMORY`] bytes of Arrow memory and at
-    /// most a file's rows (the store of a small frame), with that memory.
-    Tiny(RecordBatch, usize),
-    /// Anything else, read from the start (the batches read so far put back in front).
-    Reader(Box<dyn RecordBatchReader + Send>),
-}
-
-impl Input {
-    /// Reads up to two batches of `data` on this thread to tell a tiny input from the rest;
-    /// never reads past the end or an error.
-    fn peek(mut data: Box<dyn RecordBatchReader + Send>, rows_per_file: usize) -> Input {
-        let schema = data.schema();
-        let first = data.next();
-        let second = match &first {
-            Some(Ok(_)) => data.next(),
-            _ => None,
-        };
-        match (first, second) {
-            (Some(Ok(batch)), None) => {
-                let memory = batch.get_array_memory_size();
-                if memory < COMPRESS_FROM_MEMORY
-                    && batch.num_rows() > 0
-                    && batch.num_rows() <= rows_per_file
-                {
-                    Input::Tiny(batch, memory)
-                } else {
-                    Input::Reader(Box::new(RecordBatchIterator::new([Ok(batch)], schema)))
-                }
-            }
-            (first, None) => Input::Reader(Box::new(RecordBatchIterator::new(first, schema))),
-            (first, Some(second)) => Input::Reader(Box::new(RecordBatchIterator::new(
-                first.into_iter().chain([second]).chain(data),
-                schema,
-            ))),
-        }
     }
 }
 
@@ -889,80 +837,6 @@ mod tests {
             .collect::<std::result::Result<Vec<_>, _>>()
             .expect("decoded");
         (codecs, read)
-    }
-
-    /// A reader that fails the test when read again after its end or an error.
-    struct Strict {
-        items: std::vec::IntoIter<std::result::Result<RecordBatch, arrow_schema::ArrowError>>,
-        schema: SchemaRef,
-        done: bool,
-    }
-
-    impl Iterator for Strict {
-        type Item = std::result::Result<RecordBatch, arrow_schema::ArrowError>;
-        fn next(&mut self) -> Option<Self::Item> {
-            assert!(!self.done, "read past the end or an error");
-            let item = self.items.next();
-            self.done = !matches!(item, Some(Ok(_)));
-            item
-        }
-    }
-
-    impl RecordBatchReader for Strict {
-        fn schema(&self) -> SchemaRef {
-            self.schema.clone()
-        }
-    }
-
-    /// Peeking at a write's input takes the whole of it only when it is one tiny batch, and
-    /// otherwise hands on every batch and error in order, never reading past an end or error.
-    #[test]
-    fn peeking_at_the_input_loses_and_reorders_nothing() {
-        let error = || arrow_schema::ArrowError::ComputeError("broken input".into());
-        let cases: Vec<(Vec<Option<usize>>, usize, bool)> = vec![
-            (vec![], 100, false),
-            (vec![Some(10)], 100, true),
-            (vec![Some(0)], 100, false),
-            (vec![Some(20_000)], 1_000_000, false),
-            (vec![Some(10)], 5, false),
-            (vec![Some(10), Some(3)], 100, false),
-            (vec![Some(1), Some(2), Some(3)], 100, false),
-            (vec![None], 100, false),
-            (vec![Some(10), None], 100, false),
-            (vec![Some(1), Some(2), None], 100, false),
-        ];
-        for (shape, rows_per_file, tiny) in cases {
-            let items: Vec<_> = shape
-                .iter()
-                .map(|rows| rows.map(batch).ok_or_else(error))
-                .collect();
-            let schema = batch(1).schema();
-            let reader = Strict {
-                items: items.into_iter(),
-                schema,
-                done: false,
-            };
-            let read: Vec<Option<usize>> = match Input::peek(Box::new(reader), rows_per_file) {
-                Input::Tiny(batch, memory) => {
-                    assert!(tiny, "{shape:?}");
-                    assert_eq!(memory, batch.get_array_memory_size());
-                    vec![Some(batch.num_rows())]
-                }
-                Input::Reader(mut data) => {
-                    assert!(!tiny, "{shape:?}");
-                    // As the cutter reads: up to the end or the first error.
-                    let mut read = Vec::new();
-                    for item in data.by_ref() {
-                        read.push(item.as_ref().ok().map(RecordBatch::num_rows));
-                        if item.is_err() {
-                            break;
-                        }
-                    }
-                    read
-                }
-            };
-            assert_eq!(read, shape);
-        }
     }
 
     #[test]

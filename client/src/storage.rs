@@ -66,8 +66,11 @@ impl BatchDir {
 }
 
 /// A create-only write to a local disk, as object_store's: the directories are made when
-/// missing, and a file that cannot be written whole is removed again, so that a retry finds
-/// no part of it.
+/// missing, a file that cannot be written whole is removed again, so that a retry finds no
+/// part of it, and errors have the kinds object_store gives them. Unlike object_store it does
+/// not stage the file under another name first: a file cut short by a crash lies in a batch
+/// nobody committed, and a commit never records a file whose size and footer the metastore
+/// did not read back.
 fn put_new_local(
     store: &LocalFileSystem,
     path: &Path,
@@ -81,9 +84,6 @@ fn put_new_local(
             std::io::ErrorKind::NotFound => object_store::Error::NotFound { path, source },
             std::io::ErrorKind::AlreadyExists => {
                 object_store::Error::AlreadyExists { path, source }
-            }
-            std::io::ErrorKind::PermissionDenied => {
-                object_store::Error::PermissionDenied { path, source }
             }
             _ => object_store::Error::Generic {
                 store: "LocalFileSystem",

@@ -45,7 +45,8 @@ impl BatchDir {
     /// Writes a new file; an existing one is never replaced (`AlreadyExists`).
     ///
     /// # Errors
-    /// Storage errors, with their kind (not found, permission denied, unreachable).
+    /// Storage errors, of the kinds object_store gives them whichever way the file goes
+    /// (`AlreadyExists` for an existing file).
     pub async fn put_new(&self, path: &Path, bytes: Bytes) -> Result<()> {
         match &self.local {
             Some(local) if bytes.len() <= PUT_INLINE_BYTES => {

@@ -6,10 +6,9 @@
 //! A benchmark, not a test: it prints figures and asserts nothing. `make bench-access`.
 
 use anyhow::Result;
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, RecordBatchIterator};
-use arrow_schema::ArrowError;
+use arrow_array::{ArrayRef, Int64Array, RecordBatch};
 use batchstore_client::{
-    Client, ConnectOptions, PartitionData, PartitionSpec, TableName, WriteOptions,
+    Client, ConnectOptions, PartitionData, PartitionSpec, Rows, TableName, WriteOptions,
 };
 use batchstore_proto::v1 as pb;
 use batchstore_tests::credentials::{TlsFiles, token_entry};
@@ -130,10 +129,7 @@ impl Setup {
         let table = TableName::new("bench", "tiny");
         let batch = tiny()?;
         for _ in 0..n {
-            let data = Box::new(RecordBatchIterator::new(
-                [Ok::<_, ArrowError>(batch.clone())],
-                batch.schema(),
-            ));
+            let data = Rows::Batches(batch.schema(), vec![batch.clone()]);
             let partition = PartitionSpec::named([("ds", format!("p{:07}", self.written))]);
             let t = Instant::now();
             self.client

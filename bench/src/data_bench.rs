@@ -12,7 +12,7 @@ use arrow_array::{
 };
 use arrow_schema::ArrowError;
 use batchstore_client::{
-    Client, PartitionData, PartitionSpec, ReadRequest, TableName, WriteOptions,
+    Client, PartitionData, PartitionSpec, ReadRequest, Rows, TableName, WriteOptions,
 };
 use batchstore_tests::{Backend, Metastore, TestDatabase};
 use clap::Parser;
@@ -78,7 +78,7 @@ async fn main() -> Result<()> {
                 PartitionData {
                     partition: PartitionSpec::default(),
                     expected: None,
-                    data,
+                    data: Rows::Stream(data),
                 },
                 "bench",
                 &WriteOptions::default(),

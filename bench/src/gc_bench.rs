@@ -7,11 +7,11 @@
 //! A benchmark, not a test: it prints figures. Run it with `make bench-gc`.
 
 use anyhow::{Context, Result};
-use arrow_array::{Int64Array, RecordBatch, RecordBatchIterator};
+use arrow_array::{Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use batchstore_client::{
-    Client, GcScope, KeyType, PartitionData, PartitionKey, PartitionSpec, Retention, TableName,
-    WriteOptions, WriteRequest,
+    Client, GcScope, KeyType, PartitionData, PartitionKey, PartitionSpec, Retention, Rows,
+    TableName, WriteOptions, WriteRequest,
 };
 use batchstore_tests::s3::S3Server;
 use batchstore_tests::{Backend, Metastore, TestDatabase};
@@ -114,10 +114,7 @@ async fn run(args: &Args, s3: Option<&S3Server>) -> Result<()> {
                 PartitionData {
                     partition: PartitionSpec::named([("ds", format!("p{p:05}"))]),
                     expected: None,
-                    data: Box::new(RecordBatchIterator::new(
-                        [Ok(batch.clone())],
-                        batch.schema(),
-                    )),
+                    data: Rows::Batches(batch.schema(), vec![batch.clone()]),
                 }
             })
             .collect();

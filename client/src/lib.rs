@@ -40,4 +40,4 @@ pub use storage::EngineStorage;
 pub use tokio_util::sync::CancellationToken;
 pub use types::*;
 pub use versions::{RollbackTo, TagTarget};
-pub use write::{EarlyBegin, PartitionData, Progress, WriteOptions, WriteRequest};
+pub use write::{EarlyBegin, PartitionData, Progress, Rows, WriteOptions, WriteRequest};

@@ -16,7 +16,7 @@ use crate::partition::{PartitionSpec, describe_partition};
 use crate::storage::BatchDir;
 use crate::types::{CommitInfo, Expected, TableName};
 use crate::wire::{expected_to_pb, spec_to_pb, table_ref};
-use arrow_array::{RecordBatch, RecordBatchReader};
+use arrow_array::{RecordBatch, RecordBatchIterator, RecordBatchReader};
 use arrow_schema::SchemaRef;
 use batchstore_proto::v1 as pb;
 use bytes::Bytes;
@@ -41,6 +41,10 @@ const ENCODE_INLINE_MEMORY: usize = 1024 * 1024;
 /// few KiB at most, while the zstd contexts Parquet sets up for each of its columns cost more
 /// than the rest of a tiny write.
 const COMPRESS_FROM_MEMORY: usize = 32 * 1024;
+/// In-memory rows of less Arrow memory than this (one uncompressed file, tens of microseconds
+/// to encode) are encoded by the write's own task: handing them to a blocking thread and back
+/// costs two thread wake-ups, more than the encoding.
+const ENCODE_ON_TASK_MEMORY: usize = COMPRESS_FROM_MEMORY;
 /// Most partitions one write commits (the metastore's limit of updates per commit), checked
 /// before anything is uploaded.
 pub const MAX_PARTITIONS_PER_WRITE: usize = 10_000;
@@ -90,7 +94,51 @@ pub struct PartitionData {
     pub partition: PartitionSpec,
     /// Compare-and-swap expectation for this partition.
     pub expected: Option<Expected>,
-    pub data: Box<dyn RecordBatchReader + Send>,
+    pub data: Rows,
+}
+
+/// A partition's rows, as a write takes them.
+pub enum Rows {
+    /// Read as the write goes, on a blocking thread: reading may wait (on a file, a pipe,
+    /// another process) or run code of the caller's.
+    Stream(Box<dyn RecordBatchReader + Send>),
+    /// In memory already (a pyarrow Table, say): taking them never waits, so a small input is
+    /// encoded by the write's own task (see [`ENCODE_ON_TASK_MEMORY`]).
+    Batches(SchemaRef, Vec<RecordBatch>),
+}
+
+impl Rows {
+    /// Rows read from `reader` as the write goes.
+    pub fn stream(reader: impl RecordBatchReader + Send + 'static) -> Self {
+        Rows::Stream(Box::new(reader))
+    }
+
+    fn schema(&self) -> SchemaRef {
+        match self {
+            Rows::Stream(reader) => reader.schema(),
+            Rows::Batches(schema, _) => schema.clone(),
+        }
+    }
+
+    /// The whole input as one small file's rows, with their Arrow memory, when it is in memory,
+    /// holds rows, fits one file and takes less than [`ENCODE_ON_TASK_MEMORY`]; otherwise a
+    /// reader of all of it, for a blocking thread.
+    fn into_small(
+        self,
+        rows_per_file: usize,
+    ) -> std::result::Result<(Vec<RecordBatch>, usize), Box<dyn RecordBatchReader + Send>> {
+        let (schema, batches) = match self {
+            Rows::Stream(reader) => return Err(reader),
+            Rows::Batches(schema, batches) => (schema, batches),
+        };
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let memory: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+        if rows == 0 || rows > rows_per_file || memory >= ENCODE_ON_TASK_MEMORY {
+            let batches = batches.into_iter().map(Ok);
+            return Err(Box::new(RecordBatchIterator::new(batches, schema)));
+        }
+        Ok((batches, memory))
+    }
 }
 
 /// A write to one or many partitions of one table, committed all or nothing.
@@ -592,7 +640,7 @@ type DirPromise = futures::future::Shared<tokio::sync::oneshot::Receiver<BatchDi
 /// the files written.
 async fn upload_batch(
     dir: DirPromise,
-    data: Box<dyn RecordBatchReader + Send>,
+    data: Rows,
     options: &WriteOptions,
     progress: Option<Arc<dyn Progress>>,
 ) -> Result<(SchemaRef, Vec<pb::DataFile>)> {
@@ -601,10 +649,20 @@ async fn upload_batch(
     let encoder = Encoder::new(schema.clone(), options)?;
     let (sender, mut chunks) = tokio::sync::mpsc::channel::<Result<Chunk>>(parallelism);
     let rows_per_file = options.rows_per_file.max(1);
-    let cutter = encoder.clone();
-    let producer = tokio::task::spawn_blocking(move || {
-        cut_into_files(data, rows_per_file, &cutter, &sender);
-    });
+    let producer = match data.into_small(rows_per_file) {
+        Ok((batches, memory)) => {
+            // The channel holds at least one chunk, and this is the only one.
+            let _ = sender.try_send(encoder.chunk(batches, memory));
+            drop(sender);
+            None
+        }
+        Err(reader) => {
+            let cutter = encoder.clone();
+            Some(tokio::task::spawn_blocking(move || {
+                cut_into_files(reader, rows_per_file, &cutter, &sender);
+            }))
+        }
+    };
 
     // A small file (encoded already, as it was cut) is uploaded here, with the input: a tiny
     // write then costs no task start and no wake-up of another thread to finish. A large one
@@ -642,7 +700,9 @@ async fn upload_batch(
             else => break,
         }
     }
-    producer.await?;
+    if let Some(producer) = producer {
+        producer.await?;
+    }
     if index == 0 {
         // No rows at all: one empty file still records the schema.
         files.push(
@@ -865,5 +925,127 @@ mod tests {
             sides.0 > 0 && sides.1 > 0,
             "both sides of the limit: {sides:?}"
         );
+    }
+
+    /// Writes `rows` through [`upload_batch`] into a fresh batch directory under `root`, and
+    /// returns the files' names, rows and bytes, with the rows read back in order.
+    async fn uploaded(
+        root: &std::path::Path,
+        name: &str,
+        rows: Rows,
+        rows_per_file: usize,
+    ) -> Result<(Vec<(String, i64, Bytes)>, Vec<RecordBatch>)> {
+        let stores = crate::storage::Stores::default();
+        let dir = stores.batch_dir(&format!("file://{}/{name}", root.display()))?;
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let _ = sender.send(dir);
+        let options = WriteOptions {
+            rows_per_file,
+            ..WriteOptions::default()
+        };
+        let (_, files) = upload_batch(receiver.shared(), rows, &options, None).await?;
+        let mut out = Vec::new();
+        let mut read = Vec::new();
+        for file in files {
+            let bytes = Bytes::from(std::fs::read(root.join(name).join(&file.path)).expect("read"));
+            assert_eq!(file.size_bytes as usize, bytes.len(), "{name}: stated size");
+            let batches = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?
+                .build()?
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            read.extend(batches.into_iter().filter(|b| b.num_rows() > 0));
+            out.push((file.path, file.rows, bytes));
+        }
+        Ok((out, read))
+    }
+
+    /// Rows in memory and the same rows streamed are written alike, byte for byte, whether
+    /// they are small enough to be encoded by the write's own task or not: the same files,
+    /// with every row once, in order, whatever the batches, empty ones and the file size.
+    #[tokio::test]
+    async fn rows_in_memory_are_written_as_the_same_rows_streamed() {
+        let root = tempfile::tempdir().expect("a directory");
+        let cases: [(&[usize], usize); 11] = [
+            (&[], 100),
+            (&[0], 100),
+            (&[10], 100),
+            (&[10, 0, 5], 100),
+            (&[1, 2, 3], 6),
+            (&[1, 2, 3], 5),
+            (&[10], 5),
+            (&[300], 1_000),
+            (&[3_000], 1_000_000),
+            (&[200, 200], 1_000_000),
+            (&[20_000], 7_000),
+        ];
+        let mut sides = (0, 0);
+        for (index, (shape, rows_per_file)) in cases.into_iter().enumerate() {
+            let batches: Vec<RecordBatch> = shape.iter().map(|&rows| batch(rows)).collect();
+            let schema = batch(0).schema();
+            let memory: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+            let total: usize = shape.iter().sum();
+            if total > 0 && total <= rows_per_file && memory < ENCODE_ON_TASK_MEMORY {
+                sides.0 += 1;
+            } else {
+                sides.1 += 1;
+            }
+            let in_memory = Rows::Batches(schema.clone(), batches.clone());
+            let streamed = Rows::stream(RecordBatchIterator::new(
+                batches.clone().into_iter().map(Ok),
+                schema.clone(),
+            ));
+            let a = uploaded(root.path(), &format!("m{index}"), in_memory, rows_per_file)
+                .await
+                .expect("written from memory");
+            let b = uploaded(root.path(), &format!("s{index}"), streamed, rows_per_file)
+                .await
+                .expect("written from a stream");
+            assert_eq!(a.0, b.0, "case {index}: the same files");
+            let written: Vec<RecordBatch> =
+                batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+            let expected =
+                arrow_select::concat::concat_batches(&schema, &written).expect("concatenated");
+            let read = arrow_select::concat::concat_batches(&schema, &a.1).expect("concatenated");
+            assert_eq!(read, expected, "case {index}: every row once, in order");
+            assert!(!a.0.is_empty(), "case {index}: at least one file");
+        }
+        assert!(
+            sides.0 >= 3 && sides.1 >= 3,
+            "both sides of the limit: {sides:?}"
+        );
+    }
+
+    /// A small input in memory is encoded and stored without any blocking thread (here: the
+    /// only one is busy), while the same rows streamed wait for one.
+    #[test]
+    fn small_rows_in_memory_need_no_blocking_thread() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        let root = tempfile::tempdir().expect("a directory");
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        runtime.block_on(async {
+            let busy = tokio::task::spawn_blocking(move || held.recv());
+            let schema = batch(0).schema();
+            let small = Rows::Batches(schema.clone(), vec![batch(10)]);
+            let written = tokio::time::timeout(
+                Duration::from_secs(30),
+                uploaded(root.path(), "memory", small, 100),
+            )
+            .await;
+            assert!(
+                matches!(written, Ok(Ok((ref files, _))) if files.len() == 1),
+                "written without a blocking thread"
+            );
+            let streamed = Rows::stream(RecordBatchIterator::new([Ok(batch(10))], schema));
+            let waiting = uploaded(root.path(), "stream", streamed, 100);
+            tokio::pin!(waiting);
+            let early = tokio::time::timeout(Duration::from_millis(200), &mut waiting).await;
+            assert!(early.is_err(), "a stream is read on a blocking thread");
+            release.send(()).expect("released");
+            waiting.await.expect("written once a thread is free");
+            busy.await.expect("joined").expect("received");
+        });
     }
 }

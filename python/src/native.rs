@@ -3,16 +3,33 @@
 
 use crate::runtime::{run, run_cancellable};
 use crate::values;
+use arrow_array::RecordBatchReader;
 use arrow_array::ffi_stream::RecordBatchStreamReader;
 use arrow_pyarrow::{FromPyArrow, IntoPyArrow, Table};
 use batchstore_client::{
-    Client, ConnectOptions, EarlyBegin, Expected, GcScope, KeyType, LeaseName, Manifest,
-    PartitionColumns, PartitionData, PartitionKey, ReadRequest, Retention, RollbackTo, TableName,
-    TagTarget, WriteOptions, WriteRequest,
+    Client, ClientError, ConnectOptions, EarlyBegin, Expected, GcScope, KeyType, LeaseName,
+    Manifest, PartitionColumns, PartitionData, PartitionKey, ReadRequest, Retention, RollbackTo,
+    Rows, TableName, TagTarget, WriteOptions, WriteRequest,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyType};
 use std::path::PathBuf;
+
+/// A partition's rows: a pyarrow Table's batches taken here (they are in memory: taking them
+/// never waits nor runs Python code), anything else streamed as the write reads it.
+fn rows(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Rows> {
+    static TABLE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    let reader = RecordBatchStreamReader::from_pyarrow_bound(data)?;
+    if !data.is_instance(TABLE.import(py, "pyarrow", "Table")?)? {
+        return Ok(Rows::stream(reader));
+    }
+    let schema = reader.schema();
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| {
+        crate::errors::to_py(ClientError::Data(format!("reading the input failed: {e}")))
+    })?;
+    Ok(Rows::Batches(schema, batches))
+}
 
 /// A connection to a batchstore metastore (see `batchstore.Client`).
 #[pyclass(module = "batchstore._native", frozen)]
@@ -295,11 +312,10 @@ impl NativeClient {
         let mut partitions = Vec::with_capacity(parts.len());
         for (partition, expected_batch, data) in parts {
             let partition = values::partition(Some(&partition))?;
-            let reader = RecordBatchStreamReader::from_pyarrow_bound(&data)?;
             partitions.push(PartitionData {
                 partition,
                 expected: expected(expected_batch),
-                data: Box::new(reader),
+                data: rows(py, &data)?,
             });
         }
         let request = WriteRequest {

@@ -79,6 +79,42 @@ def test_pyarrow_table_and_reader(client):
     assert bs.load_dataframe("sales", "items", partitions=["t"], as_="arrow").equals(table)
 
 
+@pytest.mark.parametrize(
+    "chunks",
+    [[3], [1, 0, 2], [0], [], [1] * 40, [5000], [2000, 0, 3000]],
+    ids=["one", "with-empty", "only-empty", "none", "many", "large", "large-chunked"],
+)
+def test_a_table_in_memory_stores_as_the_same_rows_streamed(client, chunks):
+    """A pyarrow Table is taken in memory (small ones encoded without a thread hand-off), any
+    other input streamed: both store the same rows, in order, whatever the chunks."""
+    rows = sum(chunks)
+    full = pa.table(
+        {
+            "id": pa.array(range(rows), pa.int64()),
+            "s": pa.array([f"v{i % 7}" if i % 5 else None for i in range(rows)], pa.string()),
+            "d": pa.array([f"k{i % 3}" for i in range(rows)], pa.string()).dictionary_encode(),
+            "l": pa.array([[i, None] for i in range(rows)], pa.list_(pa.int32())),
+        }
+    ).replace_schema_metadata({"origin": "test"})
+    offsets = [sum(chunks[:k]) for k in range(len(chunks))]
+    batches = [
+        pa.record_batch([column.slice(o, n).combine_chunks() for column in full.columns], schema=full.schema)
+        for o, n in zip(offsets, chunks)
+    ]
+    table = pa.Table.from_batches(batches, schema=full.schema)
+    assert table.num_rows == rows and table.column(0).num_chunks == len(chunks)
+    reader = pa.RecordBatchReader.from_batches(full.schema, batches)
+    stored = [
+        bs.store_dataframe(table, "sales", "memory", partitions={"ds": "table"}),
+        bs.store_dataframe(reader, "sales", "memory", partitions={"ds": "stream"}),
+    ]
+    assert [info.rows for info in stored] == [rows, rows]
+    for ds in ["table", "stream"]:
+        loaded = bs.load_dataframe("sales", "memory", partitions={"ds": ds}, as_="arrow")
+        assert loaded.schema.metadata == full.schema.metadata
+        assert loaded.combine_chunks().equals(full.combine_chunks()), ds
+
+
 def test_history_rollback_and_selectors(client):
     frames = [pd.DataFrame({"v": [n] * (n + 1)}) for n in range(3)]
     infos = [bs.store_dataframe(f, "sales", "items", partitions={"ds": 20161031}, message=f"load {n}") for n, f in enumerate(frames)]

@@ -9,8 +9,8 @@ use anyhow::{Result, bail};
 use batchstore_client::{
     AuditQuery, Client, CommitInfo, ConnectOptions, Expected, Grantee, KeyPredicate, KeyType,
     PartitionData, PartitionKey, PartitionSpec, PartitionValue, Permission, Progress, ReadRequest,
-    RollbackTo, Selector, TableName, TagTarget, WriteOptions, WriteRequest, describe_partition,
-    parse_time,
+    RollbackTo, Rows, Selector, TableName, TagTarget, WriteOptions, WriteRequest,
+    describe_partition, parse_time,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -373,7 +373,7 @@ async fn write(client: &Client, args: WriteArgs, json: bool) -> Result<()> {
         partitions: vec![PartitionData {
             partition: partition_spec(&args.target.partition)?,
             expected: expected(args.expect_batch),
-            data,
+            data: Rows::Stream(data),
         }],
         message: args.message,
         inputs: args.inputs,

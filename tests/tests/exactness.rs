@@ -1357,7 +1357,7 @@ impl arrow_array::RecordBatchReader for SlowInput {
 /// A write whose input takes three times its lease to arrive keeps its batch alive by
 /// renewing the lease, and commits.
 async fn an_upload_longer_than_its_lease_still_commits(backend: Backend) -> anyhow::Result<()> {
-    use batchstore_client::{Client, PartitionData, PartitionSpec, TableName, WriteOptions};
+    use batchstore_client::{Client, PartitionData, PartitionSpec, Rows, TableName, WriteOptions};
     let (_db, server, _rpc) = setup(backend).await?;
     let client = Client::connect(Some(&server.endpoint())).await?;
     let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
@@ -1380,7 +1380,7 @@ async fn an_upload_longer_than_its_lease_still_commits(backend: Backend) -> anyh
             PartitionData {
                 partition: PartitionSpec::named([("ds", "slow")]),
                 expected: None,
-                data: Box::new(data),
+                data: Rows::stream(data),
             },
             "slow input",
             &options,
@@ -1408,7 +1408,8 @@ fn batch_states(db: &TestDatabase, table: &str) -> anyhow::Result<String> {
 /// partitions.
 async fn a_batch_begun_early_is_written_or_given_up(backend: Backend) -> anyhow::Result<()> {
     use batchstore_client::{
-        Client, ClientError, PartitionData, PartitionSpec, TableName, WriteOptions, WriteRequest,
+        Client, ClientError, PartitionData, PartitionSpec, Rows, TableName, WriteOptions,
+        WriteRequest,
     };
     let (db, server, _rpc) = setup(backend).await?;
     let client = Client::connect(Some(&server.endpoint())).await?;
@@ -1426,7 +1427,7 @@ async fn a_batch_begun_early_is_written_or_given_up(backend: Backend) -> anyhow:
         Ok::<_, anyhow::Error>(PartitionData {
             partition: PartitionSpec::named([("ds", partition)]),
             expected: None,
-            data: Box::new(reader),
+            data: Rows::stream(reader),
         })
     };
     let write_to = |table: &TableName, partition: &str| {

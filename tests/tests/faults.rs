@@ -3,10 +3,10 @@
 //! show a partial, duplicate or phantom commit. Every write carries its own number in its
 //! data, so what each version holds can be traced back to the write that made it.
 
-use arrow_array::{Int64Array, RecordBatch, RecordBatchIterator};
+use arrow_array::{Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use batchstore_client::{
-    Client, ClientError, KeyType, PartitionData, PartitionKey, PartitionSpec, RollbackTo,
+    Client, ClientError, KeyType, PartitionData, PartitionKey, PartitionSpec, RollbackTo, Rows,
     TableName, WriteOptions, WriteRequest,
 };
 use batchstore_tests::proxy::FaultProxy;
@@ -91,10 +91,7 @@ async fn lost_replies_never_duplicate_or_lose_a_write(backend: Backend) -> anyho
             .map(|(ds, batch)| PartitionData {
                 partition: PartitionSpec::named([("ds", ds)]),
                 expected: None,
-                data: Box::new(RecordBatchIterator::new(
-                    [Ok(batch.clone())],
-                    batch.schema(),
-                )),
+                data: Rows::Batches(batch.schema(), vec![batch.clone()]),
             })
             .collect();
         let request = WriteRequest {
@@ -271,10 +268,7 @@ async fn write_one(
     let data = PartitionData {
         partition: partition.clone(),
         expected: None,
-        data: Box::new(RecordBatchIterator::new(
-            [Ok(batch.clone())],
-            batch.schema(),
-        )),
+        data: Rows::Batches(batch.schema(), vec![batch.clone()]),
     };
     let options = WriteOptions {
         create_table_if_missing: true,

@@ -3,10 +3,10 @@
 //! recorded twice, and no partial batch is ever visible. One test runs every scenario in turn,
 //! since restarting PostgreSQL would disturb other tests running beside it.
 
-use arrow_array::{Int64Array, RecordBatch, RecordBatchIterator};
+use arrow_array::{Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use batchstore_client::{
-    Client, ClientError, KeyType, PartitionData, PartitionKey, PartitionSpec, TableName,
+    Client, ClientError, KeyType, PartitionData, PartitionKey, PartitionSpec, Rows, TableName,
     WriteOptions, WriteRequest,
 };
 use batchstore_tests::tablectl::Tablectl;
@@ -164,10 +164,7 @@ async fn server_kills(
                         PartitionData {
                             partition: PartitionSpec::named([("ds", *ds)]),
                             expected: None,
-                            data: Box::new(RecordBatchIterator::new(
-                                [Ok(batch.clone())],
-                                batch.schema(),
-                            )),
+                            data: Rows::Batches(batch.schema(), vec![batch.clone()]),
                         }
                     })
                     .collect();

@@ -5,7 +5,7 @@ use arrow_array::{Int64Array, RecordBatch, RecordBatchIterator};
 use arrow_schema::{DataType, Field, Schema};
 use batchstore_client::{
     Client, ClientError, CommitInfo, GcCounts, GcScope, KeyType, LeaseName, PartitionData,
-    PartitionKey, PartitionSpec, ReadRequest, Retention, RollbackTo, Selector, TableName,
+    PartitionKey, PartitionSpec, ReadRequest, Retention, RollbackTo, Rows, Selector, TableName,
     TagTarget, WriteOptions,
 };
 use batchstore_proto::v1 as pb;
@@ -194,7 +194,7 @@ pub async fn write(client: &Client, partition: &str, value: i64) -> anyhow::Resu
             PartitionData {
                 partition: ds(partition),
                 expected: None,
-                data: Box::new(RecordBatchIterator::new(
+                data: Rows::stream(RecordBatchIterator::new(
                     [Ok(batch.clone())],
                     batch.schema(),
                 )),
@@ -932,7 +932,7 @@ async fn write_columns(
             PartitionData {
                 partition: ds(partition),
                 expected: None,
-                data: Box::new(RecordBatchIterator::new(
+                data: Rows::stream(RecordBatchIterator::new(
                     [Ok(batch.clone())],
                     batch.schema(),
                 )),

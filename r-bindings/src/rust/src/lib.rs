@@ -16,11 +16,10 @@ mod rstrings;
 mod runtime;
 mod rvalues;
 
-use arrow_array::RecordBatchIterator;
 use batchstore_client::{
     Client, ClientError, ConnectOptions, GcScope, KeyPredicate, KeyType, LeaseName,
-    PartitionColumns, PartitionData, PartitionKey, ReadRequest, Retention, RollbackTo, Selector,
-    TableName, TagTarget, WriteOptions, WriteRequest,
+    PartitionColumns, PartitionData, PartitionKey, ReadRequest, Retention, RollbackTo, Rows,
+    Selector, TableName, TagTarget, WriteOptions, WriteRequest,
 };
 use errors::{BindingError, Outcome, to_r};
 use extendr_api::prelude::*;
@@ -188,7 +187,7 @@ fn bs_write(
         let data = PartitionData {
             partition: records::partition(&partition)?,
             expected: args::expected(&expected_batch),
-            data: Box::new(RecordBatchIterator::new([Ok(batch)], schema)),
+            data: Rows::Batches(schema, vec![batch]),
         };
         let request = WriteRequest {
             table: name,

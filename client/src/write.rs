@@ -1,9 +1,10 @@
 //! The write path: Arrow record batches → Parquet files in a fresh batch → one commit.
 //!
 //! Input is cut into files of at most `rows_per_file` rows (zero-copy slices); files are encoded
-//! on blocking threads, `parallelism` at a time, and uploaded as soon as each is encoded, each
-//! with one create-only PUT (a file that exists already is never overwritten; files are cut
-//! well below the 5 GiB a single S3 PUT allows). Only when every file is in place does the commit
+//! on blocking threads, `parallelism` at a time (one small file of rows already in memory, by
+//! the write's own task), and uploaded as soon as each is encoded, each with one create-only
+//! PUT (a file that exists already is never overwritten; files are cut well below the 5 GiB a
+//! single S3 PUT allows). Only when every file is in place does the commit
 //! make the batch visible, so a write that fails or is killed at any point leaves every
 //! partition as it was; a failed write tells the metastore (AbortWrite) when it still can,
 //! and otherwise its lease runs out. A front end that must convert its data first (a pandas
@@ -41,10 +42,15 @@ const ENCODE_INLINE_MEMORY: usize = 1024 * 1024;
 /// few KiB at most, while the zstd contexts Parquet sets up for each of its columns cost more
 /// than the rest of a tiny write.
 const COMPRESS_FROM_MEMORY: usize = 32 * 1024;
-/// In-memory rows of less Arrow memory than this (one uncompressed file, tens of microseconds
-/// to encode) are encoded by the write's own task: handing them to a blocking thread and back
-/// costs two thread wake-ups, more than the encoding.
+/// The in-memory rows of a one-partition write are encoded by the write's own task when they
+/// take less Arrow memory than this and at most [`ENCODE_ON_TASK_ROWS`] rows in at most
+/// [`ENCODE_ON_TASK_COLUMNS`] columns (nested ones counted with their children): one small
+/// uncompressed file, tens of microseconds of work, less than handing it to a blocking thread
+/// and back (two thread wake-ups). Rows bound what memory does not (nulls and dictionaries take
+/// almost none), columns the per-column cost of a Parquet file.
 const ENCODE_ON_TASK_MEMORY: usize = COMPRESS_FROM_MEMORY;
+const ENCODE_ON_TASK_ROWS: usize = 4096;
+const ENCODE_ON_TASK_COLUMNS: usize = 32;
 /// Most partitions one write commits (the metastore's limit of updates per commit), checked
 /// before anything is uploaded.
 pub const MAX_PARTITIONS_PER_WRITE: usize = 10_000;
@@ -103,7 +109,8 @@ pub enum Rows {
     /// another process) or run code of the caller's.
     Stream(Box<dyn RecordBatchReader + Send>),
     /// In memory already (a pyarrow Table, say): taking them never waits, so a small input is
-    /// encoded by the write's own task (see [`ENCODE_ON_TASK_MEMORY`]).
+    /// encoded by the write's own task (see [`ENCODE_ON_TASK_MEMORY`]). Every batch has the
+    /// schema given, as a stream's batches have its schema.
     Batches(SchemaRef, Vec<RecordBatch>),
 }
 
@@ -120,9 +127,20 @@ impl Rows {
         }
     }
 
+    /// The same rows, read on a blocking thread whatever their size.
+    fn streamed(self) -> Self {
+        match self {
+            Rows::Batches(schema, batches) => Rows::stream(RecordBatchIterator::new(
+                batches.into_iter().map(Ok),
+                schema,
+            )),
+            stream => stream,
+        }
+    }
+
     /// The whole input as one small file's rows, with their Arrow memory, when it is in memory,
-    /// holds rows, fits one file and takes less than [`ENCODE_ON_TASK_MEMORY`]; otherwise a
-    /// reader of all of it, for a blocking thread.
+    /// holds rows, fits one file and is within the bounds of [`ENCODE_ON_TASK_MEMORY`];
+    /// otherwise a reader of all of it, for a blocking thread.
     fn into_small(
         self,
         rows_per_file: usize,
@@ -133,7 +151,11 @@ impl Rows {
         };
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let memory: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
-        if rows == 0 || rows > rows_per_file || memory >= ENCODE_ON_TASK_MEMORY {
+        if rows == 0
+            || rows > rows_per_file.min(ENCODE_ON_TASK_ROWS)
+            || schema.flattened_fields().len() > ENCODE_ON_TASK_COLUMNS
+            || memory >= ENCODE_ON_TASK_MEMORY
+        {
             let batches = batches.into_iter().map(Ok);
             return Err(Box::new(RecordBatchIterator::new(batches, schema)));
         }
@@ -370,13 +392,20 @@ impl Client {
             }
             Ok::<_, ClientError>(begun)
         };
+        // The partitions of one write upload on one task: their files are encoded on blocking
+        // threads, side by side, however small.
+        let several = partitions.len() > 1;
         let uploads = async {
             let uploaded = futures::stream::iter(partitions.into_iter().zip(promises))
                 .map(|(part, dir)| {
                     let progress = progress.clone();
+                    let data = if several {
+                        part.data.streamed()
+                    } else {
+                        part.data
+                    };
                     async move {
-                        let (schema, files) =
-                            upload_batch(dir, part.data, options, progress).await?;
+                        let (schema, files) = upload_batch(dir, data, options, progress).await?;
                         Ok::<_, ClientError>((schema, files, part.expected))
                     }
                 })
@@ -931,7 +960,7 @@ mod tests {
     /// returns the files' names, rows and bytes, with the rows read back in order.
     async fn uploaded(
         root: &std::path::Path,
-        name: &str,
+        name: String,
         rows: Rows,
         rows_per_file: usize,
     ) -> Result<(Vec<(String, i64, Bytes)>, Vec<RecordBatch>)> {
@@ -947,7 +976,8 @@ mod tests {
         let mut out = Vec::new();
         let mut read = Vec::new();
         for file in files {
-            let bytes = Bytes::from(std::fs::read(root.join(name).join(&file.path)).expect("read"));
+            let bytes =
+                Bytes::from(std::fs::read(root.join(&name).join(&file.path)).expect("read"));
             assert_eq!(file.size_bytes as usize, bytes.len(), "{name}: stated size");
             let batches = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?
                 .build()?
@@ -958,66 +988,121 @@ mod tests {
         Ok((out, read))
     }
 
-    /// Rows in memory and the same rows streamed are written alike, byte for byte, whether
-    /// they are small enough to be encoded by the write's own task or not: the same files,
-    /// with every row once, in order, whatever the batches, empty ones and the file size.
+    /// Inputs on both sides of every bound of the write task's own encoding: (what, batches,
+    /// rows per file, encoded by the task).
+    fn bounded_inputs() -> Vec<(&'static str, Vec<RecordBatch>, usize, bool)> {
+        let nulls = |rows: usize| {
+            let column: ArrayRef = Arc::new(arrow_array::NullArray::new(rows));
+            RecordBatch::try_from_iter_with_nullable([("nothing", column, true)])
+                .expect("a valid batch")
+        };
+        let wide = |columns: usize| {
+            RecordBatch::try_from_iter((0..columns).map(|c| {
+                let column: ArrayRef = Arc::new(Int64Array::from(vec![c as i64]));
+                (format!("c{c}"), column)
+            }))
+            .expect("a valid batch")
+        };
+        vec![
+            ("no batch", vec![], 100, false),
+            ("an empty batch", vec![batch(0)], 100, false),
+            ("a small batch", vec![batch(10)], 100, true),
+            (
+                "small, with an empty one",
+                vec![batch(10), batch(0), batch(5)],
+                100,
+                true,
+            ),
+            (
+                "exactly a file",
+                vec![batch(1), batch(2), batch(3)],
+                6,
+                true,
+            ),
+            (
+                "one row past a file",
+                vec![batch(1), batch(2), batch(3)],
+                5,
+                false,
+            ),
+            ("one batch past a file", vec![batch(10)], 5, false),
+            (
+                "within the memory",
+                vec![batch(200), batch(200)],
+                1_000_000,
+                true,
+            ),
+            ("past the memory", vec![batch(3_000)], 1_000_000, false),
+            (
+                "at the row bound",
+                vec![nulls(ENCODE_ON_TASK_ROWS)],
+                1_000_000,
+                true,
+            ),
+            (
+                "past the row bound",
+                vec![nulls(ENCODE_ON_TASK_ROWS + 1)],
+                1_000_000,
+                false,
+            ),
+            (
+                "at the column bound",
+                vec![wide(ENCODE_ON_TASK_COLUMNS)],
+                100,
+                true,
+            ),
+            (
+                "past the column bound",
+                vec![wide(ENCODE_ON_TASK_COLUMNS + 1)],
+                100,
+                false,
+            ),
+            ("several files", vec![batch(20_000)], 7_000, false),
+        ]
+    }
+
+    fn in_memory(batches: &[RecordBatch]) -> Rows {
+        let schema = batches
+            .first()
+            .map_or_else(|| batch(0).schema(), RecordBatch::schema);
+        Rows::Batches(schema, batches.to_vec())
+    }
+
+    /// Rows in memory and the same rows streamed are written alike, byte for byte, on both
+    /// sides of every bound: the same files, with every row once, in order.
     #[tokio::test]
     async fn rows_in_memory_are_written_as_the_same_rows_streamed() {
         let root = tempfile::tempdir().expect("a directory");
-        let cases: [(&[usize], usize); 11] = [
-            (&[], 100),
-            (&[0], 100),
-            (&[10], 100),
-            (&[10, 0, 5], 100),
-            (&[1, 2, 3], 6),
-            (&[1, 2, 3], 5),
-            (&[10], 5),
-            (&[300], 1_000),
-            (&[3_000], 1_000_000),
-            (&[200, 200], 1_000_000),
-            (&[20_000], 7_000),
-        ];
-        let mut sides = (0, 0);
-        for (index, (shape, rows_per_file)) in cases.into_iter().enumerate() {
-            let batches: Vec<RecordBatch> = shape.iter().map(|&rows| batch(rows)).collect();
-            let schema = batch(0).schema();
-            let memory: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
-            let total: usize = shape.iter().sum();
-            if total > 0 && total <= rows_per_file && memory < ENCODE_ON_TASK_MEMORY {
-                sides.0 += 1;
-            } else {
-                sides.1 += 1;
-            }
-            let in_memory = Rows::Batches(schema.clone(), batches.clone());
-            let streamed = Rows::stream(RecordBatchIterator::new(
-                batches.clone().into_iter().map(Ok),
-                schema.clone(),
-            ));
-            let a = uploaded(root.path(), &format!("m{index}"), in_memory, rows_per_file)
-                .await
-                .expect("written from memory");
-            let b = uploaded(root.path(), &format!("s{index}"), streamed, rows_per_file)
+        for (what, batches, rows_per_file, _) in bounded_inputs() {
+            let schema = in_memory(&batches).schema();
+            let streamed = in_memory(&batches).streamed();
+            assert!(matches!(streamed, Rows::Stream(_)), "{what}: streamed");
+            let a = uploaded(
+                root.path(),
+                format!("m-{what}"),
+                in_memory(&batches),
+                rows_per_file,
+            )
+            .await
+            .expect("written from memory");
+            let b = uploaded(root.path(), format!("s-{what}"), streamed, rows_per_file)
                 .await
                 .expect("written from a stream");
-            assert_eq!(a.0, b.0, "case {index}: the same files");
+            assert_eq!(a.0, b.0, "{what}: the same files");
+            assert!(!a.0.is_empty(), "{what}: at least one file");
             let written: Vec<RecordBatch> =
                 batches.into_iter().filter(|b| b.num_rows() > 0).collect();
             let expected =
                 arrow_select::concat::concat_batches(&schema, &written).expect("concatenated");
             let read = arrow_select::concat::concat_batches(&schema, &a.1).expect("concatenated");
-            assert_eq!(read, expected, "case {index}: every row once, in order");
-            assert!(!a.0.is_empty(), "case {index}: at least one file");
+            assert_eq!(read, expected, "{what}: every row once, in order");
         }
-        assert!(
-            sides.0 >= 3 && sides.1 >= 3,
-            "both sides of the limit: {sides:?}"
-        );
     }
 
-    /// A small input in memory is encoded and stored without any blocking thread (here: the
-    /// only one is busy), while the same rows streamed wait for one.
+    /// A small input in memory is encoded and stored without any blocking thread (here the
+    /// only one is busy); past any bound, and streamed, it waits for one.
     #[test]
-    fn small_rows_in_memory_need_no_blocking_thread() {
+    fn only_small_rows_in_memory_skip_the_blocking_threads() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .max_blocking_threads(1)
             .enable_time()
@@ -1027,24 +1112,35 @@ mod tests {
         let (release, held) = std::sync::mpsc::channel::<()>();
         runtime.block_on(async {
             let busy = tokio::task::spawn_blocking(move || held.recv());
-            let schema = batch(0).schema();
-            let small = Rows::Batches(schema.clone(), vec![batch(10)]);
-            let written = tokio::time::timeout(
-                Duration::from_secs(30),
-                uploaded(root.path(), "memory", small, 100),
-            )
-            .await;
-            assert!(
-                matches!(written, Ok(Ok((ref files, _))) if files.len() == 1),
-                "written without a blocking thread"
-            );
-            let streamed = Rows::stream(RecordBatchIterator::new([Ok(batch(10))], schema));
-            let waiting = uploaded(root.path(), "stream", streamed, 100);
-            tokio::pin!(waiting);
-            let early = tokio::time::timeout(Duration::from_millis(200), &mut waiting).await;
-            assert!(early.is_err(), "a stream is read on a blocking thread");
+            let mut waiting = Vec::new();
+            for (what, batches, rows_per_file, on_task) in bounded_inputs() {
+                let tries = [
+                    (in_memory(&batches), on_task),
+                    (in_memory(&batches).streamed(), false),
+                ];
+                for (index, (rows, on_task)) in tries.into_iter().enumerate() {
+                    let name = format!("{what}-{index}");
+                    let mut upload =
+                        Box::pin(uploaded(root.path(), name.clone(), rows, rows_per_file));
+                    let wait = if on_task { 30_000 } else { 100 };
+                    let early =
+                        tokio::time::timeout(Duration::from_millis(wait), &mut upload).await;
+                    if on_task {
+                        assert!(
+                            matches!(early, Ok(Ok(_))),
+                            "{what}: written without a blocking thread"
+                        );
+                    } else {
+                        assert!(early.is_err(), "{name}: waits for a blocking thread");
+                        waiting.push(upload);
+                    }
+                }
+            }
             release.send(()).expect("released");
-            waiting.await.expect("written once a thread is free");
+            // Together: one waiting write's reader may wait for another's to be polled.
+            for written in futures::future::join_all(waiting).await {
+                written.expect("written once a thread is free");
+            }
             busy.await.expect("joined").expect("received");
         });
     }

@@ -17,11 +17,12 @@ use pyo3::types::{PyDict, PyList, PyType};
 use std::path::PathBuf;
 
 /// A partition's rows: a pyarrow Table's batches taken here (they are in memory: taking them
-/// never waits nor runs Python code), anything else streamed as the write reads it.
+/// never waits nor runs Python code; a subclass might, so only a Table itself), anything else
+/// streamed as the write reads it.
 fn rows(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Rows> {
     static TABLE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
     let reader = RecordBatchStreamReader::from_pyarrow_bound(data)?;
-    if !data.is_instance(TABLE.import(py, "pyarrow", "Table")?)? {
+    if !data.is_exact_instance(TABLE.import(py, "pyarrow", "Table")?) {
         return Ok(Rows::stream(reader));
     }
     let schema = reader.schema();
@@ -309,15 +310,27 @@ impl NativeClient {
         inputs: Vec<String>,
         early: Option<PyRefMut<'py, EarlyWrite>>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let mut partitions = Vec::with_capacity(parts.len());
-        for (partition, expected_batch, data) in parts {
-            let partition = values::partition(Some(&partition))?;
-            partitions.push(PartitionData {
-                partition,
-                expected: expected(expected_batch),
-                data: rows(py, &data)?,
-            });
-        }
+        let partitions = parts
+            .into_iter()
+            .map(|(partition, expected_batch, data)| {
+                Ok(PartitionData {
+                    partition: values::partition(Some(&partition))?,
+                    expected: expected(expected_batch),
+                    data: rows(py, &data)?,
+                })
+            })
+            .collect::<PyResult<Vec<_>>>();
+        let partitions = match partitions {
+            Ok(partitions) => partitions,
+            Err(error) => {
+                // The write cannot happen: its early batch is given up now, not when its lease
+                // runs out. The input's error is the one to report.
+                if let Some(mut early) = early {
+                    let _ = early.abort(py);
+                }
+                return Err(error);
+            }
+        };
         let request = WriteRequest {
             table: TableName::new(namespace, table),
             partitions,

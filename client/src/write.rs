@@ -129,12 +129,16 @@ impl Rows {
 
     /// The same rows, read on a blocking thread whatever their size.
     fn streamed(self) -> Self {
+        Rows::Stream(self.into_reader())
+    }
+
+    fn into_reader(self) -> Box<dyn RecordBatchReader + Send> {
         match self {
-            Rows::Batches(schema, batches) => Rows::stream(RecordBatchIterator::new(
+            Rows::Stream(reader) => reader,
+            Rows::Batches(schema, batches) => Box::new(RecordBatchIterator::new(
                 batches.into_iter().map(Ok),
                 schema,
             )),
-            stream => stream,
         }
     }
 
@@ -156,8 +160,7 @@ impl Rows {
             || schema.flattened_fields().len() > ENCODE_ON_TASK_COLUMNS
             || memory >= ENCODE_ON_TASK_MEMORY
         {
-            let batches = batches.into_iter().map(Ok);
-            return Err(Box::new(RecordBatchIterator::new(batches, schema)));
+            return Err(Rows::Batches(schema, batches).into_reader());
         }
         Ok((batches, memory))
     }
@@ -680,8 +683,16 @@ async fn upload_batch(
     let rows_per_file = options.rows_per_file.max(1);
     let producer = match data.into_small(rows_per_file) {
         Ok((batches, memory)) => {
-            // The channel holds at least one chunk, and this is the only one.
-            let _ = sender.try_send(encoder.chunk(batches, memory));
+            // The channel holds at least one chunk, and this is the only one; were it refused,
+            // the write would lose its rows, so that fails it.
+            sender
+                .try_send(encoder.chunk(batches, memory))
+                .map_err(|_| {
+                    ClientError::Internal(
+                        "the encoded file could not be queued for upload; nothing was committed"
+                            .into(),
+                    )
+                })?;
             drop(sender);
             None
         }

@@ -30,7 +30,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 /// A file is also cut when its input reaches this many bytes of Arrow memory.
 const MAX_FILE_MEMORY: usize = 512 * 1024 * 1024;
@@ -308,13 +308,20 @@ impl Client {
             .map(|p| p.partition.clone())
             .collect();
         let begun = self.begin_or_create(&request.table, &specs, options, &pending, early);
+        let work = TaskTracker::new();
         let staged = tokio::select! {
             staged = self.stage(begun, request.partitions, &request.inputs, options,
-                                progress) => staged,
+                                progress, &work) => staged,
             () = options.cancel.cancelled() => Err(ClientError::Cancelled(
                 "interrupted; nothing was committed".into(),
             )),
         };
+        // A failed or cancelled write may leave its input still being read or encoded on
+        // blocking threads, which cannot be stopped: the write ends with them, so that nothing
+        // holds the caller's data once it returns (a Python process exiting then would free
+        // pyarrow memory after pyarrow is gone).
+        work.close();
+        work.wait().await;
         let updates = match staged {
             Ok(updates) => updates,
             Err(error) => {
@@ -371,6 +378,7 @@ impl Client {
         inputs: &[String],
         options: &WriteOptions,
         progress: Option<Arc<dyn Progress>>,
+        work: &TaskTracker,
     ) -> Result<Vec<pb::PartitionUpdate>> {
         let (senders, promises): (Vec<_>, Vec<DirPromise>) = partitions
             .iter()
@@ -408,7 +416,8 @@ impl Client {
                         part.data
                     };
                     async move {
-                        let (schema, files) = upload_batch(dir, data, options, progress).await?;
+                        let (schema, files) =
+                            upload_batch(dir, data, options, progress, work).await?;
                         Ok::<_, ClientError>((schema, files, part.expected))
                     }
                 })
@@ -675,6 +684,7 @@ async fn upload_batch(
     data: Rows,
     options: &WriteOptions,
     progress: Option<Arc<dyn Progress>>,
+    work: &TaskTracker,
 ) -> Result<(SchemaRef, Vec<pb::DataFile>)> {
     let schema = data.schema();
     let parallelism = options.parallelism.max(1);
@@ -698,7 +708,7 @@ async fn upload_batch(
         }
         Err(reader) => {
             let cutter = encoder.clone();
-            Some(tokio::task::spawn_blocking(move || {
+            Some(work.spawn_blocking(move || {
                 cut_into_files(reader, rows_per_file, &cutter, &sender);
             }))
         }
@@ -728,6 +738,7 @@ async fn upload_batch(
                     encoder.clone(),
                     chunk,
                     progress.clone(),
+                    work.clone(),
                 );
                 uploads.push(if small {
                     upload.boxed()
@@ -752,6 +763,7 @@ async fn upload_batch(
                 encoder,
                 Chunk::Batches(Vec::new(), 0),
                 progress,
+                work.clone(),
             )
             .await?,
         );
@@ -871,13 +883,15 @@ async fn encode_and_put(
     encoder: Encoder,
     chunk: Chunk,
     progress: Option<Arc<dyn Progress>>,
+    work: TaskTracker,
 ) -> Result<pb::DataFile> {
     let (encoded, rows) = match chunk {
         Chunk::Encoded(bytes, rows) => (bytes, rows),
         Chunk::Batches(batches, memory) => {
             let rows = batches.iter().map(RecordBatch::num_rows).sum();
-            let bytes =
-                tokio::task::spawn_blocking(move || encoder.encode(&batches, memory)).await??;
+            let bytes = work
+                .spawn_blocking(move || encoder.encode(&batches, memory))
+                .await??;
             (bytes, rows)
         }
     };
@@ -983,7 +997,8 @@ mod tests {
             rows_per_file,
             ..WriteOptions::default()
         };
-        let (_, files) = upload_batch(receiver.shared(), rows, &options, None).await?;
+        let work = TaskTracker::new();
+        let (_, files) = upload_batch(receiver.shared(), rows, &options, None, &work).await?;
         let mut out = Vec::new();
         let mut read = Vec::new();
         for file in files {

@@ -40,6 +40,7 @@ on_both_backends!(
     footers_are_checked_on_s3,
     a_commit_of_a_batch_the_catalog_lost_is_not_found,
     every_file_of_a_commit_is_recorded_or_none,
+    a_cancelled_write_ends_with_the_reading_of_its_input,
 );
 
 async fn setup(backend: Backend) -> anyhow::Result<(TestDatabase, Metastore, Rpc)> {
@@ -1324,11 +1325,35 @@ async fn leases_are_renewed_only_while_pending_and_live(backend: Backend) -> any
     Ok(())
 }
 
-/// Input that arrives slowly: `batches` batches of one row, `pause` apart.
+/// Input that arrives slowly: `batches` batches of one row, `pause` apart. `released` is set
+/// when the reader is dropped.
 struct SlowInput {
     schema: arrow_schema::SchemaRef,
     left: usize,
     pause: Duration,
+    released: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SlowInput {
+    fn new(left: usize, pause: Duration) -> Self {
+        SlowInput {
+            schema: std::sync::Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+                "v",
+                arrow_schema::DataType::Int64,
+                false,
+            )])),
+            left,
+            pause,
+            released: Default::default(),
+        }
+    }
+}
+
+impl Drop for SlowInput {
+    fn drop(&mut self) {
+        self.released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Iterator for SlowInput {
@@ -1360,20 +1385,11 @@ async fn an_upload_longer_than_its_lease_still_commits(backend: Backend) -> anyh
     use batchstore_client::{Client, PartitionData, PartitionSpec, Rows, TableName, WriteOptions};
     let (_db, server, _rpc) = setup(backend).await?;
     let client = Client::connect(Some(&server.endpoint())).await?;
-    let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
-        "v",
-        arrow_schema::DataType::Int64,
-        false,
-    )]));
     let options = WriteOptions {
         lease: Some(Duration::from_secs(1)),
         ..WriteOptions::default()
     };
-    let data = SlowInput {
-        schema,
-        left: 12,
-        pause: Duration::from_millis(250),
-    };
+    let data = SlowInput::new(12, Duration::from_millis(250));
     let committed = client
         .write(
             &TableName::new("sales", "items"),
@@ -1388,6 +1404,49 @@ async fn an_upload_longer_than_its_lease_still_commits(backend: Backend) -> anyh
         )
         .await?;
     assert_eq!((committed.version, committed.rows), (1, 12));
+    Ok(())
+}
+
+/// A write cancelled while its input is being read returns only once the reading has ended
+/// and the input is released: nothing of the caller's is still in use after it (a Python
+/// process exiting then would free pyarrow memory after pyarrow is gone).
+async fn a_cancelled_write_ends_with_the_reading_of_its_input(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    use batchstore_client::{
+        Client, ClientError, PartitionData, PartitionSpec, Rows, TableName, WriteOptions,
+    };
+    let (_db, server, _rpc) = setup(backend).await?;
+    let client = Client::connect(Some(&server.endpoint())).await?;
+    let data = SlowInput::new(100, Duration::from_millis(300));
+    let released = data.released.clone();
+    let options = WriteOptions::default();
+    let cancel = options.cancel.clone();
+    let cancelling = tokio::spawn(async move {
+        // Mid-way through the second batch's read.
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        cancel.cancel();
+    });
+    let written = client
+        .write(
+            &TableName::new("sales", "items"),
+            PartitionData {
+                partition: PartitionSpec::named([("ds", "cancelled")]),
+                expected: None,
+                data: Rows::stream(data),
+            },
+            "cancelled",
+            &options,
+            None,
+        )
+        .await;
+    let released_on_return = released.load(std::sync::atomic::Ordering::SeqCst);
+    cancelling.await?;
+    assert!(
+        matches!(written, Err(ClientError::Cancelled(_))),
+        "{written:?}"
+    );
+    assert!(released_on_return, "the input was still being read");
     Ok(())
 }
 

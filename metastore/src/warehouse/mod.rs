@@ -466,8 +466,8 @@ fn inspect_local(
     stated: u64,
     name: &str,
 ) -> CatalogResult<FileFacts> {
-    let file = match nofollow::open_file(root, path.as_ref()) {
-        Ok(Some(file)) => file,
+    let opened = match nofollow::open_file(root, path.as_ref()) {
+        Ok(Some(opened)) => opened,
         Ok(None) => return Err(footer::missing(name)),
         Err(nofollow::LocalDeleteError::Io { source, .. }) => {
             return Err(CatalogError::Unavailable(format!(
@@ -481,12 +481,8 @@ fn inspect_local(
             )));
         }
     };
-    let size = file
-        .metadata()
-        .map_err(|e| CatalogError::Unavailable(format!("cannot read file {name}: {e}")))?
-        .len();
-    check_size(name, size, stated)?;
-    footer::inspect_local(&file, size, name)
+    check_size(name, opened.size, stated)?;
+    footer::inspect_local(&opened.file, opened.size, name)
 }
 
 fn endpoint_is_plain_http() -> bool {

@@ -3,13 +3,16 @@
 //!
 //! Anyone who can write a local warehouse could swap a batch directory (or a directory above
 //! it) for a symbolic link between a check and a delete, and make garbage collection delete
-//! what the link points to (or a commit record what it points to). So nothing here resolves a path: every directory below the
-//! warehouse root is opened relative to its parent's handle with `O_NOFOLLOW`, and entries are
-//! removed with `unlinkat` on the handle that was checked. A link met where a directory should be
+//! what the link points to (or a commit record what it points to). So nothing here follows a
+//! link: a file is opened by the kernel refusing every link on its way (`openat2`), every
+//! directory below the warehouse root is opened relative to its parent's handle with
+//! `O_NOFOLLOW`, and entries are removed with `unlinkat` on the handle that was checked. A link met where a directory should be
 //! stops the deletion; a link where a file should be is removed itself, which never touches its
 //! target.
 
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, openat, statat, unlinkat};
+use rustix::fs::{
+    AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, openat, openat2, statat, unlinkat,
+};
 use rustix::io::Errno;
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -102,20 +105,41 @@ fn open_below(root: &Path, relative: &str) -> Result<Option<Opened>> {
     }))
 }
 
+/// A regular file opened for reading, with its size.
+pub struct LocalFile {
+    pub file: std::fs::File,
+    pub size: u64,
+}
+
 /// Opens the regular file `relative` (to `root`) for reading, reached without following links.
 /// `Ok(None)` when it (or a directory above it) is not there.
+///
+/// The kernel resolves the whole path in one call (`openat2` refusing every link and any way
+/// out of the root): a commit checks its files on the request's critical path, and the walk
+/// one directory at a time costs two system calls per level. A kernel without `openat2` (or a
+/// sandbox that forbids it) gets the walk.
 ///
 /// # Errors
 /// `NotADirectory` when the file or a directory above it is a link, or the file is not a
 /// regular file; `Io` when it cannot be opened.
-pub fn open_file(root: &Path, relative: &str) -> Result<Option<std::fs::File>> {
-    let linked = || LocalDeleteError::NotADirectory {
-        path: relative.to_owned(),
+pub fn open_file(root: &Path, relative: &str) -> Result<Option<LocalFile>> {
+    let (dir, name) = split_file_path(relative)?;
+    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH;
+    let opened = openat2(open_root(root)?, relative, FILE, Mode::empty(), resolve);
+    let file = match opened {
+        Err(Errno::NOSYS | Errno::PERM) => return open_file_by_walk(root, dir, name),
+        other => other,
     };
-    let (dir, name) = relative.rsplit_once('/').unwrap_or(("", relative));
-    if matches!(name, "" | "." | "..") {
-        return Err(linked());
-    }
+    regular_file(relative, file)
+}
+
+/// [`open_file`] one directory at a time, each relative to its parent's handle.
+fn open_file_by_walk(root: &Path, dir: &str, name: &str) -> Result<Option<LocalFile>> {
+    let relative = if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir}/{name}")
+    };
     let parent = if dir.is_empty() {
         open_root(root)?
     } else {
@@ -124,12 +148,39 @@ pub fn open_file(root: &Path, relative: &str) -> Result<Option<std::fs::File>> {
             None => return Ok(None),
         }
     };
-    // Non-blocking: a FIFO in a file's place must not hang the open; it is refused below.
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
-    let file = match openat(&parent, name, flags, Mode::empty()) {
+    regular_file(&relative, openat(&parent, name, FILE, Mode::empty()))
+}
+
+/// Flags opening a file to read. Non-blocking: a FIFO in a file's place must not hang the
+/// open; it is refused by [`regular_file`].
+const FILE: OFlags = OFlags::RDONLY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NONBLOCK);
+
+/// A file path's directory and name; a path with `.` or `..` in it, or no name, is refused.
+fn split_file_path(relative: &str) -> Result<(&str, &str)> {
+    let (dir, name) = relative.rsplit_once('/').unwrap_or(("", relative));
+    let dotted = relative.split('/').any(|s| matches!(s, "." | ".."));
+    if dotted || name.is_empty() || dir.starts_with('/') {
+        return Err(LocalDeleteError::NotADirectory {
+            path: relative.to_owned(),
+        });
+    }
+    Ok((dir, name))
+}
+
+/// The outcome of opening `relative`: the file when it is a regular one.
+fn regular_file(relative: &str, opened: rustix::io::Result<OwnedFd>) -> Result<Option<LocalFile>> {
+    let linked = || LocalDeleteError::NotADirectory {
+        path: relative.to_owned(),
+    };
+    let file = match opened {
         Ok(file) => std::fs::File::from(file),
         Err(Errno::NOENT) => return Ok(None),
-        Err(Errno::LOOP) => return Err(linked()),
+        // A link on the way (ELOOP), a way out of the root (EXDEV), a file where a directory
+        // belongs (ENOTDIR).
+        Err(Errno::LOOP | Errno::XDEV | Errno::NOTDIR) => return Err(linked()),
         Err(e) => {
             return Err(LocalDeleteError::Io {
                 path: relative.to_owned(),
@@ -138,7 +189,10 @@ pub fn open_file(root: &Path, relative: &str) -> Result<Option<std::fs::File>> {
         }
     };
     match file.metadata() {
-        Ok(meta) if meta.is_file() => Ok(Some(file)),
+        Ok(meta) if meta.is_file() => Ok(Some(LocalFile {
+            size: meta.len(),
+            file,
+        })),
         Ok(_) => Err(linked()),
         Err(source) => Err(LocalDeleteError::Io {
             path: relative.to_owned(),
@@ -341,6 +395,68 @@ mod tests {
             Some(b"precious".to_vec())
         );
         assert!(outside.path().join("sub/part-0.parquet").exists());
+    }
+
+    /// What opening a file answered, comparable between the two ways it is opened.
+    fn outcome(opened: Result<Option<LocalFile>>) -> String {
+        match opened {
+            Ok(Some(opened)) => format!("{} bytes", opened.size),
+            Ok(None) => "missing".into(),
+            Err(LocalDeleteError::NotADirectory { .. }) => "refused".into(),
+            Err(e) => format!("{e}"),
+        }
+    }
+
+    #[test]
+    fn a_file_opens_only_without_links_and_both_ways_agree() {
+        let root = tree();
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::write(outside.path().join("part-0.parquet"), b"precious").expect("write");
+        let batch = root.path().join("ns/t/_batch=a");
+        symlink(
+            outside.path().join("part-0.parquet"),
+            batch.join("file-link"),
+        )
+        .expect("link");
+        symlink(outside.path(), root.path().join("ns/dir-link")).expect("link");
+        symlink("_batch=a", root.path().join("ns/t/inner-link")).expect("link");
+        std::fs::create_dir(batch.join("sub")).expect("mkdir");
+        std::fs::write(root.path().join("top"), b"1").expect("write");
+        let fifo = batch.join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .is_ok_and(|s| s.success())
+        );
+        let cases = [
+            ("ns/t/_batch=a/part-0.parquet", "5 bytes"),
+            ("ns/t//_batch=a/part-0.parquet", "5 bytes"),
+            ("top", "1 bytes"),
+            ("ns/t/_batch=a/gone.parquet", "missing"),
+            ("ns/none/_batch=a/part-0.parquet", "missing"),
+            ("ns/t/_batch=a/file-link", "refused"),
+            ("ns/dir-link/part-0.parquet", "refused"),
+            ("ns/t/inner-link/part-0.parquet", "refused"),
+            ("ns/t/_batch=a/part-0.parquet/x", "refused"),
+            ("ns/t/_batch=a/sub", "refused"),
+            ("ns/t/_batch=a/fifo", "refused"),
+            ("ns/t/../t/_batch=a/part-0.parquet", "refused"),
+            ("ns/t/./_batch=a/part-0.parquet", "refused"),
+            ("ns/t/_batch=a/", "refused"),
+            ("/ns/t/_batch=a/part-0.parquet", "refused"),
+            ("", "refused"),
+        ];
+        for (relative, expected) in cases {
+            assert_eq!(
+                outcome(open_file(root.path(), relative)),
+                expected,
+                "{relative}"
+            );
+            let walked = split_file_path(relative)
+                .and_then(|(dir, name)| open_file_by_walk(root.path(), dir, name));
+            assert_eq!(outcome(walked), expected, "{relative}, walking");
+        }
     }
 
     #[test]

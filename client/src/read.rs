@@ -7,7 +7,10 @@
 //! file's type is only converted losslessly; a value that cannot be represented is an error
 //! naming the column, partition and batch. Column projection is pushed into the Parquet decoder
 //! by name. When a read spans other than exactly one named partition, the partition keys are
-//! added as columns, typed by the table's key types.
+//! added as columns, typed by the table's key types. The schema's metadata (what the writer
+//! recorded about its frame: pandas dtypes and index, categories) is the files' own when they
+//! all agree, as one batch's always do, else the table's. A file is held to what its commit
+//! recorded: another size or row count is an error, never read.
 
 use crate::client::Client;
 use crate::commit::repeat_while_unknown;
@@ -17,7 +20,9 @@ use crate::partition::{KeyPredicate, PartitionSpec, describe_partition};
 use crate::types::{KeyType, Selector, TableInfo, TableName, from_micros};
 use crate::wire::{pairs, predicate_to_pb, spec_to_pb, table_ref};
 use crate::write::Progress;
-use arrow_array::{ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{
+    ArrayRef, Date32Array, Int64Array, RecordBatch, RecordBatchOptions, StringArray,
+};
 use arrow_schema::{DataType, Field, FieldRef, Schema, SchemaRef};
 use batchstore_proto::v1 as pb;
 use bytes::Bytes;
@@ -87,8 +92,18 @@ impl ReadResult {
 struct FileTask {
     store: Arc<dyn object_store::ObjectStore>,
     path: object_store::path::Path,
+    /// The size and rows the catalog recorded for the file (read from its footer at commit).
+    size: i64,
+    rows: i64,
     keys: Vec<ArrayMaker>,
     origin: Arc<Origin>,
+}
+
+/// One file's decoded batches, with its schema's metadata (what its writer recorded about the
+/// frame: pandas dtypes and index, categories).
+struct DecodedFile {
+    batches: Vec<RecordBatch>,
+    metadata: arrow_schema::Metadata,
 }
 
 /// Where a file's rows come from, for error messages.
@@ -163,6 +178,8 @@ impl Client {
                 tasks.push(FileTask {
                     store: dir.store.clone(),
                     path: dir.file(&file.path)?,
+                    size: file.size_bytes,
+                    rows: file.rows,
                     keys: keys.clone(),
                     origin: origin.clone(),
                 });
@@ -180,14 +197,15 @@ impl Client {
             0 => 2 * crate::runtime::cores(),
             n => n,
         };
-        let decoded: Vec<Vec<RecordBatch>> = futures::stream::iter(tasks)
+        let decoded: Vec<DecodedFile> = futures::stream::iter(tasks)
             .map(|task| fetch_and_decode(task, schema.clone(), data_columns, progress.clone()))
             .buffered(parallelism)
             .try_collect()
             .await?;
+        let (schema, batches) = with_writers_metadata(schema, decoded)?;
         Ok(ReadResult {
             schema,
-            batches: decoded.into_iter().flatten().collect(),
+            batches,
             partitions,
             bytes,
         })
@@ -368,34 +386,77 @@ fn key_makers(keys: &[(String, KeyType)], values: &[(String, String)]) -> Result
         .collect()
 }
 
+/// The read's schema and batches, with the metadata of the files when they all agree on it
+/// (always so for one batch, as a read of one partition is): what was stored comes back as it
+/// was, not as the table's first write described its frame. Files that disagree keep the
+/// table's.
+fn with_writers_metadata(
+    schema: SchemaRef,
+    decoded: Vec<DecodedFile>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let first = decoded.first().map(|d| &d.metadata);
+    let agreed = first.filter(|m| decoded.iter().all(|d| &d.metadata == *m));
+    let batches = decoded.iter().flat_map(|d| d.batches.iter().cloned());
+    let Some(metadata) = agreed.filter(|m| *m != schema.metadata()) else {
+        return Ok((schema, batches.collect()));
+    };
+    let schema = Arc::new(Schema::new_with_metadata(
+        schema.fields().clone(),
+        metadata.clone(),
+    ));
+    let batches = batches
+        .map(|batch| {
+            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            let (_, columns, _) = batch.into_parts();
+            RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    Ok((schema, batches))
+}
+
 async fn fetch_and_decode(
     task: FileTask,
     schema: SchemaRef,
     data_columns: usize,
     progress: Option<Arc<dyn Progress>>,
-) -> Result<Vec<RecordBatch>> {
+) -> Result<DecodedFile> {
     let bytes: Bytes = task.store.get(&task.path).await?.bytes().await?;
     let size = bytes.len() as u64;
-    let batches = tokio::task::spawn_blocking(move || {
-        decode(bytes, &schema, data_columns, &task.keys, &task.origin)
-    })
-    .await??;
-    if let Some(progress) = &progress {
-        progress.advance(batches.iter().map(|b| b.num_rows() as u64).sum(), size);
+    if i64::try_from(size).ok() != Some(task.size) {
+        return Err(ClientError::Data(format!(
+            "file {} of partition {} (batch {}) is {size} bytes in storage, but {} were \
+             committed: it was changed after the commit",
+            task.path, task.origin.partition, task.origin.batch_id, task.size
+        )));
     }
-    Ok(batches)
+    let decoded =
+        tokio::task::spawn_blocking(move || decode(bytes, &schema, data_columns, &task)).await??;
+    if let Some(progress) = &progress {
+        let rows = decoded.batches.iter().map(|b| b.num_rows() as u64).sum();
+        progress.advance(rows, size);
+    }
+    Ok(decoded)
 }
 
 /// Decodes one file into the read schema: the first `data_columns` fields of `schema` are
-/// looked up in the file by name (only they are decoded), the rest are partition keys.
+/// looked up in the file by name (only they are decoded), the rest are partition keys. A file
+/// whose footer counts other rows than were committed is refused.
 fn decode(
     bytes: Bytes,
     schema: &SchemaRef,
     data_columns: usize,
-    keys: &[ArrayMaker],
-    origin: &Origin,
-) -> Result<Vec<RecordBatch>> {
+    task: &FileTask,
+) -> Result<DecodedFile> {
+    let (keys, origin) = (&task.keys, &*task.origin);
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(BATCH_ROWS);
+    let footer_rows = builder.metadata().file_metadata().num_rows();
+    if footer_rows != task.rows {
+        return Err(ClientError::Data(format!(
+            "file {} of partition {} (batch {}) holds {footer_rows} rows, but {} were \
+             committed: it was changed after the commit",
+            task.path, origin.partition, origin.batch_id, task.rows
+        )));
+    }
     let file_schema = builder.schema().clone();
     let wanted = &schema.fields()[..data_columns];
     let mut roots = Vec::with_capacity(wanted.len());
@@ -417,11 +478,14 @@ fn decode(
     }
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
     let reader = builder.with_projection(mask).build()?;
-    let mut out = Vec::new();
+    let mut batches = Vec::new();
     for batch in reader {
-        out.push(conform(&batch?, schema, wanted, keys, origin)?);
+        batches.push(conform(&batch?, schema, wanted, keys, origin)?);
     }
-    Ok(out)
+    Ok(DecodedFile {
+        batches,
+        metadata: file_schema.metadata().clone(),
+    })
 }
 
 /// Puts a decoded batch into the read schema: each column found by name, converted where the

@@ -18,7 +18,7 @@ use crate::storage::BatchDir;
 use crate::types::{CommitInfo, Expected, TableName};
 use crate::wire::{expected_to_pb, spec_to_pb, table_ref};
 use arrow_array::{RecordBatch, RecordBatchIterator, RecordBatchReader};
-use arrow_schema::SchemaRef;
+use arrow_schema::{DataType, SchemaRef};
 use batchstore_proto::v1 as pb;
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
@@ -542,8 +542,13 @@ impl Client {
             None => Vec::new(),
         };
         self.create_namespace(&table.namespace, true).await?;
-        self.create_table(table, &keys, None, true).await?;
-        Ok(())
+        match self.create_table(table, &keys, None, true).await {
+            // Another write created it meanwhile, with other key types than these values
+            // suggest: the batch then begins against its keys, as if this write came second
+            // (a value that does not fit them is refused there).
+            Ok(_) | Err(ClientError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -788,7 +793,18 @@ struct Encoder {
 }
 
 impl Encoder {
+    /// # Errors
+    /// `InvalidArgument` for a bad level, or a column Parquet cannot hold (a union, at any
+    /// depth: the Parquet writer would panic on it).
     fn new(schema: SchemaRef, options: &WriteOptions) -> Result<Self> {
+        if let Some(field) = schema.fields().iter().find(|f| holds_union(f.data_type())) {
+            return Err(ClientError::InvalidArgument(format!(
+                "column {:?} is of type {}, which holds a union; Parquet cannot store unions, so \
+                 cast the column to one type (or split it into one column per type) first",
+                field.name(),
+                field.data_type()
+            )));
+        }
         let level = ZstdLevel::try_new(options.zstd_level).map_err(|e| {
             ClientError::InvalidArgument(format!("bad zstd level {}: {e}", options.zstd_level))
         })?;
@@ -833,6 +849,23 @@ impl Encoder {
         }
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
         Ok(Chunk::Encoded(self.encode(&batches, memory)?, rows))
+    }
+}
+
+/// Whether values of `data_type` are, or hold, unions.
+fn holds_union(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Union(..) => true,
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => holds_union(f.data_type()),
+        DataType::Struct(fields) => fields.iter().any(|f| holds_union(f.data_type())),
+        DataType::Dictionary(_, values) => holds_union(values),
+        DataType::RunEndEncoded(_, values) => holds_union(values.data_type()),
+        _ => false,
     }
 }
 

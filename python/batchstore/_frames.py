@@ -10,6 +10,7 @@ schema metadata and restored on load.
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import pyarrow as pa
@@ -151,19 +152,56 @@ def from_arrow(table: pa.Table, as_: str) -> Any:
 
         return pl.from_arrow(table)
     if as_ == "pandas":
-        df = table.to_pandas()
-        raw = (table.schema.metadata or {}).get(_CATEGORIES_KEY)
-        if raw:
-            for name, spec in json.loads(raw).items():
-                if name in df.columns:
-                    # The recorded categories (order, unused ones) first; categories of other
-                    # partitions' data after them, so that no value ever becomes missing.
-                    recorded = list(spec["categories"])
-                    known = set(recorded)
-                    more = [c for c in df[name].cat.categories if c not in known]
-                    df[name] = df[name].cat.set_categories(recorded + more, ordered=spec["ordered"])
+        df = _to_pandas(table)
+        for name, spec in _recorded_categories(table).items():
+            if name in df.columns and isinstance(df[name].dtype, _categorical_dtype()):
+                # The recorded categories (order, unused ones) first; categories of other
+                # partitions' data after them, so that no value ever becomes missing.
+                recorded = list(spec["categories"])
+                known = set(recorded)
+                more = [c for c in df[name].cat.categories if c not in known]
+                df[name] = df[name].cat.set_categories(recorded + more, ordered=bool(spec.get("ordered")))
         return df
     raise ValueError(f"as_ must be 'pandas', 'arrow' or 'polars', not {as_!r}")
+
+
+def _categorical_dtype() -> type:
+    import pandas as pd
+
+    return pd.CategoricalDtype
+
+
+def _to_pandas(table: pa.Table) -> Any:
+    """``table.to_pandas()``; pandas metadata that cannot be applied (another writer's, broken)
+    is set aside with a warning rather than making the data unloadable."""
+    try:
+        return table.to_pandas()
+    except Exception as error:
+        metadata = dict(table.schema.metadata or {})
+        if metadata.pop(b"pandas", None) is None:
+            raise
+        warnings.warn(
+            f"the stored pandas metadata could not be applied ({type(error).__name__}: {error}); "
+            "the frame is loaded without it (default index and dtypes)",
+            stacklevel=3,
+        )
+        return table.replace_schema_metadata(metadata).to_pandas()
+
+
+def _recorded_categories(table: pa.Table) -> dict:
+    """The categories recorded at store time, by column; what does not parse is ignored."""
+    raw = (table.schema.metadata or {}).get(_CATEGORIES_KEY)
+    try:
+        recorded = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    if not isinstance(recorded, dict):
+        return {}
+    return {
+        name: spec
+        for name, spec in recorded.items()
+        if isinstance(spec, dict) and isinstance(spec.get("categories"), list)
+    }
 
 
 def split_by(data: Any, column: str) -> list[tuple[Any, pa.Table]]:
@@ -182,11 +220,20 @@ def split_by(data: Any, column: str) -> list[tuple[Any, pa.Table]]:
 
 
 def _without_column(table: pa.Table, column: str) -> pa.Table:
+    """The table without ``column``, in its data and in what its metadata says about it."""
     table = table.drop_columns([column])
     metadata = dict(table.schema.metadata or {})
     if b"pandas" in metadata:
-        pandas_meta = json.loads(metadata[b"pandas"])
-        pandas_meta["columns"] = [c for c in pandas_meta.get("columns", []) if c.get("name") != column]
-        metadata[b"pandas"] = json.dumps(pandas_meta).encode()
-        table = table.replace_schema_metadata(metadata)
-    return table
+        try:
+            pandas_meta = json.loads(metadata[b"pandas"])
+            pandas_meta["columns"] = [c for c in pandas_meta.get("columns", []) if c.get("name") != column]
+            metadata[b"pandas"] = json.dumps(pandas_meta).encode()
+        except (ValueError, TypeError, AttributeError):
+            del metadata[b"pandas"]  # another writer's, unreadable: it would not load either
+    if _CATEGORIES_KEY in metadata:
+        categories = {k: v for k, v in _recorded_categories(table).items() if k != column}
+        if categories:
+            metadata[_CATEGORIES_KEY] = json.dumps(categories).encode()
+        else:
+            del metadata[_CATEGORIES_KEY]
+    return table.replace_schema_metadata(metadata)

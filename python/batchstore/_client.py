@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from . import _frames
-from ._native import NativeClient
+from ._native import InvalidArgument, NativeClient
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,11 @@ class Client:
         ``partition_by="col"`` splits the frame by that column's values and commits every
         partition at once (all or nothing); it returns a list of :class:`CommitInfo`.
         """
+        if partition_by is not None and partitions is not None:
+            raise InvalidArgument(
+                "give partitions (the one partition to store) or partition_by (the column whose "
+                "values name the partitions), not both"
+            )
         # The batch of one partition begins while a pandas frame converts (that takes a while).
         early = None
         if partition_by is None and _frames.is_pandas(df):

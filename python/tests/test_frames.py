@@ -164,6 +164,10 @@ def test_partition_by_commits_all_or_nothing(client):
     with pytest.raises(bs.Conflict):
         bs.store_dataframe(frame, "sales", "split", partition_by="ds", expected_batch=infos[0].batch_id)
     assert all(len(bs.history("sales", "split", {"ds": p})) == 1 for p in ("a", "b"))
+    # A partition named besides partition_by is refused, not ignored.
+    with pytest.raises(bs.InvalidArgument, match="not both"):
+        bs.store_dataframe(frame, "sales", "split", {"ds": "a"}, partition_by="ds")
+    assert all(len(bs.history("sales", "split", {"ds": p})) == 1 for p in ("a", "b"))
 
 
 def test_auto_create_with_dict_but_not_with_list(client):

@@ -394,16 +394,20 @@ fn with_writers_metadata(
     schema: SchemaRef,
     decoded: Vec<DecodedFile>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let first = decoded.first().map(|d| &d.metadata);
-    let agreed = first.filter(|m| decoded.iter().all(|d| &d.metadata == *m));
-    let batches = decoded.iter().flat_map(|d| d.batches.iter().cloned());
-    let Some(metadata) = agreed.filter(|m| *m != schema.metadata()) else {
+    let agreed = match decoded.split_first() {
+        Some((first, rest))
+            if first.metadata != *schema.metadata()
+                && rest.iter().all(|d| d.metadata == first.metadata) =>
+        {
+            Some(first.metadata.clone())
+        }
+        _ => None,
+    };
+    let batches = decoded.into_iter().flat_map(|d| d.batches);
+    let Some(metadata) = agreed else {
         return Ok((schema, batches.collect()));
     };
-    let schema = Arc::new(Schema::new_with_metadata(
-        schema.fields().clone(),
-        metadata.clone(),
-    ));
+    let schema = Arc::new(Schema::new_with_metadata(schema.fields().clone(), metadata));
     let batches = batches
         .map(|batch| {
             let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
@@ -414,6 +418,16 @@ fn with_writers_metadata(
     Ok((schema, batches))
 }
 
+/// The error for a file that is not what its commit recorded: `found` in storage, where the
+/// commit recorded `committed` (of the unit `what`).
+fn changed_since_commit(task: &FileTask, what: &str, found: i64, committed: i64) -> ClientError {
+    ClientError::Data(format!(
+        "file {} of partition {} (batch {}) holds {found} {what}, but {committed} were \
+         committed: it was changed after the commit",
+        task.path, task.origin.partition, task.origin.batch_id
+    ))
+}
+
 async fn fetch_and_decode(
     task: FileTask,
     schema: SchemaRef,
@@ -422,12 +436,9 @@ async fn fetch_and_decode(
 ) -> Result<DecodedFile> {
     let bytes: Bytes = task.store.get(&task.path).await?.bytes().await?;
     let size = bytes.len() as u64;
-    if i64::try_from(size).ok() != Some(task.size) {
-        return Err(ClientError::Data(format!(
-            "file {} of partition {} (batch {}) is {size} bytes in storage, but {} were \
-             committed: it was changed after the commit",
-            task.path, task.origin.partition, task.origin.batch_id, task.size
-        )));
+    let stored = i64::try_from(size).unwrap_or(i64::MAX);
+    if stored != task.size {
+        return Err(changed_since_commit(&task, "bytes", stored, task.size));
     }
     let decoded =
         tokio::task::spawn_blocking(move || decode(bytes, &schema, data_columns, &task)).await??;
@@ -451,11 +462,7 @@ fn decode(
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(BATCH_ROWS);
     let footer_rows = builder.metadata().file_metadata().num_rows();
     if footer_rows != task.rows {
-        return Err(ClientError::Data(format!(
-            "file {} of partition {} (batch {}) holds {footer_rows} rows, but {} were \
-             committed: it was changed after the commit",
-            task.path, origin.partition, origin.batch_id, task.rows
-        )));
+        return Err(changed_since_commit(task, "rows", footer_rows, task.rows));
     }
     let file_schema = builder.schema().clone();
     let wanted = &schema.fields()[..data_columns];

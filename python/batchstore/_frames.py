@@ -152,9 +152,11 @@ def from_arrow(table: pa.Table, as_: str) -> Any:
 
         return pl.from_arrow(table)
     if as_ == "pandas":
+        import pandas as pd
+
         df = _to_pandas(table)
         for name, spec in _recorded_categories(table).items():
-            if name in df.columns and isinstance(df[name].dtype, _categorical_dtype()):
+            if name in df.columns and isinstance(df[name].dtype, pd.CategoricalDtype):
                 # The recorded categories (order, unused ones) first; categories of other
                 # partitions' data after them, so that no value ever becomes missing.
                 recorded = list(spec["categories"])
@@ -163,12 +165,6 @@ def from_arrow(table: pa.Table, as_: str) -> Any:
                 df[name] = df[name].cat.set_categories(recorded + more, ordered=bool(spec.get("ordered")))
         return df
     raise ValueError(f"as_ must be 'pandas', 'arrow' or 'polars', not {as_!r}")
-
-
-def _categorical_dtype() -> type:
-    import pandas as pd
-
-    return pd.CategoricalDtype
 
 
 def _to_pandas(table: pa.Table) -> Any:

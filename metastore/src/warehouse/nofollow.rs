@@ -123,23 +123,19 @@ pub struct LocalFile {
 /// `NotADirectory` when the file or a directory above it is a link, or the file is not a
 /// regular file; `Io` when it cannot be opened.
 pub fn open_file(root: &Path, relative: &str) -> Result<Option<LocalFile>> {
-    let (dir, name) = split_file_path(relative)?;
+    split_file_path(relative)?;
     let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH;
     let opened = openat2(open_root(root)?, relative, FILE, Mode::empty(), resolve);
     let file = match opened {
-        Err(Errno::NOSYS | Errno::PERM) => return open_file_by_walk(root, dir, name),
+        Err(Errno::NOSYS | Errno::PERM) => return open_file_by_walk(root, relative),
         other => other,
     };
     regular_file(relative, file)
 }
 
 /// [`open_file`] one directory at a time, each relative to its parent's handle.
-fn open_file_by_walk(root: &Path, dir: &str, name: &str) -> Result<Option<LocalFile>> {
-    let relative = if dir.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{dir}/{name}")
-    };
+fn open_file_by_walk(root: &Path, relative: &str) -> Result<Option<LocalFile>> {
+    let (dir, name) = split_file_path(relative)?;
     let parent = if dir.is_empty() {
         open_root(root)?
     } else {
@@ -148,7 +144,7 @@ fn open_file_by_walk(root: &Path, dir: &str, name: &str) -> Result<Option<LocalF
             None => return Ok(None),
         }
     };
-    regular_file(&relative, openat(&parent, name, FILE, Mode::empty()))
+    regular_file(relative, openat(&parent, name, FILE, Mode::empty()))
 }
 
 /// Flags opening a file to read. Non-blocking: a FIFO in a file's place must not hang the
@@ -453,8 +449,7 @@ mod tests {
                 expected,
                 "{relative}"
             );
-            let walked = split_file_path(relative)
-                .and_then(|(dir, name)| open_file_by_walk(root.path(), dir, name));
+            let walked = open_file_by_walk(root.path(), relative);
             assert_eq!(outcome(walked), expected, "{relative}, walking");
         }
     }

@@ -109,14 +109,18 @@ impl ClientError {
             (Code::Unauthenticated, _) => {
                 ClientError::Unauthenticated(format!("UNAUTHENTICATED: {message}"))
             }
-            // An INTERNAL made by the transport (not sent by the metastore) carries its cause:
-            // an HTTP/2 failure, such as plain text sent to a TLS port.
-            (Code::Internal, _) if std::error::Error::source(&status).is_some() => {
-                let cause = std::error::Error::source(&status).map(error_chain);
+            // An INTERNAL the metastore did not send (it tags each of its own errors with its
+            // kind) was made on the way: by the transport (an HTTP/2 failure, plain text sent
+            // to a TLS port) or while decoding a reply that was cut short or garbled. The
+            // request may well have been carried out, so this is never a refusal: like a lost
+            // reply, it leaves the outcome to be settled.
+            (Code::Internal, "") => {
+                let cause = std::error::Error::source(&status)
+                    .map(|cause| format!(" ({})", error_chain(cause)))
+                    .unwrap_or_default();
                 ClientError::Unavailable(format!(
-                    "the metastore's connection failed: {message} ({}); if it serves TLS, use an \
-                     https:// endpoint",
-                    cause.unwrap_or_default()
+                    "the metastore's reply did not arrive intact: {message}{cause}; if it serves \
+                     TLS, use an https:// endpoint"
                 ))
             }
             (
@@ -257,5 +261,43 @@ impl From<arrow_schema::ArrowError> for ClientError {
 impl From<tokio::task::JoinError> for ClientError {
     fn from(error: tokio::task::JoinError) -> Self {
         ClientError::Internal(format!("a worker task failed: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batchstore_proto::wire::ERROR_KIND_KEY;
+    use tonic::metadata::MetadataValue;
+
+    fn from_metastore(code: tonic::Code, kind: &'static str) -> tonic::Status {
+        let mut status = tonic::Status::new(code, "said by the metastore");
+        status
+            .metadata_mut()
+            .insert(ERROR_KIND_KEY, MetadataValue::from_static(kind));
+        status
+    }
+
+    /// Only what the metastore itself answered is a refusal; an INTERNAL made on the way
+    /// (a reply cut short or garbled while decoding, an HTTP/2 reset) may follow a request
+    /// that was carried out, so it is sent again like a lost reply.
+    #[test]
+    fn only_the_metastores_own_answers_are_refusals() {
+        for made_on_the_way in [
+            tonic::Status::internal("Unexpected EOF decoding stream."),
+            tonic::Status::internal("failed to decode Protobuf message"),
+            tonic::Status::internal("h2 protocol error: error reading a body from connection"),
+        ] {
+            let error = ClientError::from_status(made_on_the_way);
+            assert!(error.retryable(), "{error:?}");
+        }
+        let internal = ClientError::from_status(from_metastore(tonic::Code::Internal, "internal"));
+        assert!(matches!(internal, ClientError::Internal(_)), "{internal:?}");
+        assert!(!internal.retryable());
+        let refused = ClientError::from_status(from_metastore(
+            tonic::Code::FailedPrecondition,
+            "failed_precondition",
+        ));
+        assert!(!refused.retryable(), "{refused:?}");
     }
 }

@@ -81,7 +81,11 @@ impl From<sqlx::Error> for CatalogError {
                     db.message()
                 ))
             }
+            // A conversation with the database that broke off or went astray (a garbled
+            // reply included) leaves the statement's outcome unknown, a COMMIT's too: the
+            // client settles it by asking again, never takes it for a refusal.
             sqlx::Error::Io(_)
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Tls(_)

@@ -1,13 +1,25 @@
-//! A TCP proxy on loopback that injects faults into the replies of the service behind it: with
-//! a given probability, a chunk of the server's reply is dropped together with the connection
-//! (the client sees a reset or EOF mid-reply). Requests are forwarded untouched, so the server
-//! may well have done what was asked: exactly the "unknown outcome" a client must settle.
-//! Faults are drawn from a seeded generator, so a run can be repeated.
+//! A TCP proxy on loopback that injects faults into the replies of the service behind it, with
+//! a given probability per reply chunk ([`Fault`]): a chunk dropped together with the
+//! connection (the client sees a reset or EOF mid-reply), or a reply message that ends early
+//! but cleanly (the client's own gRPC layer then fails to decode it). Requests are forwarded
+//! untouched, so the server may well have done what was asked: exactly the "unknown outcome"
+//! a client must settle. Faults are drawn from a seeded generator, so a run can be repeated.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// How the proxy breaks a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A chunk of the reply is dropped with the connection.
+    Cut,
+    /// An HTTP/2 DATA frame of a reply is shortened and marked as the end of its stream, then
+    /// the connection closes: a reply message cut short without any transport error, as a
+    /// proxy resetting the stream with NO_ERROR leaves it.
+    Truncate,
+}
 
 /// A running proxy; stops when dropped.
 pub struct FaultProxy {
@@ -24,6 +36,21 @@ impl FaultProxy {
     /// # Errors
     /// When no loopback port can be bound.
     pub async fn start(upstream: &str, per_mille: u64, seed: u64) -> anyhow::Result<Self> {
+        Self::start_with(upstream, Fault::Cut, per_mille, seed).await
+    }
+
+    /// Proxies `upstream` (HOST:PORT), breaking a reply the way `fault` says with
+    /// probability `per_mille`/1000 per chunk (per DATA frame for [`Fault::Truncate`]),
+    /// drawn from `seed`.
+    ///
+    /// # Errors
+    /// When no loopback port can be bound.
+    pub async fn start_with(
+        upstream: &str,
+        fault: Fault,
+        per_mille: u64,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?.to_string();
         let cuts = Arc::new(AtomicU64::new(0));
@@ -41,6 +68,7 @@ impl FaultProxy {
                 tokio::spawn(relay(
                     client,
                     server,
+                    fault,
                     per_mille,
                     rng.clone(),
                     cuts_in.clone(),
@@ -91,6 +119,7 @@ fn draw(rng: &AtomicU64) -> u64 {
 async fn relay(
     client: TcpStream,
     server: TcpStream,
+    fault: Fault,
     per_mille: u64,
     rng: Arc<AtomicU64>,
     cuts: Arc<AtomicU64>,
@@ -102,20 +131,29 @@ async fn relay(
         let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
         let _ = server_write.shutdown().await;
     };
+    let strike = || {
+        let struck = armed.load(Ordering::SeqCst) && draw(&rng) % 1000 < per_mille;
+        if struck {
+            cuts.fetch_add(1, Ordering::SeqCst);
+        }
+        struck
+    };
     let replies = async {
         let mut buffer = vec![0u8; 64 * 1024];
+        let mut frames = Frames::default();
         loop {
             let n = match server_read.read(&mut buffer).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            // The connection preface and settings are small; cut only chunks that can carry
-            // a reply, so that connections can be made at all.
-            if armed.load(Ordering::SeqCst) && n > 40 && draw(&rng) % 1000 < per_mille {
-                cuts.fetch_add(1, Ordering::SeqCst);
-                return;
-            }
-            if client_write.write_all(&buffer[..n]).await.is_err() {
+            let (out, stop) = match fault {
+                // The connection preface and settings are small; cut only chunks that can
+                // carry a reply, so that connections can be made at all.
+                Fault::Cut if n > 40 && strike() => return,
+                Fault::Cut => (buffer[..n].to_vec(), false),
+                Fault::Truncate => frames.pass(&buffer[..n], strike),
+            };
+            if client_write.write_all(&out).await.is_err() || stop {
                 break;
             }
         }
@@ -124,5 +162,49 @@ async fn relay(
     tokio::select! {
         () = requests => {},
         () = replies => {},
+    }
+}
+
+/// The server's side of an HTTP/2 connection, frame by frame (9-byte header: 24-bit length,
+/// type, flags, 31-bit stream id).
+#[derive(Default)]
+struct Frames {
+    pending: Vec<u8>,
+}
+
+impl Frames {
+    const DATA: u8 = 0x0;
+    const END_STREAM: u8 = 0x1;
+    const PADDED: u8 = 0x8;
+
+    /// The bytes to pass on for `chunk`, whole frames only; when `strike` picks a DATA frame
+    /// carrying more than a gRPC message header, it is shortened and ends its stream, and
+    /// `true` says to close the connection after it.
+    fn pass(&mut self, chunk: &[u8], mut strike: impl FnMut() -> bool) -> (Vec<u8>, bool) {
+        self.pending.extend_from_slice(chunk);
+        let mut out = Vec::with_capacity(self.pending.len());
+        let mut at = 0;
+        while self.pending.len() - at >= 9 {
+            let header = &self.pending[at..at + 9];
+            let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+            let end = at + 9 + length;
+            if self.pending.len() < end {
+                break;
+            }
+            let (kind, flags) = (header[3], header[4]);
+            if kind == Self::DATA && flags & Self::PADDED == 0 && length > 5 && strike() {
+                let kept = 1 + (length - 1) / 2;
+                let kept_bytes = (kept as u32).to_be_bytes();
+                out.extend_from_slice(&kept_bytes[1..]);
+                out.extend_from_slice(&[kind, flags | Self::END_STREAM]);
+                out.extend_from_slice(&self.pending[at + 5..at + 9 + kept]);
+                self.pending.clear();
+                return (out, true);
+            }
+            out.extend_from_slice(&self.pending[at..end]);
+            at = end;
+        }
+        self.pending.drain(..at);
+        (out, false)
     }
 }

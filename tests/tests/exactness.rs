@@ -17,6 +17,7 @@ type Change = Box<dyn Fn(&mut pb::CommitRequest)>;
 on_both_backends!(
     retry_is_compared_with_what_was_committed,
     retry_after_losing_the_race_is_answered_not_refused,
+    a_commit_of_batches_committed_apart_is_refused_and_changes_nothing,
     a_commit_racing_its_identical_retry_is_answered_once,
     one_commit_one_timestamp_and_repeatable_as_of,
     as_of_in_the_future_is_refused,
@@ -236,6 +237,52 @@ async fn retry_is_compared_with_what_was_committed(backend: Backend) -> anyhow::
     }
     let history = full_history(&mut client, "sales", "items", &ds("1")).await?;
     assert_eq!(history.len(), 2, "no retry added a version");
+    Ok(())
+}
+
+/// A commit naming a batch an earlier commit made and a pending one is not a retry of either:
+/// refused, both partitions as they were, and the pending batch still commits on its own.
+async fn a_commit_of_batches_committed_apart_is_refused_and_changes_nothing(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let (_db, _server, mut client) = setup(backend).await?;
+    let updates = staged(&mut client, &["1", "2"], &[("part-00000.parquet", 2)]).await?;
+    client
+        .commit(commit_of(vec![updates[0].clone()], "first alone"))
+        .await?;
+    for order in [
+        updates.clone(),
+        vec![updates[1].clone(), updates[0].clone()],
+    ] {
+        let refused = client
+            .commit(commit_of(order, "both"))
+            .await
+            .expect_err("batches committed apart are not one commit");
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+        assert!(
+            refused
+                .message()
+                .contains("already committed by an earlier commit"),
+            "{}",
+            refused.message()
+        );
+    }
+    assert_eq!(
+        full_history(&mut client, "sales", "items", &ds("1"))
+            .await?
+            .len(),
+        1
+    );
+    let never = full_history(&mut client, "sales", "items", &ds("2"))
+        .await
+        .expect_err("partition 2 was never written");
+    assert_eq!(never.code(), Code::NotFound, "{never:?}");
+    let alone = client
+        .commit(commit_of(vec![updates[1].clone()], "second alone"))
+        .await?
+        .into_inner();
+    assert!(!alone.already_committed);
+    assert_eq!(alone.committed[0].version, 1);
     Ok(())
 }
 

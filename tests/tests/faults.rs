@@ -1,5 +1,5 @@
 //! Fault injection: writes through a proxy that cuts the metastore's replies (and their
-//! connections) at random must each end in a truthful outcome, and the catalog must never
+//! connections), or ends reply messages early, at random must each end in a truthful outcome, and the catalog must never
 //! show a partial, duplicate or phantom commit. Every write carries its own number in its
 //! data, so what each version holds can be traced back to the write that made it.
 
@@ -9,14 +9,16 @@ use batchstore_client::{
     Client, ClientError, KeyType, PartitionData, PartitionKey, PartitionSpec, RollbackTo, Rows,
     TableName, WriteOptions, WriteRequest,
 };
-use batchstore_tests::proxy::FaultProxy;
+use batchstore_tests::proxy::{Fault, FaultProxy};
 use batchstore_tests::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 on_both_backends!(
     lost_replies_never_duplicate_or_lose_a_write,
+    truncated_replies_never_duplicate_or_lose_a_write,
     lost_replies_never_duplicate_a_rollback,
+    truncated_replies_never_duplicate_a_rollback,
 );
 
 /// Writes in one run; `BATCHSTORE_FAULT_WRITES` raises it (`make test-long`).
@@ -50,10 +52,23 @@ struct Outcomes {
     /// write number → (partition, batch, version) for each partition it committed.
     acknowledged: BTreeMap<i64, Vec<(String, String, i64)>>,
     unknown: BTreeSet<i64>,
-    refused: BTreeSet<i64>,
+    /// write number → the error it was refused with.
+    refused: BTreeMap<i64, String>,
 }
 
 async fn lost_replies_never_duplicate_or_lose_a_write(backend: Backend) -> anyhow::Result<()> {
+    writes_through(backend, Fault::Cut, 120).await
+}
+
+/// A reply message that ends early without any transport error (the client's gRPC layer
+/// reports INTERNAL, which the metastore did not send) leaves the outcome unknown too.
+async fn truncated_replies_never_duplicate_or_lose_a_write(backend: Backend) -> anyhow::Result<()> {
+    writes_through(backend, Fault::Truncate, 150).await
+}
+
+/// Writes through a proxy that breaks replies as `fault` says (`per_mille` of the chunks),
+/// then the catalog compared with what each write was told.
+async fn writes_through(backend: Backend, fault: Fault, per_mille: u64) -> anyhow::Result<()> {
     let db = TestDatabase::create(backend)?;
     let server = Metastore::start(&db.url, &[])?;
     let direct = Client::connect(Some(&server.endpoint())).await?;
@@ -74,7 +89,7 @@ async fn lost_replies_never_duplicate_or_lose_a_write(backend: Backend) -> anyho
         Backend::Sqlite => 7,
         Backend::Postgres => 11,
     };
-    let proxy = FaultProxy::start(&server.address, 120, seed).await?;
+    let proxy = FaultProxy::start_with(&server.address, fault, per_mille, seed).await?;
     let faulty = loop {
         // Connecting may itself meet a cut; that is not what this test is about.
         if let Ok(client) = Client::connect(Some(&proxy.endpoint())).await {
@@ -117,8 +132,8 @@ async fn lost_replies_never_duplicate_or_lose_a_write(backend: Backend) -> anyho
             Err(ClientError::OutcomeUnknown(_)) => {
                 outcomes.unknown.insert(write);
             }
-            Err(_) => {
-                outcomes.refused.insert(write);
+            Err(error) => {
+                outcomes.refused.insert(write, error.to_string());
             }
         }
     }
@@ -147,7 +162,8 @@ async fn lost_replies_never_duplicate_or_lose_a_write(backend: Backend) -> anyho
             }
             None => assert!(
                 outcomes.unknown.contains(&write),
-                "write {write} was reported refused, yet it is in the catalog: {made:?}"
+                "write {write} was reported refused, yet it is in the catalog: {made:?} ({:?})",
+                outcomes.refused.get(&write)
             ),
         }
         let expected_partitions = if write % 3 == 0 { 2 } else { 1 };
@@ -160,8 +176,9 @@ async fn lost_replies_never_duplicate_or_lose_a_write(backend: Backend) -> anyho
         );
     }
     println!(
-        "fault injection ({backend:?}): {total} writes, {} replies cut; {} acknowledged, {} \
-         refused truthfully, {} outcome unknown ({} of them committed); 0 divergences",
+        "fault injection ({backend:?}, {fault:?}): {total} writes, {} replies broken; {} \
+         acknowledged, {} refused truthfully, {} outcome unknown ({} of them committed); 0 \
+         divergences",
         proxy.cuts(),
         outcomes.acknowledged.len(),
         outcomes.refused.len(),
@@ -181,6 +198,14 @@ async fn lost_replies_never_duplicate_or_lose_a_write(backend: Backend) -> anyho
 /// meanwhile, must be answered with the version it made, never make a second one. Each
 /// rollback's message names it, so its history entries can be counted.
 async fn lost_replies_never_duplicate_a_rollback(backend: Backend) -> anyhow::Result<()> {
+    rollbacks_through(backend, Fault::Cut).await
+}
+
+async fn truncated_replies_never_duplicate_a_rollback(backend: Backend) -> anyhow::Result<()> {
+    rollbacks_through(backend, Fault::Truncate).await
+}
+
+async fn rollbacks_through(backend: Backend, fault: Fault) -> anyhow::Result<()> {
     let db = TestDatabase::create(backend)?;
     let server = Metastore::start(&db.url, &[])?;
     let direct = Client::connect(Some(&server.endpoint())).await?;
@@ -192,7 +217,7 @@ async fn lost_replies_never_duplicate_a_rollback(backend: Backend) -> anyhow::Re
         Backend::Sqlite => 5,
         Backend::Postgres => 13,
     };
-    let proxy = FaultProxy::start(&server.address, 150, seed).await?;
+    let proxy = FaultProxy::start_with(&server.address, fault, 150, seed).await?;
     let faulty = loop {
         if let Ok(client) = Client::connect(Some(&proxy.endpoint())).await {
             break client;
@@ -248,8 +273,8 @@ async fn lost_replies_never_duplicate_a_rollback(backend: Backend) -> anyhow::Re
         );
     }
     println!(
-        "rollback faults ({backend:?}): {total} rollbacks beside {written} writes, {} replies \
-         cut; {} acknowledged, {refused} refused, {unknown} outcome unknown; 0 duplicates",
+        "rollback faults ({backend:?}, {fault:?}): {total} rollbacks beside {written} writes, {} \
+         replies broken; {} acknowledged, {refused} refused, {unknown} outcome unknown; 0 duplicates",
         proxy.cuts(),
         acknowledged.len(),
     );

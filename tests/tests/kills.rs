@@ -154,7 +154,7 @@ async fn server_kills(
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut acknowledged: BTreeMap<i64, Vec<(String, String, i64)>> = BTreeMap::new();
-            let (mut unknown, mut refused) = (BTreeSet::new(), 0usize);
+            let (mut unknown, mut refused) = (BTreeSet::new(), BTreeMap::new());
             let mut write = 0i64;
             while !stop.load(Ordering::SeqCst) {
                 let partitions = ["p", "q"]
@@ -189,7 +189,9 @@ async fn server_kills(
                     Err(ClientError::OutcomeUnknown(_)) => {
                         unknown.insert(write);
                     }
-                    Err(_) => refused += 1,
+                    Err(error) => {
+                        refused.insert(write, error);
+                    }
                 }
                 write += 1;
             }
@@ -254,7 +256,8 @@ async fn server_kills(
             }
             None => anyhow::ensure!(
                 unknown.contains(&write),
-                "write {write} was reported failed, yet it is in the catalog"
+                "write {write} was reported failed, yet it is in the catalog: {:?}",
+                refused.get(&write)
             ),
         }
     }
@@ -264,31 +267,50 @@ async fn server_kills(
             "acknowledged write {write} was lost"
         );
     }
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for error in refused.values() {
+        *kinds.entry(error.kind()).or_default() += 1;
+    }
+    for (write, error) in &refused {
+        println!("write {write} refused: {error}");
+    }
     Ok(format!(
-        "{writes} writes, {disruptions} {} restarts: {} acknowledged (0 lost), {refused} refused \
-         truthfully, {} outcome unknown",
+        "{writes} writes, {disruptions} {} restarts: {} acknowledged (0 lost), {} refused \
+         truthfully {kinds:?}, {} outcome unknown",
         if restart_postgres {
             "PostgreSQL"
         } else {
             "metastore SIGKILL +"
         },
         acknowledged.len(),
+        refused.len(),
         unknown.len()
     ))
+}
+
+/// How many times every scenario runs (`BATCHSTORE_KILL_ROUNDS`, 1 in `make test`).
+fn rounds() -> usize {
+    std::env::var("BATCHSTORE_KILL_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kills_lose_nothing_and_show_nothing_partial() -> anyhow::Result<()> {
     let mut moments = Moments(0x5eed_2026_1202);
-    for backend in [Backend::Sqlite, Backend::Postgres] {
-        let (committed, killed) = writer_kills(backend, &mut moments).await?;
-        println!(
-            "writer kills ({backend:?}): 12 writes, {killed} killed in flight, {committed} committed, 0 partial"
-        );
-        let summary = server_kills(backend, &mut moments, false).await?;
-        println!("metastore kills ({backend:?}): {summary}");
+    for round in 1..=rounds() {
+        println!("round {round}");
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let (committed, killed) = writer_kills(backend, &mut moments).await?;
+            println!(
+                "writer kills ({backend:?}): 12 writes, {killed} killed in flight, {committed} committed, 0 partial"
+            );
+            let summary = server_kills(backend, &mut moments, false).await?;
+            println!("metastore kills ({backend:?}): {summary}");
+        }
+        let summary = server_kills(Backend::Postgres, &mut moments, true).await?;
+        println!("PostgreSQL restarts: {summary}");
     }
-    let summary = server_kills(Backend::Postgres, &mut moments, true).await?;
-    println!("PostgreSQL restarts: {summary}");
     Ok(())
 }

@@ -75,7 +75,10 @@ impl Catalog {
             check(&batch)?;
             batches.push(batch);
         }
-        if let Some(outcome) = self.answer_retry(&updates, &batches, message).await? {
+        if let Some(outcome) = self
+            .answer_retry(&updates, &batches, message, false)
+            .await?
+        {
             return Ok(outcome);
         }
         let mut prepared = prepare(updates, batches)?;
@@ -467,7 +470,7 @@ impl Catalog {
             batches.push(self.batch(&p.batch.batch_id, false).await?);
         }
         let updates: Vec<PartitionUpdate> = prepared.iter().map(|p| p.update.clone()).collect();
-        if let Some(outcome) = self.answer_retry(&updates, &batches, message).await? {
+        if let Some(outcome) = self.answer_retry(&updates, &batches, message, true).await? {
             return Ok(outcome);
         }
         let batch = self.batch(batch_id, false).await?;

@@ -22,19 +22,24 @@ struct Recorded {
 
 impl Catalog {
     /// When every batch of the request is committed already, the answer to the retry; `None`
-    /// when none is.
+    /// when none is. `settled` says that the batches were read after a commit of theirs that
+    /// was in flight ended (the commit's own transaction found them committed): before that,
+    /// batches read one by one may show such a commit half done, and `None` lets the
+    /// transaction find out.
     ///
     /// # Errors
-    /// `FailedPrecondition` when only some batches are committed, when they were committed by
-    /// different commits, or when the request differs from the commit it repeats.
+    /// `FailedPrecondition` when only some batches are committed (once settled), when they
+    /// were committed by different commits, or when the request differs from the commit it
+    /// repeats.
     pub(super) async fn answer_retry(
         &self,
         updates: &[PartitionUpdate],
         batches: &[BatchRecord],
         message: &str,
+        settled: bool,
     ) -> CatalogResult<Option<CommitOutcome>> {
         let committed = batches.iter().filter(|b| is_committed(b)).count();
-        if committed == 0 {
+        if committed == 0 || (committed < batches.len() && !settled) {
             return Ok(None);
         }
         if committed < batches.len() {

@@ -21,12 +21,13 @@ test: deps lint test-rust test-python test-r
 test-rust: build
 	$(CARGO) test --workspace --no-fail-fast
 
-## test-long: the model-based and fault-injection suites at a size for a long run (about 10-20
-## minutes): many more operation sequences, writes and faults than `make test` runs
+## test-long: the model-based, fault-injection and kill suites at a size for a long run (about
+## 20-30 minutes): many more operation sequences, writes, faults and kills than `make test` runs
 test-long: deps build
 	BATCHSTORE_MODEL_CASES=2000 BATCHSTORE_MODEL_SEED=$${BATCHSTORE_MODEL_SEED:-$$(date +%s)} \
 	  $(CARGO) test -p batchstore-tests --test model -- --nocapture
 	BATCHSTORE_FAULT_WRITES=1500 $(CARGO) test -p batchstore-tests --test faults -- --nocapture
+	BATCHSTORE_KILL_ROUNDS=3 $(CARGO) test -p batchstore-tests --test kills -- --nocapture
 
 ## test-python: `pip install ./python` (dev profile, sharing the cargo target dir), then pytest
 test-python: build

@@ -13,6 +13,7 @@ use crate::catalog::{Catalog, CatalogSettings};
 use crate::service::MetastoreService;
 use crate::service::gate::GateLayer;
 use crate::service::guard::{AccessConfig, Guard};
+use crate::service::malformed::MalformedLayer;
 use crate::warehouse::Warehouse;
 use anyhow::Context;
 use batchstore_proto::v1::metastore_server::MetastoreServer;
@@ -176,6 +177,8 @@ pub async fn serve(
         .timeout(options.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        // A request that cannot be decoded is the caller's INVALID_ARGUMENT.
+        .layer(MalformedLayer)
         // Credentials are checked before the concurrency limit and before a body is read.
         .layer(gate)
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(

@@ -21,6 +21,7 @@ on_both_backends!(
     paging_and_lineage,
     graceful_shutdown_finishes_commit,
     commit_after_table_drop_is_refused,
+    undecodable_requests_are_invalid_argument,
 );
 
 struct Fixture {
@@ -863,6 +864,38 @@ async fn paging_and_lineage(backend: Backend) -> anyhow::Result<()> {
                 .batch_id,
         );
     }
+    // A negative page size is refused, not taken for the default.
+    let negative = [
+        client
+            .list_partitions(pb::ListPartitionsRequest {
+                table: table_ref("sales", "items"),
+                page_size: -1,
+                page_token: String::new(),
+            })
+            .await
+            .map(|_| ()),
+        client
+            .list_namespaces(pb::ListNamespacesRequest {
+                page_size: i32::MIN,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ()),
+        client
+            .get_history(pb::GetHistoryRequest {
+                table: table_ref("sales", "items"),
+                partition: Some(ds("0")),
+                page_size: -5,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ()),
+    ];
+    for refused in negative {
+        let refused = refused.expect_err("a negative page size");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().contains("page_size"), "{refused:?}");
+    }
     let mut seen = Vec::new();
     let mut token = String::new();
     loop {
@@ -1020,5 +1053,138 @@ async fn commit_after_table_drop_is_refused(backend: Backend) -> anyhow::Result<
         "{}",
         refused.message()
     );
+    Ok(())
+}
+
+/// Passes request bytes through as they are, and hands reply bytes back undecoded.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// Bytes that are no Protobuf message (a varint that never ends, a field longer than the
+/// message, an unknown wire type) are refused by every method with INVALID_ARGUMENT, tagged as
+/// the metastore's own answer (an untagged INTERNAL would read as a fault on the way), and the
+/// server keeps serving.
+async fn undecodable_requests_are_invalid_argument(backend: Backend) -> anyhow::Result<()> {
+    let Fixture {
+        _db,
+        server,
+        mut client,
+    } = fixture(backend, &[]).await?;
+    let channel = tonic::transport::Endpoint::from_shared(server.endpoint())?
+        .connect()
+        .await?;
+    let mut raw = tonic::client::Grpc::new(channel);
+    let methods = [
+        "CreateNamespace",
+        "ListNamespaces",
+        "DropNamespace",
+        "CreateTable",
+        "GetTable",
+        "ListTables",
+        "DropTable",
+        "BeginWrite",
+        "Commit",
+        "AbortWrite",
+        "RenewLease",
+        "GetBatch",
+        "ResolvePartitions",
+        "ListPartitions",
+        "GetHistory",
+        "Rollback",
+        "CreateTag",
+        "ListTags",
+        "DeleteTag",
+        "GetLineage",
+        "Grant",
+        "Revoke",
+        "ListGrants",
+        "ListAuditEvents",
+        "WhoAmI",
+        "SetRetention",
+        "UndropTable",
+        "AcquireLease",
+        "ExtendLease",
+        "ReleaseLease",
+        "ListLeases",
+        "CollectGarbage",
+        "FindOrphans",
+        "SetSchemaPolicy",
+        "GetSchemaHistory",
+    ];
+    let bodies: [&[u8]; 3] = [&[0xff, 0xff, 0xff], &[0x0a, 0x20, b'x'], &[0x0f]];
+    for method in methods {
+        for body in bodies {
+            raw.ready().await?;
+            let path = tonic::codegen::http::uri::PathAndQuery::try_from(format!(
+                "/batchstore.v1.Metastore/{method}"
+            ))?;
+            let refused = raw
+                .unary(tonic::Request::new(body.to_vec()), path, RawCodec)
+                .await
+                .expect_err(&format!("{method} decoded {body:?}"));
+            assert_eq!(
+                refused.code(),
+                Code::InvalidArgument,
+                "{method} {body:?}: {refused:?}"
+            );
+            assert_eq!(
+                refused
+                    .metadata()
+                    .get(batchstore_proto::wire::ERROR_KIND_KEY)
+                    .and_then(|v| v.to_str().ok()),
+                Some("invalid_argument"),
+                "{method} {body:?}: {refused:?}"
+            );
+        }
+    }
+    client
+        .create_namespace(pb::CreateNamespaceRequest {
+            name: "still_serving".into(),
+            ..Default::default()
+        })
+        .await?;
     Ok(())
 }

@@ -157,7 +157,7 @@ impl Catalog {
         requested_page_size: i32,
         page_token: &str,
     ) -> CatalogResult<Page<AuditEvent>> {
-        let limit = page_size(requested_page_size);
+        let limit = page_size(requested_page_size)?;
         let after = parse_token(page_token)?;
         let mut sql = String::from(
             "SELECT id, at_us, principal, claimed_actor, method, namespace, target, outcome, \

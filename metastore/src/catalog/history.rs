@@ -32,7 +32,7 @@ impl Catalog {
             0 => i64::MAX,
             v => v,
         };
-        let limit = page_size(page_size_requested);
+        let limit = page_size(page_size_requested)?;
         let rows = sqlx::query(
             "SELECT h.version, h.batch_id, h.operation, h.actor, h.message, h.committed_at_us, \
                     h.rows, h.bytes, b.expired_at_us, b.expired_reason \

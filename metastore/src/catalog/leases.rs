@@ -565,7 +565,7 @@ impl Catalog {
         if !page_token.is_empty() {
             super::writes::check_batch_id(page_token).map_err(|_| bad_token())?;
         }
-        let limit = page_size(page_size_requested);
+        let limit = page_size(page_size_requested)?;
         let rows = sqlx::query(self.sql(
             "SELECT l.lease_id, l.name, l.holder, l.selection, l.created_at_us, \
                     l.expires_at_us, n.name AS namespace, t.name AS table_name \

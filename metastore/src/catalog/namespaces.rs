@@ -73,7 +73,7 @@ impl Catalog {
         page_size_requested: i32,
         page_token: &str,
     ) -> CatalogResult<Page<NamespaceRecord>> {
-        let limit = page_size(page_size_requested);
+        let limit = page_size(page_size_requested)?;
         let rows = sqlx::query(
             "SELECT name, created_at_us FROM namespaces \
              WHERE dropped_at_us IS NULL AND name > $1 ORDER BY name LIMIT $2",

@@ -6,13 +6,18 @@
 use crate::error::{CatalogError, CatalogResult};
 use crate::model::Page;
 
-/// Checks a page size: 0 means the default, anything above the maximum is capped.
-pub(super) fn page_size(requested: i32) -> i64 {
+/// Checks a page size: 0 means the default, anything above the maximum is capped, and a
+/// negative one is refused.
+pub(super) fn page_size(requested: i32) -> CatalogResult<i64> {
     const DEFAULT: i64 = 1000;
     const MAX: i64 = 10_000;
     match requested {
-        n if n <= 0 => DEFAULT,
-        n => i64::from(n).min(MAX),
+        n if n < 0 => Err(CatalogError::InvalidArgument(format!(
+            "page_size cannot be negative (got {n}); 0 means the default of {DEFAULT}, and at \
+             most {MAX} items come per page"
+        ))),
+        0 => Ok(DEFAULT),
+        n => Ok(i64::from(n).min(MAX)),
     }
 }
 
@@ -52,9 +57,17 @@ mod tests {
 
     #[test]
     fn page_sizes_are_bounded() {
-        assert_eq!(page_size(0), 1000);
-        assert_eq!(page_size(5), 5);
-        assert_eq!(page_size(i32::MAX), 10_000);
+        assert_eq!(page_size(0).ok(), Some(1000));
+        assert_eq!(page_size(5).ok(), Some(5));
+        assert_eq!(page_size(i32::MAX).ok(), Some(10_000));
+        assert!(matches!(
+            page_size(-1),
+            Err(CatalogError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            page_size(i32::MIN),
+            Err(CatalogError::InvalidArgument(_))
+        ));
     }
 
     #[test]

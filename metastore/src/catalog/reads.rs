@@ -107,7 +107,7 @@ impl Catalog {
                 whole(self.resolve_batch(&table, &batch_id, &specs).await?)
             }
             _ if specs.is_empty() => {
-                let limit = page_size(page_size_requested);
+                let limit = page_size(page_size_requested)?;
                 let mut page = self
                     .resolve_page(&table, &selector, &filter, token.after, limit)
                     .await?;
@@ -425,7 +425,7 @@ impl Catalog {
     ) -> CatalogResult<(TableRecord, Page<PartitionSummary>)> {
         let table = self.table(namespace, table).await?;
         let after = parse_token(page_token)?;
-        let limit = page_size(page_size_requested);
+        let limit = page_size(page_size_requested)?;
         let rows = sqlx::query(
             "SELECT id, partition_values, current_batch_id, current_version, rows, bytes, \
                     updated_at_us \

@@ -140,7 +140,7 @@ impl Catalog {
         if let Some(ns) = namespace {
             self.namespace_id(ns).await?;
         }
-        let limit = page_size(page_size_requested);
+        let limit = page_size(page_size_requested)?;
         let (position, after_id) = match page_token.rsplit_once('@') {
             Some((position, id)) => (position, id.parse::<i64>().map_err(|_| bad_token())?),
             None => (page_token, i64::MAX),

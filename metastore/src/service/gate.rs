@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use tonic::codegen::http;
 
 /// The metastore service's path prefix; other services (health, reflection) pass the gate.
-const SERVICE_PREFIX: &str = "/batchstore.v1.Metastore/";
+pub(super) const SERVICE_PREFIX: &str = "/batchstore.v1.Metastore/";
 
 /// The principal the gate proved.
 #[derive(Debug, Clone)]

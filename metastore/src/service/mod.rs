@@ -8,6 +8,7 @@ pub mod convert;
 pub mod gate;
 pub mod guard;
 mod lifecycle;
+pub mod malformed;
 pub mod status;
 
 use crate::access::{AuditFilter, Permission};

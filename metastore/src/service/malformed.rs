@@ -1,0 +1,106 @@
+//! Requests the metastore cannot decode are the caller's fault: INVALID_ARGUMENT, not INTERNAL.
+//!
+//! tonic answers a request body it cannot decode (not Protobuf, a message cut short, a wrong
+//! compression flag) with INTERNAL before any handler runs. Every error the metastore itself
+//! answers carries `batchstore-error-kind` (see `status`), so an untagged INTERNAL here is
+//! such a decoding failure. This layer answers it as INVALID_ARGUMENT, tagged: a hostile or
+//! broken client is told what it did, and the metastore's own INTERNAL keeps meaning a fault
+//! of the metastore (which clients must not take for a refusal of a request they sent well).
+
+use batchstore_proto::wire::ERROR_KIND_KEY;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tonic::codegen::http::{self, HeaderValue};
+
+/// gRPC's status header, and the codes rewritten.
+const GRPC_STATUS: &str = "grpc-status";
+const INTERNAL: &str = "13";
+const INVALID_ARGUMENT: &str = "3";
+
+/// Puts the relabelling in front of a service.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MalformedLayer;
+
+impl<S> tower::Layer<S> for MalformedLayer {
+    type Service = Malformed<S>;
+
+    fn layer(&self, inner: S) -> Malformed<S> {
+        Malformed { inner }
+    }
+}
+
+/// [`MalformedLayer`] around `S`.
+#[derive(Debug, Clone)]
+pub struct Malformed<S> {
+    inner: S,
+}
+
+type Answer<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
+
+impl<S, B, R> tower::Service<http::Request<B>> for Malformed<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = S::Error;
+    type Future = Answer<Self::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let ours = request
+            .uri()
+            .path()
+            .starts_with(super::gate::SERVICE_PREFIX);
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            if ours {
+                relabel(response.headers_mut());
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// Turns an untagged INTERNAL answered before any handler ran (its status in the headers)
+/// into a tagged INVALID_ARGUMENT.
+fn relabel(headers: &mut http::HeaderMap) {
+    let internal = headers
+        .get(GRPC_STATUS)
+        .is_some_and(|code| code == INTERNAL);
+    if internal && !headers.contains_key(ERROR_KIND_KEY) {
+        headers.insert(GRPC_STATUS, HeaderValue::from_static(INVALID_ARGUMENT));
+        headers.insert(ERROR_KIND_KEY, HeaderValue::from_static("invalid_argument"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_untagged_internal_is_relabelled() {
+        let mut untagged = http::HeaderMap::new();
+        untagged.insert(GRPC_STATUS, HeaderValue::from_static(INTERNAL));
+        relabel(&mut untagged);
+        assert_eq!(untagged[GRPC_STATUS], INVALID_ARGUMENT);
+        assert_eq!(untagged[ERROR_KIND_KEY], "invalid_argument");
+
+        let mut ours = http::HeaderMap::new();
+        ours.insert(GRPC_STATUS, HeaderValue::from_static(INTERNAL));
+        ours.insert(ERROR_KIND_KEY, HeaderValue::from_static("internal"));
+        relabel(&mut ours);
+        assert_eq!(ours[GRPC_STATUS], INTERNAL);
+
+        let mut other = http::HeaderMap::new();
+        other.insert(GRPC_STATUS, HeaderValue::from_static("14"));
+        relabel(&mut other);
+        assert_eq!(other[GRPC_STATUS], "14");
+        assert!(!other.contains_key(ERROR_KIND_KEY));
+    }
+}

@@ -4,9 +4,14 @@
 //! have happened. The client never guesses: it sends the *same* commit again, with backoff and
 //! a bound. The metastore answers an identical retry of a commit it already made with the
 //! original versions (`already_committed`), and refuses anything else, so a retry can neither
-//! duplicate nor lose a write. Only a definite answer ends the loop; when none arrives within
-//! the bound the error says the outcome is unknown and how to settle it, and the batches are
-//! not aborted (their commit may have succeeded).
+//! duplicate nor lose a write. Only the metastore's own answer ends the loop (a status it
+//! tagged with its error kind; anything else was made on the way, by the transport or a
+//! proxy). A refusal that follows a lost reply is not taken on trust either (a grant revoked
+//! or a table dropped meanwhile refuses the resend even though the first send committed): the
+//! client aborts one of the batches, and only once that succeeds, which proves the commit
+//! never happened and never will, reports the refusal. When nothing settles it within the
+//! bound, the error says the outcome is unknown and how to settle it, and the batches are not
+//! aborted (their commit may have succeeded).
 
 use crate::client::Client;
 use crate::error::{ClientError, Result};
@@ -43,6 +48,11 @@ impl Client {
             async move { rpc.commit(call).await }
         })
         .await;
+        let batches: Vec<&str> = request
+            .updates
+            .iter()
+            .map(|u| u.batch_id.as_str())
+            .collect();
         match sent {
             Ok(reply) => {
                 let reply = reply.into_inner();
@@ -53,30 +63,70 @@ impl Client {
                     .map(|c| commit_info(c, already))
                     .collect()))
             }
-            Err((status, attempts)) if retryable(&status) => {
-                let batches: Vec<&str> = request
-                    .updates
-                    .iter()
-                    .map(|u| u.batch_id.as_str())
-                    .collect();
+            Err((status, attempts)) if unsettled(&status) => {
                 CommitOutcome::Unknown(ClientError::OutcomeUnknown(format!(
                     "the commit's outcome is unknown: the metastore did not answer after \
-                     {attempts} attempts ({}: {}). Batch(es) {} may or may not be committed; \
-                     nothing was aborted. Check with `tablectl batch {}` once the metastore is \
-                     reachable, and do not write the data again before you know",
+                     {attempts} attempts ({}: {}). {}",
                     code_name(status.code()),
                     status.message(),
-                    batches.join(", "),
-                    batches.first().copied().unwrap_or_default()
+                    how_to_settle(&batches)
                 )))
             }
-            Err((status, _)) => CommitOutcome::Answered(Err(status.into())),
+            // The first send was refused: nothing was committed.
+            Err((status, 1)) => CommitOutcome::Answered(Err(status.into())),
+            // A resend was refused after an earlier send went unanswered, which may have
+            // committed: true only once a batch of the commit can no longer be committed.
+            Err((status, attempts)) => {
+                let refusal = ClientError::from(status);
+                match self.abort_one(&batches).await {
+                    Ok(()) => CommitOutcome::Answered(Err(refusal)),
+                    Err(abort) => CommitOutcome::Unknown(ClientError::OutcomeUnknown(format!(
+                        "the commit's outcome is unknown: an attempt went unanswered, then \
+                         attempt {attempts} was refused ({refusal}), which does not say whether \
+                         the earlier one committed, and batch {} could not be aborted to settle \
+                         it ({abort}). {}",
+                        batches.first().copied().unwrap_or_default(),
+                        how_to_settle(&batches)
+                    ))),
+                }
+            }
         }
+    }
+
+    /// Aborts the first of `batches`: once that succeeds, the commit of all of them never
+    /// happened and never will (one commit publishes all its batches or none, and an aborted
+    /// batch cannot be committed). A committed batch refuses to be aborted.
+    async fn abort_one(&self, batches: &[&str]) -> Result<()> {
+        let Some(batch_id) = batches.first() else {
+            return Ok(());
+        };
+        repeat_while_unknown(|| {
+            let mut call = tonic::Request::new(pb::AbortWriteRequest {
+                batch_id: (*batch_id).to_owned(),
+            });
+            call.set_timeout(crate::client::RPC_DEADLINE);
+            let mut rpc = self.rpc.clone();
+            async move { rpc.abort_write(call).await }
+        })
+        .await
+        .map(|_| ())
+        .map_err(|(status, _)| ClientError::from(status))
     }
 }
 
-/// Sends a call again while its failure leaves the outcome unknown, with backoff, at most
-/// [`MAX_ATTEMPTS`] times and for [`SETTLE_LIMIT`]. Only for calls that are safe to repeat:
+/// What a user does about a commit whose outcome is unknown.
+fn how_to_settle(batches: &[&str]) -> String {
+    format!(
+        "Batch(es) {} may or may not be committed; nothing was aborted. Check with `tablectl \
+         batch {}` once the metastore is reachable, and do not write the data again before you \
+         know",
+        batches.join(", "),
+        batches.first().copied().unwrap_or_default()
+    )
+}
+
+/// Sends a call again while its failure leaves the outcome unknown ([`unsettled`]), with
+/// backoff, at most [`MAX_ATTEMPTS`] times and for [`SETTLE_LIMIT`]. Only for calls that are safe to repeat:
 /// idempotent ones (a commit, a read), or ones whose repeats are harmless (a BeginWrite, whose
 /// unused batch is given up when its lease runs out). Returns the last status and the number
 /// of attempts on failure.
@@ -94,7 +144,7 @@ where
         match call().await {
             Ok(answer) => return Ok(answer),
             Err(status)
-                if retryable(&status)
+                if unsettled(&status)
                     && attempt < MAX_ATTEMPTS
                     && started.elapsed() + delay <= SETTLE_LIMIT =>
             {
@@ -108,9 +158,11 @@ where
     }
 }
 
-/// True when a failed call may be sent again (see [`ClientError::retryable`]).
-fn retryable(status: &tonic::Status) -> bool {
-    ClientError::from(status.clone()).retryable()
+/// True when a failed call is not settled: it may be sent again (see
+/// [`ClientError::retryable`]), or the status is not the metastore's answer at all (a garbled
+/// reply's OUT_OF_RANGE, a proxy's 403 or 404), so the call may well have been carried out.
+fn unsettled(status: &tonic::Status) -> bool {
+    ClientError::from(status.clone()).retryable() || !ClientError::answered_by_metastore(status)
 }
 
 fn code_name(code: Code) -> &'static str {

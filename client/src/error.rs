@@ -153,6 +153,15 @@ impl ClientError {
         }
     }
 
+    /// True when the metastore itself sent `status`: it tags each of its errors with its
+    /// kind. Any other status was made on the way (by the transport, by decoding a reply, by a
+    /// proxy), so it says nothing definite about what the metastore did.
+    pub(crate) fn answered_by_metastore(status: &tonic::Status) -> bool {
+        status
+            .metadata()
+            .contains_key(batchstore_proto::wire::ERROR_KIND_KEY)
+    }
+
     /// A short machine name of the kind, used by front ends (`not_found`, `conflict`, …).
     pub fn kind(&self) -> &'static str {
         match self {

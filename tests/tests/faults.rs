@@ -1,15 +1,15 @@
 //! Fault injection: writes through a proxy that cuts the metastore's replies (and their
-//! connections), or ends reply messages early, at random must each end in a truthful outcome, and the catalog must never
+//! connections), ends reply messages early or garbles them, at random must each end in a truthful outcome, and the catalog must never
 //! show a partial, duplicate or phantom commit. Every write carries its own number in its
 //! data, so what each version holds can be traced back to the write that made it.
 
 use arrow_array::{Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use batchstore_client::{
-    Client, ClientError, KeyType, PartitionData, PartitionKey, PartitionSpec, RollbackTo, Rows,
-    TableName, WriteOptions, WriteRequest,
+    Client, ClientError, Expected, KeyType, PartitionData, PartitionKey, PartitionSpec, RollbackTo,
+    Rows, TableName, WriteOptions, WriteRequest,
 };
-use batchstore_tests::proxy::{Fault, FaultProxy};
+use batchstore_tests::proxy::{Block, Fault, FaultProxy};
 use batchstore_tests::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,6 +19,9 @@ on_both_backends!(
     truncated_replies_never_duplicate_or_lose_a_write,
     lost_replies_never_duplicate_a_rollback,
     truncated_replies_never_duplicate_a_rollback,
+    garbled_replies_never_duplicate_or_lose_a_write,
+    garbled_replies_never_duplicate_a_rollback,
+    a_refusal_after_a_lost_reply_is_settled_not_trusted,
 );
 
 /// Writes in one run; `BATCHSTORE_FAULT_WRITES` raises it (`make test-long`).
@@ -64,6 +67,12 @@ async fn lost_replies_never_duplicate_or_lose_a_write(backend: Backend) -> anyho
 /// reports INTERNAL, which the metastore did not send) leaves the outcome unknown too.
 async fn truncated_replies_never_duplicate_or_lose_a_write(backend: Backend) -> anyhow::Result<()> {
     writes_through(backend, Fault::Truncate, 150).await
+}
+
+/// A reply whose message length is garbled (the client's gRPC layer reports OUT_OF_RANGE,
+/// which the metastore did not send) leaves the outcome unknown too.
+async fn garbled_replies_never_duplicate_or_lose_a_write(backend: Backend) -> anyhow::Result<()> {
+    writes_through(backend, Fault::Garble, 150).await
 }
 
 /// Writes through a proxy that breaks replies as `fault` says (`per_mille` of the chunks),
@@ -205,6 +214,10 @@ async fn truncated_replies_never_duplicate_a_rollback(backend: Backend) -> anyho
     rollbacks_through(backend, Fault::Truncate).await
 }
 
+async fn garbled_replies_never_duplicate_a_rollback(backend: Backend) -> anyhow::Result<()> {
+    rollbacks_through(backend, Fault::Garble).await
+}
+
 async fn rollbacks_through(backend: Backend, fault: Fault) -> anyhow::Result<()> {
     let db = TestDatabase::create(backend)?;
     let server = Metastore::start(&db.url, &[])?;
@@ -237,7 +250,7 @@ async fn rollbacks_through(backend: Backend, fault: Fault) -> anyhow::Result<()>
         }
     });
     let total = writes();
-    let (mut acknowledged, mut unknown, mut refused) = (BTreeMap::new(), 0, 0);
+    let (mut acknowledged, mut unknown, mut refused) = (BTreeMap::new(), 0, BTreeMap::new());
     for r in 0..total as i64 {
         let target = RollbackTo::Version(1 + r % 2);
         match faulty
@@ -249,7 +262,9 @@ async fn rollbacks_through(backend: Backend, fault: Fault) -> anyhow::Result<()>
             }
             Err(error) if error.retryable() => unknown += 1,
             // Already current by an earlier rollback: refused before any change.
-            Err(_) => refused += 1,
+            Err(error) => {
+                refused.insert(format!("rollback {r}"), error.to_string());
+            }
         }
     }
     stop.cancel();
@@ -272,11 +287,20 @@ async fn rollbacks_through(backend: Backend, fault: Fault) -> anyhow::Result<()>
             "{message} was acknowledged at version {version}"
         );
     }
+    for (message, error) in &refused {
+        assert!(
+            !made.contains_key(message),
+            "{message} was refused ({error}), yet it made version(s) {:?}",
+            made.get(message)
+        );
+    }
     println!(
         "rollback faults ({backend:?}, {fault:?}): {total} rollbacks beside {written} writes, {} \
-         replies broken; {} acknowledged, {refused} refused, {unknown} outcome unknown; 0 duplicates",
+         replies broken; {} acknowledged, {} refused truthfully, {unknown} outcome unknown; 0 \
+         duplicates",
         proxy.cuts(),
         acknowledged.len(),
+        refused.len(),
     );
     assert!(proxy.cuts() > 0, "the proxy injected faults");
     Ok(())
@@ -340,5 +364,118 @@ fn a_stalled_metastore_is_an_error_not_a_hang() -> anyhow::Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("error:"), "{stderr}");
     drop(held);
+    Ok(())
+}
+
+/// A commit resent after its reply was lost, and refused, says nothing about the first send:
+/// the write must not report the refusal as the truth unless it made sure nothing was
+/// committed. The metastore holds each commit's transaction open for a while (a fault the
+/// debug build injects), so the proxy can cut the client off while a commit is in flight.
+async fn a_refusal_after_a_lost_reply_is_settled_not_trusted(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let db = TestDatabase::create(backend)?;
+    let warehouse = tempfile::tempdir()?;
+    let server = Metastore::start_with_env(
+        &db.url,
+        &warehouse.path().display().to_string(),
+        &[],
+        &[(
+            "BATCHSTORE_FAULT_COMMIT_PAUSE_MS".to_owned(),
+            "600".to_owned(),
+        )],
+    )?;
+    let direct = Client::connect(Some(&server.endpoint())).await?;
+    let table = TableName::new("sales", "settled");
+    let partition = PartitionSpec::named([("ds", "p")]);
+    write_one(&direct, &table, &partition, 0).await?;
+    let proxy = FaultProxy::start(&server.address, 0, 1).await?;
+    let faulty = Client::connect(Some(&proxy.endpoint())).await?;
+    let request = |n: i64, expected: Option<Expected>| {
+        let (_, batch) = frame(n, 1).remove(0);
+        WriteRequest {
+            table: table.clone(),
+            partitions: vec![PartitionData {
+                partition: partition.clone(),
+                expected,
+                data: Rows::Batches(batch.schema(), vec![batch]),
+            }],
+            message: format!("write {n}"),
+            inputs: vec![],
+        }
+    };
+    let current = || async {
+        let history = direct.history(&table, &partition).await?;
+        let newest = history.iter().max_by_key(|e| e.version);
+        anyhow::Ok(newest.map(|e| e.batch_id.clone()).unwrap_or_default())
+    };
+
+    // The first send is given up by the metastore (its connection closes during the
+    // commit); another write moves the partition; the resend's compare-and-swap fails. The
+    // refusal is true, and the client proves it by aborting the batch first.
+    let before = current().await?;
+    let write = tokio::spawn({
+        let (faulty, request) = (
+            faulty.clone(),
+            request(1, Some(Expected::Batch(before.clone()))),
+        );
+        async move {
+            faulty
+                .write_partitions(request, &WriteOptions::default(), None)
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    proxy.block(Block::Close);
+    write_one(&direct, &table, &partition, 2).await?;
+    proxy.block(Block::Open);
+    let outcome = write.await?;
+    let after = current().await?;
+    match &outcome {
+        Err(ClientError::Conflict { .. }) => {
+            let history = direct.history(&table, &partition).await?;
+            assert!(
+                !history.iter().any(|e| e.message == "write 1"),
+                "refused, yet committed: {history:?}"
+            );
+        }
+        other => panic!("the resend's conflict, settled, is the answer; got {other:?}"),
+    }
+    assert_ne!(after, before, "the other write moved the partition");
+
+    // The first send commits but its reply is lost; the table is dropped before the resend
+    // arrives, which is then refused (NOT_FOUND). The client cannot abort the batch to prove
+    // anything (it is committed), so the outcome is unknown, never "not found".
+    let write = tokio::spawn({
+        let (faulty, request) = (faulty.clone(), request(3, None));
+        async move {
+            faulty
+                .write_partitions(request, &WriteOptions::default(), None)
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    proxy.block(Block::LoseReplies);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !direct
+        .history(&table, &partition)
+        .await?
+        .iter()
+        .any(|e| e.message == "write 3")
+    {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the commit whose reply was lost never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    direct.drop_table(&table).await?;
+    proxy.block(Block::Open);
+    let outcome = write.await?;
+    assert!(
+        matches!(outcome, Err(ClientError::OutcomeUnknown(_))),
+        "a committed write must not be reported refused: {outcome:?}"
+    );
+    println!("settled ({backend:?}): a true refusal after a lost reply, and an unknown outcome");
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Requests the metastore cannot decode are the caller's fault: INVALID_ARGUMENT, not INTERNAL.
 //!
 //! tonic answers a request body it cannot decode (not Protobuf, a message cut short, a wrong
-//! compression flag) with INTERNAL before any handler runs. Every error the metastore itself
+//! compression flag) with INTERNAL, and one larger than the limit with OUT_OF_RANGE, before
+//! any handler runs. Every error the metastore itself
 //! answers carries `batchstore-error-kind` (see `status`), so an untagged INTERNAL here is
 //! such a decoding failure. This layer answers it as INVALID_ARGUMENT, tagged: a hostile or
 //! broken client is told what it did, and the metastore's own INTERNAL keeps meaning a fault
@@ -13,10 +14,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tonic::codegen::http::{self, HeaderValue};
 
-/// gRPC's status header, and the codes rewritten.
+/// gRPC's status header, and the codes concerned.
 const GRPC_STATUS: &str = "grpc-status";
 const INTERNAL: &str = "13";
 const INVALID_ARGUMENT: &str = "3";
+const OUT_OF_RANGE: &str = "11";
 
 /// Puts the relabelling in front of a service.
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,15 +70,20 @@ where
 }
 
 /// Turns an untagged INTERNAL answered before any handler ran (its status in the headers)
-/// into a tagged INVALID_ARGUMENT.
+/// into a tagged INVALID_ARGUMENT, and tags an untagged OUT_OF_RANGE (a request larger than
+/// the metastore decodes) as the invalid argument it is.
 fn relabel(headers: &mut http::HeaderMap) {
-    let internal = headers
-        .get(GRPC_STATUS)
-        .is_some_and(|code| code == INTERNAL);
-    if internal && !headers.contains_key(ERROR_KIND_KEY) {
-        headers.insert(GRPC_STATUS, HeaderValue::from_static(INVALID_ARGUMENT));
-        headers.insert(ERROR_KIND_KEY, HeaderValue::from_static("invalid_argument"));
+    if headers.contains_key(ERROR_KIND_KEY) {
+        return;
     }
+    match headers.get(GRPC_STATUS).and_then(|code| code.to_str().ok()) {
+        Some(INTERNAL) => {
+            headers.insert(GRPC_STATUS, HeaderValue::from_static(INVALID_ARGUMENT));
+        }
+        Some(OUT_OF_RANGE) => {}
+        _ => return,
+    }
+    headers.insert(ERROR_KIND_KEY, HeaderValue::from_static("invalid_argument"));
 }
 
 #[cfg(test)]
@@ -96,6 +103,12 @@ mod tests {
         ours.insert(ERROR_KIND_KEY, HeaderValue::from_static("internal"));
         relabel(&mut ours);
         assert_eq!(ours[GRPC_STATUS], INTERNAL);
+
+        let mut too_large = http::HeaderMap::new();
+        too_large.insert(GRPC_STATUS, HeaderValue::from_static(OUT_OF_RANGE));
+        relabel(&mut too_large);
+        assert_eq!(too_large[GRPC_STATUS], OUT_OF_RANGE);
+        assert_eq!(too_large[ERROR_KIND_KEY], "invalid_argument");
 
         let mut other = http::HeaderMap::new();
         other.insert(GRPC_STATUS, HeaderValue::from_static("14"));

@@ -108,19 +108,20 @@ impl Catalog {
         let mut tx = self.pool.begin().await?;
         let result = match self.commit_in(&mut tx, &prepared, message, actor).await {
             Ok(committed) => tx.commit().await.map(|()| committed).map_err(TxStop::from),
-            Err(stop) => {
-                tx.rollback().await?;
-                Err(stop)
-            }
+            Err(stop) => match tx.rollback().await {
+                Ok(()) => Err(stop),
+                Err(e) => Err(TxStop::from(e)),
+            },
         };
+        // Whatever the transaction ended in (a COMMIT whose reply was lost included), what
+        // this process remembers of the batches as pending may be stale now: a retry reads
+        // them from the catalog.
+        self.forget_began(prepared.iter().map(|p| p.batch.batch_id.as_str()));
         match result {
-            Ok(committed) => {
-                self.forget_began(prepared.iter().map(|p| p.batch.batch_id.as_str()));
-                Ok(CommitOutcome {
-                    committed,
-                    already_committed: false,
-                })
-            }
+            Ok(committed) => Ok(CommitOutcome {
+                committed,
+                already_committed: false,
+            }),
             Err(TxStop::Error(e)) => Err(e),
             Err(TxStop::BatchNotPending(batch_id)) => {
                 self.explain_stop(&batch_id, &prepared, message, false)

@@ -48,9 +48,14 @@ pub enum ClientError {
     /// Data could not be encoded or decoded (Parquet, Arrow, CSV).
     #[error("{0}")]
     Data(String),
-    /// The operation was cancelled (Ctrl-C); the message says whether anything was committed.
-    #[error("{0}")]
-    Cancelled(String),
+    /// The operation was cancelled (Ctrl-C). `committed` holds what its commit made when it
+    /// had already been sent and succeeded (empty: nothing was committed); the message says
+    /// the same in words.
+    #[error("{message}")]
+    Cancelled {
+        committed: Vec<crate::types::CommitInfo>,
+        message: String,
+    },
     /// A commit was sent but no answer settled whether it happened; the message names the
     /// batches and how to find out. Nothing was aborted.
     #[error("{0}")]
@@ -176,7 +181,7 @@ impl ClientError {
             ClientError::Unavailable(_) => "unavailable",
             ClientError::Storage(_) => "storage",
             ClientError::Data(_) => "data",
-            ClientError::Cancelled(_) => "cancelled",
+            ClientError::Cancelled { .. } => "cancelled",
             ClientError::OutcomeUnknown(_) => "outcome_unknown",
             ClientError::Internal(_) => "internal",
         }

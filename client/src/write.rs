@@ -204,8 +204,9 @@ impl Client {
     /// them all in one commit.
     ///
     /// Cancelling `options.cancel` before the commit is sent aborts the batches and returns
-    /// `Cancelled` ("nothing was committed"); once the commit is sent it is settled first, and
-    /// `Cancelled` then says whether it succeeded. A lost reply is settled by resending the
+    /// `Cancelled` ("nothing was committed", `committed` empty); once the commit is sent it is
+    /// settled first, and `Cancelled` then says whether it succeeded (`committed` lists the
+    /// versions it made). A lost reply is settled by resending the
     /// same commit (see `commit`); if it cannot be, `OutcomeUnknown` says so.
     ///
     /// # Errors
@@ -312,9 +313,10 @@ impl Client {
         let staged = tokio::select! {
             staged = self.stage(begun, request.partitions, &request.inputs, options,
                                 progress, &work) => staged,
-            () = options.cancel.cancelled() => Err(ClientError::Cancelled(
-                "interrupted; nothing was committed".into(),
-            )),
+            () = options.cancel.cancelled() => Err(ClientError::Cancelled {
+                committed: Vec::new(),
+                message: "interrupted; nothing was committed".into(),
+            }),
         };
         // A failed or cancelled write may leave its input still being read or encoded on
         // blocking threads, which cannot be stopped: the write ends with them, so that nothing
@@ -349,22 +351,26 @@ impl Client {
             return result;
         }
         Err(match result {
-            Ok(committed) => ClientError::Cancelled(format!(
-                "interrupted, but the commit had already been sent, and it succeeded: {}",
-                committed
-                    .iter()
-                    .map(|c| format!(
-                        "partition {} is at version {} (batch {})",
-                        describe_partition(&c.partition),
-                        c.version,
-                        c.batch_id
-                    ))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )),
-            Err(error) => {
-                ClientError::Cancelled(format!("interrupted; nothing was committed ({error})"))
-            }
+            Ok(committed) => ClientError::Cancelled {
+                message: format!(
+                    "interrupted, but the commit had already been sent, and it succeeded: {}",
+                    committed
+                        .iter()
+                        .map(|c| format!(
+                            "partition {} is at version {} (batch {})",
+                            describe_partition(&c.partition),
+                            c.version,
+                            c.batch_id
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                committed,
+            },
+            Err(error) => ClientError::Cancelled {
+                committed: Vec::new(),
+                message: format!("interrupted; nothing was committed ({error})"),
+            },
         })
     }
 

@@ -142,6 +142,10 @@ class Client:
         unless the partition's current batch is that one (``"-"``: the partition must be new).
         ``partition_by="col"`` splits the frame by that column's values and commits every
         partition at once (all or nothing); it returns a list of :class:`CommitInfo`.
+
+        Ctrl-C stops the store with ``KeyboardInterrupt``; its ``committed`` attribute lists
+        the :class:`CommitInfo` of each partition when the commit had already been sent and
+        succeeded, and is empty when nothing was committed.
         """
         if partition_by is not None and partitions is not None:
             raise InvalidArgument(
@@ -162,7 +166,13 @@ class Client:
             parts = [({partition_by: value}, expected_batch, rows) for value, rows in _frames.split_by(data, partition_by)]
         else:
             parts = [(partitions, expected_batch, data)]
-        committed = self._native.write(namespace, table, parts, message, list(inputs), early)
+        try:
+            committed = self._native.write(namespace, table, parts, message, list(inputs), early)
+        except KeyboardInterrupt as interrupt:
+            # What the interrupted store committed (its commit had been sent): empty if nothing.
+            if hasattr(interrupt, "committed"):
+                interrupt.committed = [CommitInfo._from_native(c) for c in interrupt.committed]
+            raise
         infos = [CommitInfo._from_native(c) for c in committed]
         return infos if partition_by is not None else infos[0]
 

@@ -110,10 +110,25 @@ pub fn to_py(error: ClientError) -> PyErr {
         ClientError::Unauthenticated(_) => Unauthenticated::new_err(message),
         ClientError::Unavailable(_) => Unavailable::new_err(message),
         ClientError::Storage(_) | ClientError::Data(_) => DataError::new_err(message),
-        ClientError::Cancelled(_) => pyo3::exceptions::PyKeyboardInterrupt::new_err(message),
+        ClientError::Cancelled { committed, .. } => interrupted(message, &committed),
         ClientError::OutcomeUnknown(_) => OutcomeUnknown::new_err(message),
         ClientError::Internal(_) => Error::new_err(message),
     }
+}
+
+/// A KeyboardInterrupt saying what the interrupted call committed: its `committed` attribute
+/// lists the versions the call's commit made (dicts, as the native write returns them), and is
+/// empty when nothing was committed. The message says the same in words.
+pub fn interrupted(message: String, committed: &[batchstore_client::CommitInfo]) -> PyErr {
+    let error = pyo3::exceptions::PyKeyboardInterrupt::new_err(message);
+    pyo3::Python::attach(|py| {
+        let made: Vec<_> = committed
+            .iter()
+            .filter_map(|c| crate::values::commit_dict(py, c).ok())
+            .collect();
+        let _ = error.value(py).setattr("committed", made);
+    });
+    error
 }
 
 /// Sets `name` on the exception's instance (best effort: the message says it too).

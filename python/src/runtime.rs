@@ -53,8 +53,8 @@ where
     let mut work = std::pin::pin!(work);
     loop {
         match wait(py, runtime, work.as_mut()) {
-            Some(Err(ClientError::Cancelled(account))) => {
-                return Err(pyo3::exceptions::PyKeyboardInterrupt::new_err(account));
+            Some(Err(ClientError::Cancelled { committed, message })) => {
+                return Err(errors::interrupted(message, &committed));
             }
             Some(result) => return result.map_err(errors::to_py),
             None => {

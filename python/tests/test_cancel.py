@@ -33,6 +33,7 @@ SCRIPT = textwrap.dedent(
         bs.store_dataframe(frame, "sales", "items", partitions={"ds": "1"})
     except KeyboardInterrupt as error:
         print(f"interrupted: {error}", flush=True)
+        print(f"committed: {error.committed}", flush=True)
         sys.exit(3)
     print("finished", flush=True)
     """
@@ -83,6 +84,7 @@ def test_ctrl_c_during_store_leaves_partition_unchanged(client, metastore, tmp_p
     assert child.returncode == 3, out
     assert "interrupted" in out
     assert "nothing was committed" in out, out
+    assert "committed: []" in out, out
     history = bs.history("sales", "items", {"ds": "1"})
     assert list(history["batch_id"]) == [first.batch_id]
     pdt.assert_frame_equal(bs.load_dataframe("sales", "items", partitions={"ds": "1"}), original)
@@ -142,6 +144,7 @@ COMMIT_SCRIPT = textwrap.dedent(
         info = bs.store_dataframe(pd.DataFrame({"v": [4, 5, 6]}), "sales", "items", partitions={"ds": "1"})
     except KeyboardInterrupt as error:
         print(f"interrupted: {error}", flush=True)
+        print(f"committed: {[(c.batch_id, c.version) for c in error.committed]}", flush=True)
         sys.exit(3)
     print(f"finished: batch {info.batch_id}", flush=True)
     """
@@ -177,6 +180,8 @@ def test_ctrl_c_while_the_commit_is_in_flight_reports_the_truth(client, metastor
         # by the store returning.
         assert child.returncode in (0, 3), out
         assert re.search(rf"\bbatch {batch_id}\b", out), out
+        if child.returncode == 3:
+            assert f"committed: [('{batch_id}', 2)]" in out, out
         assert list(history["batch_id"]) == [batch_id, first.batch_id]
         assert batch_state(metastore, batch_id) == "committed"
         pdt.assert_frame_equal(
@@ -185,6 +190,7 @@ def test_ctrl_c_while_the_commit_is_in_flight_reports_the_truth(client, metastor
     else:
         assert child.returncode == 3, out
         assert "nothing was committed" in out, out
+        assert "committed: []" in out, out
         assert list(history["batch_id"]) == [first.batch_id]
         assert batch_state(metastore, batch_id) == "aborted"
         pdt.assert_frame_equal(bs.load_dataframe("sales", "items", partitions={"ds": "1"}), original)

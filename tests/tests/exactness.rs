@@ -1490,7 +1490,7 @@ async fn a_cancelled_write_ends_with_the_reading_of_its_input(
     let released_on_return = released.load(std::sync::atomic::Ordering::SeqCst);
     cancelling.await?;
     assert!(
-        matches!(written, Err(ClientError::Cancelled(_))),
+        matches!(written, Err(ClientError::Cancelled { .. })),
         "{written:?}"
     );
     assert!(released_on_return, "the input was still being read");

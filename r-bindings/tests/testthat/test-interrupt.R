@@ -28,7 +28,7 @@ test_that("an interrupted write raises batchstore_cancelled and leaves the parti
     "result <- tryCatch({",
     "  sf_writer(df, 'sales', 'interrupted', partitions = c(ds = 1L))",
     "  'committed'",
-    "}, batchstore_cancelled = function(e) paste('cancelled:', conditionMessage(e)),",
+    "}, batchstore_cancelled = function(e) paste('cancelled:', conditionMessage(e), '| committed:', deparse(e$committed)),",
     "   interrupt = function(e) 'interrupted before the write started')",
     sprintf("writeLines(result, %s)", deparse(outcome))
   ), child)
@@ -41,6 +41,7 @@ test_that("an interrupted write raises batchstore_cancelled and leaves the parti
   wait_until(function() file.exists(outcome) && length(readLines(outcome)) == 1L,
              "the child did not finish", seconds = 120)
   expect_match(readLines(outcome), "^cancelled: interrupted; nothing was committed")
+  expect_match(readLines(outcome), "[|] committed: character[(]0[)]$")
   expect_identical(sf_history("sales", "interrupted", p), before)
   expect_identical(sf_reader("sales", "interrupted", p), data.frame(x = 1:3))
   # The interrupted write's batch was given up at once (aborted), not left to its lease.

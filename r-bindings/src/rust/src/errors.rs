@@ -43,7 +43,7 @@ impl BindingError {
     /// The kind, as the R condition class names it (`batchstore_<kind>`).
     pub fn kind(&self) -> &'static str {
         match self {
-            BindingError::Client(ClientError::Cancelled(_)) | BindingError::Cancelled => {
+            BindingError::Client(ClientError::Cancelled { .. }) | BindingError::Cancelled => {
                 "cancelled"
             }
             BindingError::Client(error) => error.kind(),
@@ -73,12 +73,23 @@ pub fn to_r(outcome: Outcome<Robj>) -> Robj {
                 ),
                 _ => (text(None), text(None), text(None)),
             };
+            // What an interrupted write committed (its commit had been sent): batch ids.
+            let committed: Robj = match &error {
+                BindingError::Client(ClientError::Cancelled { committed, .. }) => committed
+                    .iter()
+                    .map(|c| c.batch_id.as_str())
+                    .collect::<Vec<_>>()
+                    .into(),
+                BindingError::Cancelled => Vec::<String>::new().into(),
+                _ => ().into(),
+            };
             let mut value: Robj = list!(
                 kind = error.kind(),
                 message = error.to_string(),
                 current_batch_id = current_batch_id,
                 what = what,
-                name = name
+                name = name,
+                committed = committed
             )
             .into();
             match value.set_class(["batchstore_native_error"]) {

@@ -4,9 +4,9 @@
 //! have happened. The client never guesses: it sends the *same* commit again, with backoff and
 //! a bound. The metastore answers an identical retry of a commit it already made with the
 //! original versions (`already_committed`), and refuses anything else, so a retry can neither
-//! duplicate nor lose a write. Only the metastore's own answer ends the loop (a status it
-//! tagged with its error kind; anything else was made on the way, by the transport or a
-//! proxy). A refusal that follows a lost reply is not taken on trust either (a grant revoked
+//! duplicate nor lose a write. Only a definite answer ends the loop: the metastore's own (a
+//! status it tagged with its error kind) or a proxy's refusal to pass the call on; a status
+//! made while reading a reply cut short or garbled is no answer. A refusal that follows a lost reply is not taken on trust either (a grant revoked
 //! or a table dropped meanwhile refuses the resend even though the first send committed): the
 //! client aborts one of the batches, and only once that succeeds, which proves the commit
 //! never happened and never will, reports the refusal. When nothing settles it within the
@@ -159,10 +159,17 @@ where
 }
 
 /// True when a failed call is not settled: it may be sent again (see
-/// [`ClientError::retryable`]), or the status is not the metastore's answer at all (a garbled
-/// reply's OUT_OF_RANGE, a proxy's 403 or 404), so the call may well have been carried out.
+/// [`ClientError::retryable`]), or the status is one that reading a reply makes, not the
+/// metastore's answer (untagged INTERNAL, UNKNOWN, OUT_OF_RANGE or DATA_LOSS: a reply cut short
+/// or garbled), so the call may well have been carried out. A proxy's own refusals (401, 403,
+/// 404) are definite: it did not pass the call on.
 fn unsettled(status: &tonic::Status) -> bool {
-    ClientError::from(status.clone()).retryable() || !ClientError::answered_by_metastore(status)
+    ClientError::from(status.clone()).retryable()
+        || (!ClientError::answered_by_metastore(status)
+            && matches!(
+                status.code(),
+                Code::Internal | Code::Unknown | Code::OutOfRange | Code::DataLoss
+            ))
 }
 
 fn code_name(code: Code) -> &'static str {
@@ -172,5 +179,45 @@ fn code_name(code: Code) -> &'static str {
         Code::Cancelled => "cancelled",
         Code::ResourceExhausted => "busy",
         _ => "transport error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batchstore_proto::wire::ERROR_KIND_KEY;
+    use tonic::metadata::MetadataValue;
+
+    fn tagged(code: Code, kind: &'static str) -> tonic::Status {
+        let mut status = tonic::Status::new(code, "said by the metastore");
+        status
+            .metadata_mut()
+            .insert(ERROR_KIND_KEY, MetadataValue::from_static(kind));
+        status
+    }
+
+    /// What reading a broken reply makes is no answer; the metastore's answers and a proxy's
+    /// refusal to pass a call on are.
+    #[test]
+    fn only_definite_answers_settle_a_call() {
+        for no_answer in [
+            tonic::Status::out_of_range("Error, decoded message length too large"),
+            tonic::Status::internal("Unexpected EOF decoding stream."),
+            tonic::Status::unknown("protocol error: missing grpc-status trailer"),
+            tonic::Status::data_loss("garbled"),
+            tonic::Status::unavailable("connection refused"),
+            tagged(Code::Unavailable, "unavailable"),
+        ] {
+            assert!(unsettled(&no_answer), "{no_answer:?}");
+        }
+        for answer in [
+            tagged(Code::FailedPrecondition, "failed_precondition"),
+            tagged(Code::Internal, "internal"),
+            tagged(Code::NotFound, "not_found"),
+            tonic::Status::unimplemented("grpc-status header missing, mapped from HTTP 404"),
+            tonic::Status::permission_denied("grpc-status header missing, mapped from HTTP 403"),
+        ] {
+            assert!(!unsettled(&answer), "{answer:?}");
+        }
     }
 }

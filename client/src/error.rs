@@ -160,7 +160,7 @@ impl ClientError {
 
     /// True when the metastore itself sent `status`: it tags each of its errors with its
     /// kind. Any other status was made on the way (by the transport, by decoding a reply, by a
-    /// proxy), so it says nothing definite about what the metastore did.
+    /// proxy).
     pub(crate) fn answered_by_metastore(status: &tonic::Status) -> bool {
         status
             .metadata()

@@ -185,16 +185,7 @@ fn code_name(code: Code) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use batchstore_proto::wire::ERROR_KIND_KEY;
-    use tonic::metadata::MetadataValue;
-
-    fn tagged(code: Code, kind: &'static str) -> tonic::Status {
-        let mut status = tonic::Status::new(code, "said by the metastore");
-        status
-            .metadata_mut()
-            .insert(ERROR_KIND_KEY, MetadataValue::from_static(kind));
-        status
-    }
+    use crate::error::tests::from_metastore as tagged;
 
     /// What reading a broken reply makes is no answer; the metastore's answers and a proxy's
     /// refusal to pass a call on are.

@@ -279,12 +279,13 @@ impl From<tokio::task::JoinError> for ClientError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use batchstore_proto::wire::ERROR_KIND_KEY;
     use tonic::metadata::MetadataValue;
 
-    fn from_metastore(code: tonic::Code, kind: &'static str) -> tonic::Status {
+    /// A status as the metastore sends it: tagged with its kind.
+    pub(crate) fn from_metastore(code: tonic::Code, kind: &'static str) -> tonic::Status {
         let mut status = tonic::Status::new(code, "said by the metastore");
         status
             .metadata_mut()

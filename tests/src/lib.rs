@@ -382,6 +382,16 @@ impl Drop for Metastore {
     }
 }
 
+/// The environment of a metastore (a debug build) that holds every commit's transaction open
+/// for `pause` before committing: fault injection, so that a test can act while a commit is
+/// in flight.
+pub fn pausing_commits(pause: Duration) -> [(String, String); 1] {
+    [(
+        "BATCHSTORE_FAULT_COMMIT_PAUSE_MS".to_owned(),
+        pause.as_millis().to_string(),
+    )]
+}
+
 /// A table reference.
 pub fn table_ref(namespace: &str, table: &str) -> Option<pb::TableRef> {
     Some(pb::TableRef {

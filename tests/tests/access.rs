@@ -1190,7 +1190,7 @@ async fn an_abandoned_call_is_audited_once(backend: Backend) -> Result<()> {
         &db.url,
         &dir.path().join("warehouse").display().to_string(),
         &[],
-        &[("BATCHSTORE_FAULT_COMMIT_PAUSE_MS".into(), "1500".into())],
+        &batchstore_tests::pausing_commits(std::time::Duration::from_millis(1500)),
     )?;
     let mut rpc = server.client().await?;
     batchstore_tests::create_table(&mut rpc, "sales", "items").await?;

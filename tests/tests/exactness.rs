@@ -64,10 +64,7 @@ async fn setup_pausing_commits(
         &db.url,
         &warehouse.path().display().to_string(),
         &[],
-        &[(
-            "BATCHSTORE_FAULT_COMMIT_PAUSE_MS".to_owned(),
-            pause_ms.to_string(),
-        )],
+        &pausing_commits(Duration::from_millis(pause_ms)),
     )?;
     let mut client = server.client().await?;
     create_table(&mut client, "sales", "items").await?;

@@ -380,10 +380,7 @@ async fn a_refusal_after_a_lost_reply_is_settled_not_trusted(
         &db.url,
         &warehouse.path().display().to_string(),
         &[],
-        &[(
-            "BATCHSTORE_FAULT_COMMIT_PAUSE_MS".to_owned(),
-            "600".to_owned(),
-        )],
+        &pausing_commits(std::time::Duration::from_millis(600)),
     )?;
     let direct = Client::connect(Some(&server.endpoint())).await?;
     let table = TableName::new("sales", "settled");

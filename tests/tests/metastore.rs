@@ -989,10 +989,7 @@ async fn paging_and_lineage(backend: Backend) -> anyhow::Result<()> {
 async fn graceful_shutdown_finishes_commit(backend: Backend) -> anyhow::Result<()> {
     let db = TestDatabase::create(backend)?;
     let dir = tempfile::tempdir()?;
-    let pause = [(
-        "BATCHSTORE_FAULT_COMMIT_PAUSE_MS".to_owned(),
-        "1500".to_owned(),
-    )];
+    let pause = pausing_commits(Duration::from_millis(1500));
     let mut server = Metastore::start_with_env(
         &db.url,
         &dir.path().join("warehouse").display().to_string(),

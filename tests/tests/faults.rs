@@ -380,8 +380,40 @@ async fn a_refusal_after_a_lost_reply_is_settled_not_trusted(
         &db.url,
         &warehouse.path().display().to_string(),
         &[],
-        &pausing_commits(std::time::Duration::from_millis(600)),
+        &pausing_commits(std::time::Duration::from_millis(1000)),
     )?;
+    // The data files written so far: a new one means a write uploaded and sends its commit.
+    let uploaded = || {
+        fn count(dir: &std::path::Path) -> usize {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|entry| {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        count(&path)
+                    } else {
+                        usize::from(path.extension().is_some_and(|e| e == "parquet"))
+                    }
+                })
+                .sum()
+        }
+        count(warehouse.path())
+    };
+    let in_flight = |files: usize| async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while uploaded() == files {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the write never uploaded"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // The commit follows its upload at once, and the metastore holds it for a second.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        anyhow::Ok(())
+    };
     let direct = Client::connect(Some(&server.endpoint())).await?;
     let table = TableName::new("sales", "settled");
     let partition = PartitionSpec::named([("ds", "p")]);
@@ -411,6 +443,7 @@ async fn a_refusal_after_a_lost_reply_is_settled_not_trusted(
     // commit); another write moves the partition; the resend's compare-and-swap fails. The
     // refusal is true, and the client proves it by aborting the batch first.
     let before = current().await?;
+    let files = uploaded();
     let write = tokio::spawn({
         let (faulty, request) = (
             faulty.clone(),
@@ -422,7 +455,7 @@ async fn a_refusal_after_a_lost_reply_is_settled_not_trusted(
                 .await
         }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    in_flight(files).await?;
     proxy.block(Block::Close);
     write_one(&direct, &table, &partition, 2).await?;
     proxy.block(Block::Open);
@@ -443,6 +476,7 @@ async fn a_refusal_after_a_lost_reply_is_settled_not_trusted(
     // The first send commits but its reply is lost; the table is dropped before the resend
     // arrives, which is then refused (NOT_FOUND). The client cannot abort the batch to prove
     // anything (it is committed), so the outcome is unknown, never "not found".
+    let files = uploaded();
     let write = tokio::spawn({
         let (faulty, request) = (faulty.clone(), request(3, None));
         async move {
@@ -451,7 +485,7 @@ async fn a_refusal_after_a_lost_reply_is_settled_not_trusted(
                 .await
         }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    in_flight(files).await?;
     proxy.block(Block::LoseReplies);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !direct

@@ -95,7 +95,9 @@ impl Client {
 
     /// Aborts the first of `batches`: once that succeeds, the commit of all of them never
     /// happened and never will (one commit publishes all its batches or none, and an aborted
-    /// batch cannot be committed). A committed batch refuses to be aborted.
+    /// batch cannot be committed). A batch the catalog does not hold at all (one lost in a
+    /// database crash before its commit) is proof as well; a committed batch refuses to be
+    /// aborted, and one whose table was dropped is no proof either way.
     async fn abort_one(&self, batches: &[&str]) -> Result<()> {
         let Some(batch_id) = batches.first() else {
             return Ok(());
@@ -109,8 +111,16 @@ impl Client {
             async move { rpc.abort_write(call).await }
         })
         .await
-        .map(|_| ())
-        .map_err(|(status, _)| ClientError::from(status))
+        .map_or_else(
+            |(status, _)| match ClientError::from(status) {
+                ClientError::NotFound {
+                    what: Some(crate::error::Missing::Batch),
+                    ..
+                } => Ok(()),
+                other => Err(other),
+            },
+            |_| Ok(()),
+        )
     }
 }
 

@@ -1044,12 +1044,29 @@ async fn commit_after_table_drop_is_refused(backend: Backend) -> anyhow::Result<
         .await
         .expect_err("the table is gone");
     assert_eq!(refused.code(), Code::NotFound, "{}", refused.message());
-    assert_eq!(missing(&refused), ("batch".into(), begun.batch_id));
+    assert_eq!(missing(&refused), ("batch".into(), begun.batch_id.clone()));
     assert!(
         refused.message().contains("dropped"),
         "{}",
         refused.message()
     );
+    // An abort tells a batch whose table was dropped (it may have been committed before) from
+    // one the catalog never held (never committed): a client settling a lost reply relies on it.
+    for batch_id in [begun.batch_id.clone(), uuid::Uuid::now_v7().to_string()] {
+        let refused = client
+            .abort_write(pb::AbortWriteRequest {
+                batch_id: batch_id.clone(),
+            })
+            .await
+            .expect_err("not abortable");
+        assert_eq!(refused.code(), Code::NotFound, "{}", refused.message());
+        let expected = if batch_id == begun.batch_id {
+            ("table".to_owned(), "sales.items".to_owned())
+        } else {
+            ("batch".to_owned(), batch_id)
+        };
+        assert_eq!(missing(&refused), expected, "{}", refused.message());
+    }
     Ok(())
 }
 

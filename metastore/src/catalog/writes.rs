@@ -215,7 +215,7 @@ impl Catalog {
         check_batch_id(batch_id)?;
         let batch = match self.recall_began(batch_id) {
             Some(batch) => batch,
-            None => self.batch(batch_id, false).await?,
+            None => self.batch_or_why_not(batch_id).await?,
         };
         check(&batch)?;
         self.forget_began([batch_id]);
@@ -228,7 +228,7 @@ impl Catalog {
         if aborted.rows_affected() > 0 {
             return Ok(());
         }
-        let batch = self.batch(batch_id, false).await?;
+        let batch = self.batch_or_why_not(batch_id).await?;
         match batch.state {
             BatchState::Committed => Err(CatalogError::FailedPrecondition(format!(
                 "batch {batch_id} is already committed (version {}) and cannot be aborted; \
@@ -236,6 +236,54 @@ impl Catalog {
                 batch.version.unwrap_or_default()
             ))),
             _ => Ok(()),
+        }
+    }
+
+    /// The batch, or why it cannot be found: its table (or namespace) was dropped (`NotFound`
+    /// of the table: the batch may well have been committed before), or the catalog never held
+    /// it (`NotFound` of the batch: it was never committed, so a client settling a commit
+    /// whose reply was lost takes that as proof).
+    async fn batch_or_why_not(&self, batch_id: &str) -> CatalogResult<BatchRecord> {
+        match self.batch(batch_id, false).await {
+            Err(CatalogError::NotFound {
+                what: Missing::Batch,
+                ..
+            }) => Err(self.missing_batch(batch_id).await),
+            found => found,
+        }
+    }
+
+    async fn missing_batch(&self, batch_id: &str) -> CatalogError {
+        let dropped = sqlx::query(
+            "SELECT n.name AS namespace, t.name AS name FROM batches b \
+             JOIN tables t ON t.id = b.table_id JOIN namespaces n ON n.id = t.namespace_id \
+             WHERE b.batch_id = $1",
+        )
+        .bind(batch_id)
+        .fetch_optional(&self.pool)
+        .await;
+        match dropped {
+            Ok(Some(row)) => {
+                let table = format!(
+                    "{}.{}",
+                    row.try_get::<String, _>("namespace").unwrap_or_default(),
+                    row.try_get::<String, _>("name").unwrap_or_default()
+                );
+                CatalogError::not_found(
+                    Missing::Table,
+                    table.clone(),
+                    format!(
+                        "batch {batch_id} belongs to table {}, which was dropped",
+                        quote_for_message(&table)
+                    ),
+                )
+            }
+            Ok(None) => CatalogError::not_found(
+                Missing::Batch,
+                batch_id,
+                format!("batch {batch_id} does not exist"),
+            ),
+            Err(error) => error.into(),
         }
     }
 

@@ -6,10 +6,11 @@
 //! original versions (`already_committed`), and refuses anything else, so a retry can neither
 //! duplicate nor lose a write. Only a definite answer ends the loop: the metastore's own (a
 //! status it tagged with its error kind) or a proxy's refusal to pass the call on; a status
-//! made while reading a reply cut short or garbled is no answer. A refusal that follows a lost reply is not taken on trust either (a grant revoked
-//! or a table dropped meanwhile refuses the resend even though the first send committed): the
-//! client aborts one of the batches, and only once that succeeds, which proves the commit
-//! never happened and never will, reports the refusal. When nothing settles it within the
+//! made while reading a reply cut short or garbled is no answer. A refusal that follows a lost
+//! reply is not taken on trust either (a grant revoked or a table dropped meanwhile refuses
+//! the resend even though the first send committed): the client aborts one of the batches,
+//! and only once that succeeds, which proves the commit never happened and never will,
+//! reports the refusal. When nothing settles it within the
 //! bound, the error says the outcome is unknown and how to settle it, and the batches are not
 //! aborted (their commit may have succeeded).
 
@@ -103,12 +104,8 @@ impl Client {
             return Ok(());
         };
         repeat_while_unknown(|| {
-            let mut call = tonic::Request::new(pb::AbortWriteRequest {
-                batch_id: (*batch_id).to_owned(),
-            });
-            call.set_timeout(crate::client::RPC_DEADLINE);
             let mut rpc = self.rpc.clone();
-            async move { rpc.abort_write(call).await }
+            async move { rpc.abort_write(abort_call(batch_id)).await }
         })
         .await
         .map_or_else(
@@ -124,6 +121,15 @@ impl Client {
     }
 }
 
+/// The AbortWrite call of one batch, with its deadline.
+pub(crate) fn abort_call(batch_id: &str) -> tonic::Request<pb::AbortWriteRequest> {
+    let mut call = tonic::Request::new(pb::AbortWriteRequest {
+        batch_id: batch_id.to_owned(),
+    });
+    call.set_timeout(crate::client::RPC_DEADLINE);
+    call
+}
+
 /// What a user does about a commit whose outcome is unknown.
 fn how_to_settle(batches: &[&str]) -> String {
     format!(
@@ -136,8 +142,8 @@ fn how_to_settle(batches: &[&str]) -> String {
 }
 
 /// Sends a call again while its failure leaves the outcome unknown ([`unsettled`]), with
-/// backoff, at most [`MAX_ATTEMPTS`] times and for [`SETTLE_LIMIT`]. Only for calls that are safe to repeat:
-/// idempotent ones (a commit, a read), or ones whose repeats are harmless (a BeginWrite, whose
+/// backoff, at most [`MAX_ATTEMPTS`] times and for [`SETTLE_LIMIT`]. Only for calls that are
+/// safe to repeat: idempotent ones (a commit, a read), or ones whose repeats are harmless (a BeginWrite, whose
 /// unused batch is given up when its lease runs out). Returns the last status and the number
 /// of attempts on failure.
 pub(crate) async fn repeat_while_unknown<T, F, Fut>(

@@ -656,11 +656,7 @@ impl Drop for PendingBatches {
 
 async fn abort_all(mut rpc: crate::client::Rpc, batch_ids: Vec<String>) {
     for batch_id in batch_ids {
-        let mut call = tonic::Request::new(pb::AbortWriteRequest {
-            batch_id: batch_id.clone(),
-        });
-        call.set_timeout(crate::client::RPC_DEADLINE);
-        if let Err(error) = rpc.abort_write(call).await {
+        if let Err(error) = rpc.abort_write(crate::commit::abort_call(&batch_id)).await {
             tracing::debug!(%batch_id, %error, "could not abort the batch; its lease will expire");
         }
     }

@@ -46,10 +46,10 @@ impl Counter {
         true
     }
 
-    /// Ends the line if anything was printed.
-    pub fn finish(&self, printed: bool) {
-        if printed {
-            self.show();
+    /// Prints the final counts and ends the line when the work ran longer than the delay, also
+    /// when it ended before the main thread woke to show it (a zero delay always shows them).
+    pub fn finish(&self) {
+        if self.show() {
             reprintln!();
         }
     }

@@ -48,7 +48,6 @@ where
 {
     let runtime = runtime()?;
     let mut handle = runtime.spawn(work);
-    let mut printed = false;
     let outcome = loop {
         let finished = runtime.block_on(async {
             tokio::time::timeout(Duration::from_millis(100), &mut handle)
@@ -76,13 +75,13 @@ where
                     break Err(BindingError::Cancelled);
                 }
                 if let Some(progress) = progress {
-                    printed |= progress.show();
+                    progress.show();
                 }
             }
         }
     };
     if let Some(progress) = progress {
-        progress.finish(printed);
+        progress.finish();
     }
     outcome
 }
